@@ -1,0 +1,525 @@
+package rooms
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nbd-wtf/go-nostr"
+
+	"github.com/nestbot/nestbot/nostrx"
+)
+
+// State is the Redis side of Engine: room records and the bot's own
+// bookkeeping. RedisStore implements it.
+type State interface {
+	Record(ctx context.Context, id string) (*Record, error)
+	PutRecord(ctx context.Context, rec *Record) error
+	Lock(ctx context.Context, room string, ttl time.Duration) (func(), error)
+	Replacement(ctx context.Context, c nostrx.Coordinate) (string, error)
+	SetReplacement(ctx context.Context, c nostrx.Coordinate, newID string, ttl time.Duration) error
+	ChoosePending(ctx context.Context, c nostrx.Coordinate, newID string, ttl time.Duration) (string, error)
+	MarkRestarted(ctx context.Context, room string, cooldown time.Duration) error
+	CoolingDown(ctx context.Context, room string) (bool, error)
+	LastEvent(ctx context.Context, d string) (*nostr.Event, error)
+	SaveEvent(ctx context.Context, ev *nostr.Event) error
+}
+
+// LiveKit is the media side of Engine. LiveKitRooms implements it.
+type LiveKit interface {
+	Find(ctx context.Context, name string) (*LiveRoom, error)
+	Ensure(ctx context.Context, name, metadata string) (*LiveRoom, error)
+	Recreate(ctx context.Context, name, metadata string) (*LiveRoom, error)
+}
+
+// RoomEvents is the Nostr side of Engine: reading a room's newest 30312 and
+// publishing the bot's own. The bot implements it over its relays.
+type RoomEvents interface {
+	// Latest returns the newest verified 30312 at c from relays, or nil
+	// when none answered with one in time.
+	Latest(ctx context.Context, c nostrx.Coordinate, relays []string) (*nostr.Event, error)
+	// Publish returns once at least one relay accepted ev.
+	Publish(ctx context.Context, ev *nostr.Event, relays []string) error
+}
+
+// Signer signs the 30312 events the bot publishes.
+type Signer interface {
+	PublicKey() string
+	Sign(ev *nostr.Event) error
+}
+
+// Settings are Engine's knobs, taken from configuration.
+type Settings struct {
+	Relays           []string      // the bot's relays: lookups, publishing, default room relays
+	ServiceURL       string        // written into "service" tags
+	Endpoint         string        // LiveKit endpoint, see nostrx.LiveKitEndpoint
+	Cooldown         time.Duration // limits.room_cooldown
+	DependencyBudget time.Duration // limits.dependency_timeout
+	LookupTimeout    time.Duration // nostr.lookup_timeout
+}
+
+// Engine is the recreate algorithm: authorize, then restart a room in place
+// while its record exists or recreate it under a new ID when it is gone,
+// and publish the replacement room event.
+type Engine struct {
+	State   State
+	LiveKit LiveKit
+	Events  RoomEvents
+	Signer  Signer
+	Tokens  Tokens
+	Set     Settings
+	Now     func() time.Time // nil means time.Now
+}
+
+// Result is what a restart produced, ready to become a response.
+type Result struct {
+	nostrx.RestartResult
+	Room   nostrx.Coordinate // the live room's address
+	SID    string            // LiveKit room SID, empty after a cool-down answer
+	Relays []string          // the live room's relays
+}
+
+// Messages of a restart result; clients show them as they are.
+const (
+	MsgRestarted = "Nest restarted"
+	MsgRecreated = "Nest recreated with new room ID"
+	MsgCoolDown  = "Nest was restarted moments ago; rejoin with this token"
+)
+
+// replacementTTL is how long the bot remembers which room replaced which.
+const replacementTTL = 30 * 24 * time.Hour
+
+func (e *Engine) now() time.Time {
+	if e.Now != nil {
+		return e.Now()
+	}
+	return time.Now()
+}
+
+// Restart handles one verified restart request. Refusals are
+// *nostrx.RequestError values; on any error nothing outside the bot's
+// bookkeeping has changed, except a recreation cut off half way, which the
+// next request for the same room finishes under the same new ID.
+func (e *Engine) Restart(ctx context.Context, req nostrx.Request) (*Result, error) {
+	unlock, err := e.lock(ctx, req.Room.D)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+
+	target, redirected, err := e.resolve(ctx, req.Room)
+	if err != nil {
+		return nil, err
+	}
+	if redirected {
+		unlockTarget, err := e.lock(ctx, target.D)
+		if err != nil {
+			return nil, err
+		}
+		defer unlockTarget()
+	}
+	rec, err := e.record(ctx, target.D)
+	if err != nil {
+		return nil, err
+	}
+	if rec == nil {
+		return e.recreate(ctx, req)
+	}
+	role, err := AuthorizeByRecord(rec, req.Requester)
+	if err != nil {
+		return nil, err
+	}
+	res, err := e.restartInPlace(ctx, req, target, rec, role)
+	if err != nil {
+		return nil, err
+	}
+	if redirected {
+		res.IsNewRoom = true
+		res.OriginalRoomID = req.Room.D
+	}
+	return res, nil
+}
+
+// resolve follows the bot's memory of replaced rooms: a request for a room
+// the bot already recreated is a request for its replacement, as long as
+// the replacement's record exists.
+func (e *Engine) resolve(ctx context.Context, c nostrx.Coordinate) (nostrx.Coordinate, bool, error) {
+	newID, err := retry(ctx, e.Set.DependencyBudget, func(ctx context.Context) (string, error) {
+		return e.State.Replacement(ctx, c)
+	})
+	if err != nil {
+		return c, false, unavailable(err)
+	}
+	if newID == "" {
+		return c, false, nil
+	}
+	rec, err := e.record(ctx, newID)
+	if err != nil {
+		return c, false, err
+	}
+	if rec == nil {
+		return c, false, nil
+	}
+	return nostrx.Coordinate{Kind: nostrx.KindRoom, Author: e.Signer.PublicKey(), D: newID}, true, nil
+}
+
+func (e *Engine) restartInPlace(ctx context.Context, req nostrx.Request, target nostrx.Coordinate, rec *Record, role nostrx.Role) (*Result, error) {
+	cooling, err := retry(ctx, e.Set.DependencyBudget, func(ctx context.Context) (bool, error) {
+		return e.State.CoolingDown(ctx, rec.ID)
+	})
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	// A room whose 30312 the bot published is addressed by the bot's key,
+	// whoever the requester named; the record's own author is unknown.
+	last, err := retry(ctx, e.Set.DependencyBudget, func(ctx context.Context) (*nostr.Event, error) {
+		return e.State.LastEvent(ctx, rec.ID)
+	})
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	if last != nil && last.PubKey == e.Signer.PublicKey() {
+		target = nostrx.Coordinate{Kind: nostrx.KindRoom, Author: last.PubKey, D: rec.ID}
+	}
+	if cooling {
+		return e.result(target, rec, req.Requester, role, MsgCoolDown, "", nil)
+	}
+
+	now := e.now()
+	rec.Status = StatusActive
+	rec.RestartedAt = now.UnixMilli()
+	room, err := retry(ctx, e.Set.DependencyBudget, func(ctx context.Context) (*LiveRoom, error) {
+		return e.LiveKit.Recreate(ctx, rec.ID, roomMetadata(rec))
+	})
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	if err := e.put(ctx, rec); err != nil {
+		return nil, err
+	}
+	var published *nostr.Event
+	if last != nil && last.PubKey == e.Signer.PublicKey() {
+		orig, err := nostrx.ParseRoomEvent(last)
+		if err != nil {
+			return nil, fmt.Errorf("republish %s: %w", rec.ID, err)
+		}
+		spec := e.spec(rec, orig, now)
+		spec.Replaces = replacesTag(last)
+		if published, err = e.publish(ctx, spec, last); err != nil {
+			return nil, err
+		}
+	}
+	if err := e.markRestarted(ctx, rec.ID); err != nil {
+		return nil, err
+	}
+	return e.result(target, rec, req.Requester, role, MsgRestarted, room.SID, published)
+}
+
+func (e *Engine) recreate(ctx context.Context, req nostrx.Request) (*Result, error) {
+	orig, err := e.lookup(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	role, err := AuthorizeByEvent(req.Room, orig, req.Requester)
+	if err != nil {
+		return nil, err
+	}
+
+	newID, err := retry(ctx, e.Set.DependencyBudget, func(ctx context.Context) (string, error) {
+		return e.State.ChoosePending(ctx, req.Room, uuid.NewString(), replacementTTL)
+	})
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	now := e.now()
+	rec := e.newRecord(newID, req, orig, now)
+	room, err := retry(ctx, e.Set.DependencyBudget, func(ctx context.Context) (*LiveRoom, error) {
+		return e.LiveKit.Ensure(ctx, newID, roomMetadata(rec))
+	})
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	if err := e.put(ctx, rec); err != nil {
+		return nil, err
+	}
+	spec := e.spec(rec, orig, now)
+	spec.Replaces = &req.Room
+	last, err := retry(ctx, e.Set.DependencyBudget, func(ctx context.Context) (*nostr.Event, error) {
+		return e.State.LastEvent(ctx, newID)
+	})
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	published, err := e.publish(ctx, spec, last)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := retry(ctx, e.Set.DependencyBudget, func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, e.State.SetReplacement(ctx, req.Room, newID, replacementTTL)
+	}); err != nil {
+		return nil, unavailable(err)
+	}
+	if err := e.markRestarted(ctx, newID); err != nil {
+		return nil, err
+	}
+	target := nostrx.Coordinate{Kind: nostrx.KindRoom, Author: e.Signer.PublicKey(), D: newID}
+	res, err := e.result(target, rec, req.Requester, role, MsgRecreated, room.SID, published)
+	if err != nil {
+		return nil, err
+	}
+	res.IsNewRoom = true
+	res.OriginalRoomID = req.Room.D
+	return res, nil
+}
+
+// lookup fetches the newest 30312 at the requested coordinate from the
+// bot's relays and the request's hint, within the lookup timeout. A room
+// with no event, or none in time, is nil: then only its author may act.
+func (e *Engine) lookup(ctx context.Context, req nostrx.Request) (*nostrx.RoomEvent, error) {
+	lookupCtx, cancel := context.WithTimeout(ctx, e.Set.LookupTimeout)
+	defer cancel()
+	relays := e.Set.Relays
+	if req.RelayHint != "" && !slices.Contains(relays, req.RelayHint) {
+		relays = append(slices.Clip(relays), req.RelayHint)
+	}
+	raw, err := e.Events.Latest(lookupCtx, req.Room, relays)
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	if err != nil || raw == nil {
+		return nil, nil
+	}
+	orig, err := nostrx.ParseRoomEvent(raw)
+	if err != nil {
+		return nil, nil // an unreadable event proves no roles
+	}
+	return orig, nil
+}
+
+// Status answers a status request with the same authorization as a
+// restart: whether the LiveKit room is live, its participants, whether the
+// record exists and when the room was last restarted.
+func (e *Engine) Status(ctx context.Context, req nostrx.Request) (*nostrx.StatusResult, error) {
+	target, _, err := e.resolve(ctx, req.Room)
+	if err != nil {
+		return nil, err
+	}
+	rec, err := e.record(ctx, target.D)
+	if err != nil {
+		return nil, err
+	}
+	var relays []string
+	if rec != nil {
+		if _, err := AuthorizeByRecord(rec, req.Requester); err != nil {
+			return nil, err
+		}
+		relays = rec.Relays
+	} else {
+		orig, err := e.lookup(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := AuthorizeByEvent(req.Room, orig, req.Requester); err != nil {
+			return nil, err
+		}
+		if orig != nil {
+			relays = orig.Relays
+		}
+	}
+	room, err := retry(ctx, e.Set.DependencyBudget, func(ctx context.Context) (*LiveRoom, error) {
+		return e.LiveKit.Find(ctx, target.D)
+	})
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	res := &nostrx.StatusResult{RoomID: target.D, Record: rec != nil, Naddr: target.Naddr(firstN(relays, 3)...)}
+	if room != nil {
+		res.Live, res.Participants = true, room.Participants
+	}
+	if rec != nil {
+		res.RestartedAt = rec.RestartedAt
+	}
+	return res, nil
+}
+
+// newRecord builds the record of a room recreated under a new ID. The
+// requester becomes host; the original's hosts and admins and its author
+// (unless that is the bot) stay admins, so an admin who recreates a room
+// never locks its host out.
+func (e *Engine) newRecord(id string, req nostrx.Request, orig *nostrx.RoomEvent, now time.Time) *Record {
+	rec := &Record{
+		ID: id, Host: req.Requester, Admins: []string{req.Requester}, Speakers: []string{req.Requester},
+		CreatedAt: now.UnixMilli(), RestartedAt: now.UnixMilli(), Status: StatusActive,
+		OriginalRoomID: req.Room.D, IsRecreated: true,
+	}
+	add := func(list *[]string, pk string) {
+		if pk != "" && pk != e.Signer.PublicKey() && !slices.Contains(*list, pk) {
+			*list = append(*list, pk)
+		}
+	}
+	if orig != nil {
+		add(&rec.Admins, orig.Room.Author)
+		add(&rec.Speakers, orig.Room.Author)
+		for _, pk := range sortedKeys(orig.Roles) {
+			switch orig.Roles[pk] {
+			case nostrx.RoleHost, nostrx.RoleAdmin:
+				add(&rec.Admins, pk)
+				add(&rec.Speakers, pk)
+			case nostrx.RoleSpeaker:
+				add(&rec.Speakers, pk)
+			}
+		}
+		rec.Relays = slices.Clone(orig.Relays)
+	}
+	if len(rec.Relays) == 0 {
+		rec.Relays = slices.Clone(e.Set.Relays)
+	}
+	return rec
+}
+
+// spec describes the 30312 the bot publishes for rec, keeping what the
+// original event said about the room that the record does not hold.
+func (e *Engine) spec(rec *Record, orig *nostrx.RoomEvent, now time.Time) nostrx.RoomSpec {
+	s := nostrx.RoomSpec{
+		D: rec.ID, Status: nostrx.StatusOpen, Service: e.Set.ServiceURL, Streaming: e.Set.Endpoint,
+		Starts: now.Unix(), Relays: rec.Relays, Host: rec.Host, Admins: rec.Admins, Speakers: rec.Speakers,
+	}
+	if orig != nil {
+		s.Title, s.Summary, s.Image, s.Color, s.Topics = orig.Title, orig.Summary, orig.Image, orig.Color, orig.Topics
+		if s.Service == "" {
+			s.Service = orig.Service
+		}
+	}
+	return s
+}
+
+// publish signs spec with a created_at above the last version the bot
+// published for the same d, publishes it and remembers it.
+func (e *Engine) publish(ctx context.Context, spec nostrx.RoomSpec, last *nostr.Event) (*nostr.Event, error) {
+	ev := nostrx.BuildRoomEvent(spec, nextCreatedAt(e.now(), last))
+	if err := e.Signer.Sign(&ev); err != nil {
+		return nil, err
+	}
+	relays := e.Set.Relays
+	for _, r := range spec.Relays {
+		if !slices.Contains(relays, r) {
+			relays = append(slices.Clip(relays), r)
+		}
+	}
+	if err := e.Events.Publish(ctx, &ev, relays); err != nil {
+		return nil, nostrx.Refuse(nostrx.CodeUnavailable, "no relay accepted the room event: %v", err)
+	}
+	if _, err := retry(ctx, e.Set.DependencyBudget, func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, e.State.SaveEvent(ctx, &ev)
+	}); err != nil {
+		return nil, unavailable(err)
+	}
+	return &ev, nil
+}
+
+func (e *Engine) result(target nostrx.Coordinate, rec *Record, requester string, role nostrx.Role, msg, sid string, ev *nostr.Event) (*Result, error) {
+	token, err := e.Tokens.Mint(rec.ID, requester, role)
+	if err != nil {
+		return nil, err
+	}
+	return &Result{
+		RestartResult: nostrx.RestartResult{
+			RoomID: rec.ID, Endpoints: []string{e.Set.Endpoint}, Token: token, Message: msg,
+			Naddr: target.Naddr(firstN(rec.Relays, 3)...), Event: ev,
+		},
+		Room: target, SID: sid, Relays: rec.Relays,
+	}, nil
+}
+
+func (e *Engine) lock(ctx context.Context, room string) (func(), error) {
+	lockCtx, cancel := context.WithTimeout(ctx, e.Set.DependencyBudget)
+	defer cancel()
+	unlock, err := e.State.Lock(lockCtx, room, e.Set.DependencyBudget*3+e.Set.LookupTimeout)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, unavailable(err)
+	}
+	return unlock, nil
+}
+
+func (e *Engine) record(ctx context.Context, id string) (*Record, error) {
+	rec, err := retry(ctx, e.Set.DependencyBudget, func(ctx context.Context) (*Record, error) {
+		return e.State.Record(ctx, id)
+	})
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	return rec, nil
+}
+
+func (e *Engine) put(ctx context.Context, rec *Record) error {
+	_, err := retry(ctx, e.Set.DependencyBudget, func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, e.State.PutRecord(ctx, rec)
+	})
+	return unavailable(err)
+}
+
+func (e *Engine) markRestarted(ctx context.Context, id string) error {
+	_, err := retry(ctx, e.Set.DependencyBudget, func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, e.State.MarkRestarted(ctx, id, e.Set.Cooldown)
+	})
+	return unavailable(err)
+}
+
+// unavailable turns a dependency failure that outlived its retries into the
+// UNAVAILABLE answer; other errors pass through.
+func unavailable(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, ErrUnavailable) {
+		return errors.Join(nostrx.Refuse(nostrx.CodeUnavailable, "a backing service is unavailable; try again shortly"), err)
+	}
+	return err
+}
+
+// roomMetadata is the LiveKit room metadata the Nests API server writes, so
+// its clients read a recreated room like one of their own.
+func roomMetadata(rec *Record) string {
+	m := map[string]any{"nestId": rec.ID, "host": rec.Host, "relays": rec.Relays, "createdAt": rec.CreatedAt}
+	if rec.RestartedAt != 0 {
+		m["restartedAt"] = rec.RestartedAt
+	}
+	b, _ := json.Marshal(m)
+	return string(b)
+}
+
+// replacesTag keeps the "a" tag naming the room a bot-published event
+// replaced, so a republished event still leads back to the original.
+func replacesTag(ev *nostr.Event) *nostrx.Coordinate {
+	for _, t := range ev.Tags {
+		if len(t) == 2 && t[0] == "a" {
+			if c, err := nostrx.ParseCoordinate(t[1]); err == nil {
+				return &c
+			}
+		}
+	}
+	return nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+func firstN(s []string, n int) []string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}

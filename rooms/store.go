@@ -1,0 +1,232 @@
+package rooms
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nbd-wtf/go-nostr"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/nestbot/nestbot/nostrx"
+)
+
+// RedisStore keeps room records under the Nests API server's prefix and the
+// bot's own bookkeeping (claims, locks, replacements, published events)
+// under a prefix of its own, so the two never collide.
+type RedisStore struct {
+	rdb          redis.UniversalClient
+	recordPrefix string
+	botPrefix    string
+	roomTTL      time.Duration
+}
+
+// NewRedisStore wraps a go-redis client; recordPrefix is "nest:" for the
+// Nests API server, botPrefix "nestbot:".
+func NewRedisStore(rdb redis.UniversalClient, recordPrefix, botPrefix string, roomTTL time.Duration) *RedisStore {
+	return &RedisStore{rdb: rdb, recordPrefix: recordPrefix, botPrefix: botPrefix, roomTTL: roomTTL}
+}
+
+// Client exposes the Redis client to the bot's own bookkeeping (claims,
+// checkpoints, rate limits) so one connection pool serves the process.
+func (s *RedisStore) Client() redis.UniversalClient { return s.rdb }
+
+// BotKey is a key under the bot's own prefix.
+func (s *RedisStore) BotKey(parts ...string) string {
+	k := s.botPrefix
+	for i, p := range parts {
+		if i > 0 {
+			k += ":"
+		}
+		k += p
+	}
+	return k
+}
+
+func redisErr(op string, err error) error {
+	return fmt.Errorf("redis %s: %w: %w", op, ErrUnavailable, err)
+}
+
+// Record reads a room's record; it returns nil when there is none.
+func (s *RedisStore) Record(ctx context.Context, id string) (*Record, error) {
+	b, err := s.rdb.Get(ctx, s.recordPrefix+id).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, redisErr("get record "+id, err)
+	}
+	var rec Record
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return nil, fmt.Errorf("record %s is not valid JSON: %w", id, err)
+	}
+	if err := rec.validate(id); err != nil {
+		return nil, err
+	}
+	return &rec, nil
+}
+
+// PutRecord writes a record with the room TTL, as the Nests API server's
+// SETEX does.
+func (s *RedisStore) PutRecord(ctx context.Context, rec *Record) error {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("encode record %s: %w", rec.ID, err)
+	}
+	if err := s.rdb.Set(ctx, s.recordPrefix+rec.ID, b, s.roomTTL).Err(); err != nil {
+		return redisErr("set record "+rec.ID, err)
+	}
+	return nil
+}
+
+// unlockScript deletes a lock only if it still holds our token, so a worker
+// whose lock expired can never release another worker's lock.
+var unlockScript = redis.NewScript(`if redis.call("get", KEYS[1]) == ARGV[1] then return redis.call("del", KEYS[1]) else return 0 end`)
+
+// Lock takes the per-room lock, waiting for it until ctx ends. ttl bounds how
+// long a crashed holder can block the room. The returned func releases it.
+func (s *RedisStore) Lock(ctx context.Context, room string, ttl time.Duration) (func(), error) {
+	key := s.BotKey("lock", room)
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	token := hex.EncodeToString(b[:])
+	wait := 2 * time.Millisecond
+	for {
+		ok, err := s.rdb.SetNX(ctx, key, token, ttl).Result()
+		if err != nil {
+			return nil, redisErr("lock "+room, err)
+		}
+		if ok {
+			return func() {
+				ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+				defer cancel()
+				_ = unlockScript.Run(ctx, s.rdb, []string{key}, token).Err()
+			}, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("lock %s: %w", room, ctx.Err())
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, 100*time.Millisecond)
+	}
+}
+
+func replacedKey(c nostrx.Coordinate) []string { return []string{"replaced", c.Author, c.D} }
+func pendingKey(c nostrx.Coordinate) []string  { return []string{"pending", c.Author, c.D} }
+
+// Replacement returns the ID of the room that replaced the room at c, or "".
+func (s *RedisStore) Replacement(ctx context.Context, c nostrx.Coordinate) (string, error) {
+	return s.getString(ctx, "replacement of "+c.String(), s.BotKey(replacedKey(c)...))
+}
+
+// SetReplacement remembers that the room at c was replaced by room newID, and
+// clears the pending choice for c in the same transaction.
+func (s *RedisStore) SetReplacement(ctx context.Context, c nostrx.Coordinate, newID string, ttl time.Duration) error {
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Set(ctx, s.BotKey(replacedKey(c)...), newID, ttl)
+		p.Del(ctx, s.BotKey(pendingKey(c)...))
+		return nil
+	})
+	if err != nil {
+		return redisErr("set replacement of "+c.String(), err)
+	}
+	return nil
+}
+
+// PendingReplacement returns the new ID already chosen for c by a
+// recreation that did not finish, or "". ChoosePending stores one; the
+// first choice wins, so a resumed recreation finishes the same room.
+func (s *RedisStore) PendingReplacement(ctx context.Context, c nostrx.Coordinate) (string, error) {
+	return s.getString(ctx, "pending replacement of "+c.String(), s.BotKey(pendingKey(c)...))
+}
+
+// ChoosePending records newID as c's replacement-to-be unless one is already
+// recorded, and returns the one that holds.
+func (s *RedisStore) ChoosePending(ctx context.Context, c nostrx.Coordinate, newID string, ttl time.Duration) (string, error) {
+	key := s.BotKey(pendingKey(c)...)
+	ok, err := s.rdb.SetNX(ctx, key, newID, ttl).Result()
+	if err != nil {
+		return "", redisErr("choose replacement of "+c.String(), err)
+	}
+	if ok {
+		return newID, nil
+	}
+	return s.getString(ctx, "pending replacement of "+c.String(), key)
+}
+
+// MarkRestarted starts a room's cool-down.
+func (s *RedisStore) MarkRestarted(ctx context.Context, room string, cooldown time.Duration) error {
+	if err := s.rdb.Set(ctx, s.BotKey("last", room), time.Now().UnixMilli(), cooldown).Err(); err != nil {
+		return redisErr("mark restart of "+room, err)
+	}
+	return nil
+}
+
+// CoolingDown reports whether room was (re)created within its cool-down.
+func (s *RedisStore) CoolingDown(ctx context.Context, room string) (bool, error) {
+	n, err := s.rdb.Exists(ctx, s.BotKey("last", room)).Result()
+	if err != nil {
+		return false, redisErr("cool-down of "+room, err)
+	}
+	return n > 0, nil
+}
+
+// eventTTL keeps the last event the bot published for a room long after the
+// room's record, so created_at keeps increasing across long gaps.
+const eventTTL = 30 * 24 * time.Hour
+
+// LastEvent returns the last 30312 the bot published for d, or nil.
+func (s *RedisStore) LastEvent(ctx context.Context, d string) (*nostr.Event, error) {
+	b, err := s.rdb.Get(ctx, s.BotKey("event", d)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, redisErr("get last event of "+d, err)
+	}
+	var ev nostr.Event
+	if err := json.Unmarshal(b, &ev); err != nil {
+		return nil, fmt.Errorf("last event of %s is not valid JSON: %w", d, err)
+	}
+	return &ev, nil
+}
+
+// SaveEvent stores ev as the last 30312 the bot published for its d.
+func (s *RedisStore) SaveEvent(ctx context.Context, ev *nostr.Event) error {
+	b, err := json.Marshal(ev)
+	if err != nil {
+		return err
+	}
+	d := ev.Tags.GetD()
+	if err := s.rdb.Set(ctx, s.BotKey("event", d), b, eventTTL).Err(); err != nil {
+		return redisErr("save event of "+d, err)
+	}
+	return nil
+}
+
+func (s *RedisStore) getString(ctx context.Context, what, key string) (string, error) {
+	v, err := s.rdb.Get(ctx, key).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	if err != nil {
+		return "", redisErr("get "+what, err)
+	}
+	return v, nil
+}
+
+// nextCreatedAt is strictly greater than last, and now when possible: a
+// relay keeps only the newest version of an addressable event, so two
+// versions within one second must not share a timestamp.
+func nextCreatedAt(now time.Time, last *nostr.Event) nostr.Timestamp {
+	ts := nostr.Timestamp(now.Unix())
+	if last != nil && ts <= last.CreatedAt {
+		ts = last.CreatedAt + 1
+	}
+	return ts
+}
