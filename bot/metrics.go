@@ -1,0 +1,50 @@
+package bot
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the service's Prometheus series. Each Service has its own
+// registry so that several services (tests, replicas in one process) never
+// collide.
+type metrics struct {
+	reg        *prometheus.Registry
+	requests   *prometheus.CounterVec   // by action and outcome code
+	latency    *prometheus.HistogramVec // request received → response accepted
+	dropped    *prometheus.CounterVec   // events dropped before work, by reason
+	reconnects *prometheus.CounterVec   // by relay
+	connected  *prometheus.GaugeVec     // by relay
+	queue      prometheus.GaugeFunc
+	published  *prometheus.CounterVec // by kind
+}
+
+func newMetrics(queueDepth func() float64) *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nestbot_requests_total", Help: "Requests answered, by action and outcome (ok or an error code).",
+		}, []string{"action", "outcome"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "nestbot_request_duration_seconds", Help: "From a verified request to its response accepted by a relay.",
+			Buckets: []float64{.002, .005, .01, .02, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"action"}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nestbot_events_dropped_total", Help: "Events dropped without an answer, by reason.",
+		}, []string{"reason"}),
+		reconnects: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nestbot_relay_reconnects_total", Help: "Relay subscriptions that ended and were retried.",
+		}, []string{"relay"}),
+		connected: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "nestbot_relay_connected", Help: "1 while the relay subscription is live.",
+		}, []string{"relay"}),
+		published: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nestbot_events_published_total", Help: "Events accepted by at least one relay, by kind.",
+		}, []string{"kind"}),
+	}
+	m.queue = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "nestbot_queue_depth", Help: "Verified requests waiting for a worker.",
+	}, queueDepth)
+	m.reg.MustRegister(m.requests, m.latency, m.dropped, m.reconnects, m.connected, m.queue, m.published,
+		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	return m
+}

@@ -1,0 +1,222 @@
+package bot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nbd-wtf/go-nostr"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/nestbot/nestbot/nostrx"
+	"github.com/nestbot/nestbot/rooms"
+)
+
+// Service is one running nestbot. Several may share one Redis: claims and
+// room locks make each request and each room's recreation happen once.
+type Service struct {
+	cfg       Config
+	log       *slog.Logger
+	signer    *nostrx.Signer
+	store     *rooms.RedisStore
+	engine    *rooms.Engine
+	outbox    *outbox
+	claims    *claims
+	seen      *seenSet
+	metrics   *metrics
+	listeners []*listener
+	queue     chan job
+	ready     chan struct{}
+}
+
+type job struct {
+	ev       *nostr.Event
+	via      string
+	received time.Time
+}
+
+// ShutdownGrace is how long in-flight requests may run after Run's context
+// ends before their work is cancelled.
+const ShutdownGrace = 20 * time.Second
+
+// New wires a service from a validated configuration. It opens no
+// connection yet; Run does.
+func New(cfg Config, log *slog.Logger) (*Service, error) {
+	signer, err := nostrx.NewSigner(cfg.Nostr.SecretKey, 10_000)
+	if err != nil {
+		return nil, fmt.Errorf("nostr.secret_key: %w", err)
+	}
+	rdb, err := newRedis(cfg.Redis)
+	if err != nil {
+		return nil, err
+	}
+	endpoint, err := nostrx.LiveKitEndpoint(cfg.LiveKit.PublicURL)
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{
+		cfg:    cfg,
+		log:    log,
+		signer: signer,
+		store:  rooms.NewRedisStore(rdb, cfg.Redis.KeyPrefix, cfg.Redis.BotPrefix, cfg.Redis.RoomTTL),
+		seen:   newSeenSet(cfg.Limits.SeenCache),
+		queue:  make(chan job, cfg.Limits.Queue),
+		ready:  make(chan struct{}),
+	}
+	s.metrics = newMetrics(func() float64 { return float64(len(s.queue)) })
+	s.claims = &claims{
+		rdb: rdb, prefix: cfg.Redis.BotPrefix, instance: newInstanceID(),
+		lease: 3*cfg.Limits.DependencyTimeout + cfg.Nostr.LookupTimeout + 30*time.Second,
+		ttl:   2*max(cfg.Nostr.MaxRequestAge, cfg.Nostr.MaxDMAge) + time.Hour,
+	}
+	s.engine = &rooms.Engine{
+		State: s.store,
+		LiveKit: rooms.NewLiveKitRooms(cfg.LiveKit.URL, cfg.LiveKit.APIKey, cfg.LiveKit.APISecret, rooms.RoomOptions{
+			MaxParticipants:  uint32(cfg.LiveKit.MaxParticipants),
+			EmptyTimeout:     cfg.LiveKit.EmptyTimeout,
+			DepartureTimeout: cfg.LiveKit.DepartureTimeout,
+		}),
+		Signer: signer,
+		Tokens: rooms.Tokens{APIKey: cfg.LiveKit.APIKey, APISecret: cfg.LiveKit.APISecret, TTL: cfg.LiveKit.TokenTTL},
+		Set: rooms.Settings{
+			Relays: cfg.Nostr.Relays, ServiceURL: cfg.Nests.ServiceURL, Endpoint: endpoint,
+			Cooldown: cfg.Limits.RoomCooldown, DependencyBudget: cfg.Limits.DependencyTimeout,
+			LookupTimeout: cfg.Nostr.LookupTimeout,
+		},
+	}
+	for _, url := range cfg.Nostr.Relays {
+		s.listeners = append(s.listeners, &listener{url: url, svc: s})
+	}
+	return s, nil
+}
+
+func newRedis(c RedisConfig) (redis.UniversalClient, error) {
+	if len(c.Addrs) > 0 {
+		return redis.NewUniversalClient(&redis.UniversalOptions{Addrs: c.Addrs, MasterName: c.MasterName}), nil
+	}
+	opt, err := redis.ParseURL(c.URL)
+	if err != nil {
+		return nil, &ConfigError{Key: "redis.url", Reason: err.Error()}
+	}
+	return redis.NewClient(opt), nil
+}
+
+// PublicKey is the bot's hex public key: requests are addressed to it.
+func (s *Service) PublicKey() string { return s.signer.PublicKey() }
+
+// Ready is closed once every relay listener has started.
+func (s *Service) Ready() <-chan struct{} { return s.ready }
+
+// Run serves until ctx ends, then stops listening, lets in-flight requests
+// finish for up to ShutdownGrace, and returns.
+func (s *Service) Run(ctx context.Context) error {
+	if err := s.store.Client().Ping(ctx).Err(); err != nil {
+		s.log.Warn("redis not reachable at start; requests will retry", "err", err)
+	}
+	s.outbox = newOutbox(ctx, s.signer, s.log)
+	s.engine.Events = s.outbox
+	s.log.Info("nestbot starting", "npub", nostrx.Npub(s.PublicKey()), "relays", s.cfg.Nostr.Relays, "workers", s.cfg.Limits.Workers)
+
+	hbCtx, stopHeartbeat := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopHeartbeat()
+	go s.claims.heartbeat(hbCtx)
+
+	// Work outlives ctx by the grace period so a SIGTERM never cuts a
+	// recreation half way when it can be finished.
+	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	var workers sync.WaitGroup
+	for range s.cfg.Limits.Workers {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			for j := range s.queue {
+				s.handle(workCtx, j)
+			}
+		}()
+	}
+
+	var listeners sync.WaitGroup
+	for _, l := range s.listeners {
+		l.loadCheckpoint(ctx)
+		listeners.Add(1)
+		go func() {
+			defer listeners.Done()
+			l.run(ctx)
+		}()
+	}
+	close(s.ready)
+	<-ctx.Done()
+	listeners.Wait()
+	close(s.queue)
+
+	drained := make(chan struct{})
+	go func() { workers.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-time.After(ShutdownGrace):
+		s.log.Warn("shutdown grace over; cancelling in-flight work")
+		cancelWork()
+		<-drained
+	}
+	stopHeartbeat()
+	s.outbox.pool.Close("shutdown")
+	s.log.Info("nestbot stopped")
+	return nil
+}
+
+// intake runs in a relay's goroutine: the cheap checks, then verification,
+// then the hand-off to the workers. It reports whether the event was a
+// verified, new request.
+func (s *Service) intake(ctx context.Context, ev *nostr.Event, via string) bool {
+	if err := nostrx.Screen(ev, s.cfg.Nostr.RequestKind, s.signer.PublicKey()); err != nil {
+		s.drop(err)
+		return false
+	}
+	if s.seen.Contains(ev.ID) {
+		s.metrics.dropped.WithLabelValues("duplicate").Inc()
+		return false
+	}
+	if err := nostrx.CheckFresh(ev, time.Now(), s.cfg.Nostr.MaxRequestAge); err != nil {
+		s.drop(err)
+		return false
+	}
+	if err := nostrx.Verify(ev); err != nil {
+		s.drop(err)
+		s.log.Debug("dropped unverifiable event", "relay", via, "id", ev.ID, "err", err)
+		return false
+	}
+	if !s.seen.Add(ev.ID) {
+		s.metrics.dropped.WithLabelValues("duplicate").Inc()
+		return false
+	}
+	select {
+	case s.queue <- job{ev: ev, via: via, received: time.Now()}:
+	case <-ctx.Done():
+	}
+	return true
+}
+
+func (s *Service) drop(err error) {
+	reason := "other"
+	switch {
+	case errors.Is(err, nostrx.ErrWrongKind):
+		reason = "wrong_kind"
+	case errors.Is(err, nostrx.ErrNotAddressed):
+		reason = "not_addressed"
+	case errors.Is(err, nostrx.ErrMalformed):
+		reason = "malformed"
+	case errors.Is(err, nostrx.ErrStale), errors.Is(err, nostrx.ErrFuture):
+		reason = "stale"
+	case errors.Is(err, nostrx.ErrExpired):
+		reason = "expired"
+	case errors.Is(err, nostrx.ErrBadID):
+		reason = "bad_id"
+	case errors.Is(err, nostrx.ErrBadSignature):
+		reason = "bad_signature"
+	}
+	s.metrics.dropped.WithLabelValues(reason).Inc()
+}

@@ -1,0 +1,240 @@
+// Command nestbot runs the nestbot service and its small client tools.
+// It only wires packages together; the behaviour lives in bot, rooms and
+// nostrx.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/nbd-wtf/go-nostr"
+	"github.com/nbd-wtf/go-nostr/nip19"
+	"github.com/spf13/cobra"
+
+	"github.com/nestbot/nestbot/bot"
+	"github.com/nestbot/nestbot/nostrx"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = ""
+
+func main() {
+	if err := rootCmd().Execute(); err != nil {
+		var ce *codeError
+		if errors.As(err, &ce) {
+			fmt.Fprintln(os.Stderr, "nestbot:", ce.msg)
+			os.Exit(3)
+		}
+		fmt.Fprintln(os.Stderr, "nestbot:", err)
+		os.Exit(1)
+	}
+}
+
+// codeError is a refusal from the bot, printed with its code; exit status 3
+// tells scripts the bot answered but said no.
+type codeError struct{ msg string }
+
+func (e *codeError) Error() string { return e.msg }
+
+func rootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "nestbot",
+		Short:         "Restarts Nostr audio rooms (nests) on request over relays",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	var configPath string
+	root.PersistentFlags().StringVar(&configPath, "config", "", "path to config.yaml (default: ./config.yaml when present)")
+	load := func() (bot.Config, error) {
+		path := configPath
+		if path == "" {
+			if _, err := os.Stat("config.yaml"); err == nil {
+				path = "config.yaml"
+			}
+		}
+		return bot.LoadConfig(path)
+	}
+	root.AddCommand(runCmd(load), keygenCmd(), restartCmd(load), versionCmd())
+	return root
+}
+
+func runCmd(load func() (bot.Config, error)) *cobra.Command {
+	return &cobra.Command{
+		Use:   "run",
+		Short: "Run the service until SIGINT or SIGTERM",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := load()
+			if err != nil {
+				return err
+			}
+			log := bot.NewLogger(os.Stderr, cfg.Log)
+			svc, err := bot.New(cfg, log)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return svc.Run(ctx)
+		},
+	}
+}
+
+func keygenCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "keygen",
+		Short: "Print a new key pair (nsec and npub) for the bot or a client",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			sk := nostr.GeneratePrivateKey()
+			pk, err := nostr.GetPublicKey(sk)
+			if err != nil {
+				return err
+			}
+			nsec, _ := nip19.EncodePrivateKey(sk)
+			npub, _ := nip19.EncodePublicKey(pk)
+			fmt.Fprintf(cmd.OutOrStdout(), "nsec: %s\nnpub: %s\nhex pubkey: %s\n", nsec, npub, pk)
+			return nil
+		},
+	}
+}
+
+func restartCmd(load func() (bot.Config, error)) *cobra.Command {
+	var key, botKey, reason, hint, action string
+	var relays []string
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "restart <room>",
+		Short: "Ask a nestbot to restart a room and print its decrypted answer as JSON",
+		Long: "The room may be a naddr, nostr:naddr, a web link containing one, or 30312:<hex>:<d>.\n" +
+			"The key signs the request (--key, or NESTBOT_CLIENT_KEY); it must be the room's host or an admin.\n" +
+			"Exit status: 0 answered with a result, 3 answered with an error code, 1 anything else.",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			room, err := nostrx.ParseRoomAddress(args[0])
+			if err != nil {
+				return err
+			}
+			if key == "" {
+				key = os.Getenv("NESTBOT_CLIENT_KEY")
+			}
+			sk, err := decodeSecret(key)
+			if err != nil {
+				return fmt.Errorf("--key: %w", err)
+			}
+			signer, err := nostrx.NewSigner(sk, 1)
+			if err != nil {
+				return fmt.Errorf("--key: %w", err)
+			}
+			var botPK string
+			var requestKind, responseKind = nostrx.DefaultRequestKind, nostrx.DefaultResponseKind
+			if botKey == "" || len(relays) == 0 {
+				cfg, err := load()
+				if err != nil {
+					return fmt.Errorf("--bot and --relay not given, and the config did not load: %w", err)
+				}
+				if botKey == "" {
+					botPK = cfg.PublicKey()
+				}
+				if len(relays) == 0 {
+					relays = cfg.Nostr.Relays
+				}
+				requestKind, responseKind = cfg.Nostr.RequestKind, cfg.Nostr.ResponseKind
+			}
+			if botKey != "" {
+				if botPK, err = nostrx.DecodePubkey(botKey); err != nil {
+					return fmt.Errorf("--bot: %w", err)
+				}
+			}
+			for _, r := range relays {
+				if !nostrx.ValidRelayURL(r) {
+					return fmt.Errorf("--relay %q: not a ws:// or wss:// URL", r)
+				}
+			}
+			if hint == "" && len(room.Relays) > 0 {
+				hint = room.Relays[0]
+			}
+			if hint != "" && !nostrx.ValidRelayURL(hint) {
+				return fmt.Errorf("--hint %q: not a ws:// or wss:// URL", hint)
+			}
+			if action != nostrx.ActionRestart && action != nostrx.ActionStatus {
+				return fmt.Errorf("--action %q: want restart or status", action)
+			}
+			if len(reason) > nostrx.MaxReasonBytes {
+				return fmt.Errorf("--reason: at most %d bytes", nostrx.MaxReasonBytes)
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			c := &bot.Client{Signer: signer, Bot: botPK, Relays: relays, RequestKind: requestKind, ResponseKind: responseKind}
+			ex, err := c.Send(ctx, room, action, hint, reason)
+			if err != nil {
+				return err
+			}
+			out := json.NewEncoder(cmd.OutOrStdout())
+			out.SetIndent("", "  ")
+			if err := out.Encode(ex.Payload); err != nil {
+				return err
+			}
+			if ex.Payload.Error != nil {
+				return &codeError{fmt.Sprintf("%s: %s", ex.Payload.Error.Code, ex.Payload.Error.Message)}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&key, "key", "", "requester's secret key (nsec or hex); default $NESTBOT_CLIENT_KEY")
+	cmd.Flags().StringVar(&botKey, "bot", "", "the bot's npub or hex pubkey; default: the bot of --config")
+	cmd.Flags().StringSliceVar(&relays, "relay", nil, "relay to use (repeatable); default: nostr.relays of --config")
+	cmd.Flags().StringVar(&hint, "hint", "", "relay hint for the room's event (default: the naddr's first relay)")
+	cmd.Flags().StringVar(&reason, "reason", "", "free-text reason sent with the request")
+	cmd.Flags().StringVar(&action, "action", nostrx.ActionRestart, "restart or status")
+	cmd.Flags().DurationVar(&timeout, "timeout", bot.DefaultClientTimeout, "how long to wait for the answer")
+	return cmd
+}
+
+func decodeSecret(s string) (string, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return "", errors.New("a secret key is required")
+	}
+	if strings.HasPrefix(s, "nsec1") {
+		prefix, v, err := nip19.Decode(s)
+		if err != nil || prefix != "nsec" {
+			return "", errors.New("not a valid nsec")
+		}
+		return v.(string), nil
+	}
+	if _, err := nostr.GetPublicKey(s); err != nil || len(s) != 64 {
+		return "", errors.New("want nsec1… or 64 hex characters")
+	}
+	return strings.ToLower(s), nil
+}
+
+func versionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, _ []string) {
+			v := version
+			if v == "" {
+				if bi, ok := debug.ReadBuildInfo(); ok {
+					v = bi.Main.Version
+					for _, s := range bi.Settings {
+						if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+							v += " (" + s.Value[:12] + ")"
+						}
+					}
+				}
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "nestbot %s\n", v)
+		},
+	}
+}
