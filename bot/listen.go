@@ -46,6 +46,7 @@ func (l *listener) run(ctx context.Context) {
 		started := time.Now()
 		err := l.session(ctx)
 		l.connected.Store(false)
+		l.svc.metrics.connected.WithLabelValues(l.url).Set(0)
 		l.saveCheckpoint(context.WithoutCancel(ctx))
 		if ctx.Err() != nil {
 			return
@@ -104,6 +105,7 @@ func (l *listener) session(ctx context.Context) error {
 			return fmt.Errorf("subscribe: %w", err)
 		}
 		l.connected.Store(true)
+		l.svc.metrics.connected.WithLabelValues(l.url).Set(1)
 		l.svc.log.Info("subscribed", "relay", l.url, "since", int64(since))
 		reason, err := l.consume(ctx, relay, sub)
 		if err != nil || ctx.Err() != nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nbd-wtf/go-nostr"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/nestbot/nestbot/nostrx"
@@ -93,15 +94,21 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	return s, nil
 }
 
+// newRedis builds one client for a single server (redis.url) or, with
+// redis.addrs, a Cluster or Sentinel client that still takes credentials,
+// database and TLS from redis.url.
 func newRedis(c RedisConfig) (redis.UniversalClient, error) {
-	if len(c.Addrs) > 0 {
-		return redis.NewUniversalClient(&redis.UniversalOptions{Addrs: c.Addrs, MasterName: c.MasterName}), nil
-	}
 	opt, err := redis.ParseURL(c.URL)
 	if err != nil {
-		return nil, &ConfigError{Key: "redis.url", Reason: err.Error()}
+		return nil, &ConfigError{Key: "redis.url", Reason: "not a valid redis URL"}
 	}
-	return redis.NewClient(opt), nil
+	if len(c.Addrs) == 0 {
+		return redis.NewClient(opt), nil
+	}
+	return redis.NewUniversalClient(&redis.UniversalOptions{
+		Addrs: c.Addrs, MasterName: c.MasterName, Username: opt.Username, Password: opt.Password,
+		DB: opt.DB, TLSConfig: opt.TLSConfig,
+	}), nil
 }
 
 // PublicKey is the bot's hex public key: requests are addressed to it.
@@ -220,3 +227,18 @@ func (s *Service) drop(err error) {
 	}
 	s.metrics.dropped.WithLabelValues(reason).Inc()
 }
+
+// RelaysConnected counts relays whose subscription is live; /readyz and
+// tests wait on it.
+func (s *Service) RelaysConnected() int {
+	n := 0
+	for _, l := range s.listeners {
+		if l.connected.Load() {
+			n++
+		}
+	}
+	return n
+}
+
+// Metrics is the service's Prometheus registry, served on /metrics.
+func (s *Service) Metrics() *prometheus.Registry { return s.metrics.reg }
