@@ -40,7 +40,15 @@ func (c Coordinate) String() string {
 
 // Naddr encodes the coordinate as NIP-19 naddr with the given relay hints.
 func (c Coordinate) Naddr(relays ...string) string {
-	s, err := nip19.EncodeEntity(c.Author, c.Kind, c.D, relays)
+	// A TLV value is at most 255 bytes; go-nostr writes the length as a
+	// byte without checking, so a longer hint would corrupt the naddr.
+	var hints []string
+	for _, r := range relays {
+		if len(r) <= 255 {
+			hints = append(hints, r)
+		}
+	}
+	s, err := nip19.EncodeEntity(c.Author, c.Kind, c.D, hints)
 	if err != nil {
 		// Author is validated hex for every Coordinate built by this package.
 		return ""
@@ -74,7 +82,9 @@ func ParseCoordinate(s string) (Coordinate, error) {
 		return Coordinate{}, &AddressError{s, "want 30312:<hex pubkey>:<d>"}
 	}
 	k, err := strconv.Atoi(kind)
-	if err != nil {
+	if err != nil || strconv.Itoa(k) != kind {
+		// Only the canonical decimal form: "+30312" or "030312" would name
+		// the same room under a different "a" value.
 		return Coordinate{}, &AddressError{s, "kind is not a number"}
 	}
 	return newCoordinate(s, k, author, d, nil)
@@ -113,9 +123,12 @@ func ParseRoomAddress(s string) (Coordinate, error) {
 	}
 	if u, err := url.Parse(s); err == nil && (u.Scheme == "http" || u.Scheme == "https") {
 		for _, part := range strings.FieldsFunc(u.Path+"/"+u.Fragment, func(r rune) bool { return r == '/' || r == '#' || r == '?' }) {
+			// parseNaddr lowercases anyway; slicing part by the length of
+			// its lowercase form would be wrong (and could panic) when
+			// lowercasing changes a non-ASCII character's byte length.
 			p := strings.TrimPrefix(strings.ToLower(part), "nostr:")
 			if strings.HasPrefix(p, "naddr1") {
-				return parseNaddr(s, part[len(part)-len(p):])
+				return parseNaddr(s, p)
 			}
 		}
 		return Coordinate{}, &AddressError{s, "the link contains no naddr"}
@@ -156,7 +169,7 @@ func ValidRelayURL(s string) bool {
 		return false
 	}
 	u, err := url.Parse(s)
-	return err == nil && (u.Scheme == "ws" || u.Scheme == "wss") && u.Host != ""
+	return err == nil && (u.Scheme == "ws" || u.Scheme == "wss") && u.Hostname() != ""
 }
 
 func isLowerHex64(s string) bool {

@@ -49,7 +49,7 @@ func Screen(ev *nostr.Event, kind int, bot string) error {
 	if ev.Kind != kind {
 		return ErrWrongKind
 	}
-	if len(ev.ID) != 64 || !isLowerHex64(ev.PubKey) || len(ev.Sig) != 128 {
+	if !isLowerHex64(ev.ID) || !isLowerHex64(ev.PubKey) || len(ev.Sig) != 128 {
 		return ErrMalformed
 	}
 	for _, t := range ev.Tags {

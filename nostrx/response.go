@@ -123,6 +123,9 @@ func OpenResponse(s *Signer, bot string, ev *nostr.Event) (Payload, error) {
 	if err := json.Unmarshal([]byte(pt), &p); err != nil {
 		return Payload{}, fmt.Errorf("response %s: payload is not JSON: %w", ev.ID, err)
 	}
+	if string(p.Result) == "null" {
+		p.Result = nil // NIP-47 style "result": null means no result
+	}
 	if (p.Error == nil) == (len(p.Result) == 0) {
 		return Payload{}, fmt.Errorf("response %s: want exactly one of result and error", ev.ID)
 	}

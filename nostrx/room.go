@@ -279,7 +279,7 @@ func BuildRoomEvent(spec RoomSpec, createdAt nostr.Timestamp) nostr.Event {
 // server it never produces "wss+livekit://http://…".
 func LiveKitEndpoint(publicURL string) (string, error) {
 	u, err := url.Parse(publicURL)
-	if err != nil || u.Host == "" {
+	if err != nil || u.Hostname() == "" {
 		return "", fmt.Errorf("livekit public url %q: not an absolute URL", publicURL)
 	}
 	switch u.Scheme {

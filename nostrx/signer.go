@@ -3,6 +3,7 @@ package nostrx
 import (
 	"container/list"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/nbd-wtf/go-nostr"
@@ -22,6 +23,12 @@ type Signer struct {
 // NewSigner checks the hex secret key and derives its public key.
 // cacheSize bounds the conversation-key cache (entries, at least 1).
 func NewSigner(secretHex string, cacheSize int) (*Signer, error) {
+	// go-nostr's GetPublicKey takes any hex, even "" or "01", and signs
+	// with whatever scalar that makes; only a real 32-byte key will do.
+	secretHex = strings.ToLower(secretHex)
+	if !isLowerHex64(secretHex) || secretHex == zeroKey || secretHex >= curveOrder {
+		return nil, fmt.Errorf("secret key: want 64 hex characters encoding a valid secp256k1 key")
+	}
 	pk, err := nostr.GetPublicKey(secretHex)
 	if err != nil {
 		return nil, fmt.Errorf("secret key: %w", err)
@@ -31,6 +38,11 @@ func NewSigner(secretHex string, cacheSize int) (*Signer, error) {
 	}
 	return &Signer{secret: secretHex, public: pk, keys: newKeyCache(cacheSize)}, nil
 }
+
+const (
+	zeroKey    = "0000000000000000000000000000000000000000000000000000000000000000"
+	curveOrder = "fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141"
+)
 
 // PublicKey is the hex public key events are signed with.
 func (s *Signer) PublicKey() string { return s.public }
