@@ -1,0 +1,45 @@
+# nestbot: local stack, tests and CI entry points. See devstack/.
+SHELL := /usr/bin/env bash
+GO ?= go
+CONFIG ?= config.yaml
+RELAY_URL ?= ws://127.0.0.1:7777
+
+.PHONY: deps run test vet unit relay-check fuzz stack-up stack-down clean
+# one step at a time: the test steps each use both cores
+.NOTPARALLEL:
+
+## deps: install redis-server, livekit-server v1.13.5, the relay and interop/node_modules
+deps:
+	bash devstack/install.sh
+
+## run: start the local stack and run the bot against it
+run: deps
+	bash devstack/up.sh
+	NESTBOT_NOSTR_RELAYS=$(RELAY_URL) $(GO) run ./cmd/nestbot run --config $(CONFIG)
+
+## test: vet, race tests against real services, the relay module, fuzz smoke
+test: deps
+	$(MAKE) --no-print-directory vet unit relay-check fuzz
+
+vet:
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -race -count=1 ./...
+
+relay-check:
+	cd devstack/relay && $(GO) vet ./... && $(GO) build -o /dev/null .
+
+fuzz:
+	bash devstack/fuzz-smoke.sh
+
+## stack-up / stack-down: persistent local stack on 127.0.0.1 (redis 6379, livekit 7880, relay 7777)
+stack-up: deps
+	bash devstack/up.sh
+
+stack-down:
+	bash devstack/down.sh
+
+## clean: stop the local stack and remove its state (devstack/.run) and bin/
+clean: stack-down
+	rm -rf devstack/.run bin
