@@ -4,7 +4,7 @@ GO ?= go
 CONFIG ?= config.yaml
 RELAY_URL ?= ws://127.0.0.1:7777
 
-.PHONY: deps run test vet unit relay-check fuzz stack-up stack-down clean
+.PHONY: deps run test vet unit e2e relay-check fuzz stack-up stack-down clean
 # one step at a time: the test steps each use both cores
 .NOTPARALLEL:
 
@@ -17,15 +17,20 @@ run: deps
 	bash devstack/up.sh
 	NESTBOT_NOSTR_RELAYS=$(RELAY_URL) $(GO) run ./cmd/nestbot run --config $(CONFIG)
 
-## test: vet, race tests against real services, the relay module, fuzz smoke
+## test: vet, unit tests with the race detector, end-to-end tests on the real stack, the relay module, fuzz smoke
 test: deps
-	$(MAKE) --no-print-directory vet unit relay-check fuzz
+	$(MAKE) --no-print-directory vet unit e2e relay-check fuzz
 
 vet:
 	$(GO) vet ./...
 
+## unit: every package but e2e, with the race detector
 unit:
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v '/e2e$$')
+
+## e2e: the bot end to end on real Redis, LiveKit, relays and nostr-tools (see e2e/doc.go for why not -race)
+e2e:
+	$(GO) test -count=1 ./e2e/...
 
 relay-check:
 	cd devstack/relay && $(GO) vet ./... && $(GO) build -o /dev/null .

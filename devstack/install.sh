@@ -15,9 +15,9 @@ BIN="$CACHE/bin"
 LIVEKIT_VERSION=v1.13.5
 LIVEKIT="$BIN/livekit-server-$LIVEKIT_VERSION"
 RELAY="$BIN/nestrelay"
-# A livekit-server built earlier on this machine; copied instead of rebuilt
+# Optionally, a livekit-server built earlier (NESTBOT_LIVEKIT_PREBUILT), copied instead of rebuilt
 # (about 90 s) when it is the right version.
-LIVEKIT_PREBUILT="${NESTBOT_LIVEKIT_PREBUILT:-/root/.cache/nestbot-bin/server}"
+LIVEKIT_PREBUILT="${NESTBOT_LIVEKIT_PREBUILT:-}"
 
 say() { printf 'install: %s\n' "$*"; }
 mkdir -p "$BIN"
