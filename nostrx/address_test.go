@@ -161,6 +161,7 @@ func TestParseRoomAddress(t *testing.T) {
 		// Lowercasing some non-ASCII letters changes their byte length; the
 		// link parser once sliced by that length and panicked.
 		{"link with naddr1 and non-ASCII letters", "https://x.com/naddr1" + strings.Repeat("Ⱥ", 13), false, nil},
+		{"link with invalid UTF-8 after naddr1 (fuzzer crasher)", "http:#nAddr1\x89", false, nil},
 		{"link with naddr1 and shrinking letters", "https://x.com/naddr1" + strings.Repeat("İ", 8), false, nil},
 	}
 	for _, tt := range tests {
