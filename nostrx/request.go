@@ -137,6 +137,9 @@ func ParseRequest(ev *nostr.Event) (Request, error) {
 	}
 	req.Room = room
 	req.Reason = ev.Content
+	if req.Action == "" {
+		return req, Refuse(CodeBadRequest, "the action tag has no value")
+	}
 	if req.Action != ActionRestart && req.Action != ActionStatus {
 		return req, Refuse(CodeNotImplemented, "action %q is not supported", truncate(req.Action, 32))
 	}

@@ -241,8 +241,8 @@ func TestParseRequest(t *testing.T) {
 
 		{"reserved action kick", []nostr.Tag{a, p, {"action", "kick"}}, "", CodeNotImplemented, nil},
 		{"actions are case-sensitive", []nostr.Tag{a, p, {"action", "Restart"}}, "", CodeNotImplemented, nil},
-		{"empty action", []nostr.Tag{a, p, {"action", ""}}, "", CodeNotImplemented, nil},
-		{"action without value", []nostr.Tag{a, p, {"action"}}, "", CodeNotImplemented, nil},
+		{"empty action", []nostr.Tag{a, p, {"action", ""}}, "", CodeBadRequest, nil},
+		{"action without value", []nostr.Tag{a, p, {"action"}}, "", CodeBadRequest, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -224,8 +224,7 @@ func (e *Engine) recreate(ctx context.Context, req nostrx.Request) (*Result, err
 	if err != nil {
 		return nil, err
 	}
-	role, err := AuthorizeByEvent(req.Room, orig, req.Requester)
-	if err != nil {
+	if _, err := AuthorizeByEvent(req.Room, orig, req.Requester); err != nil {
 		return nil, err
 	}
 
@@ -267,7 +266,8 @@ func (e *Engine) recreate(ctx context.Context, req nostrx.Request) (*Result, err
 		return nil, err
 	}
 	target := nostrx.Coordinate{Kind: nostrx.KindRoom, Author: e.Signer.PublicKey(), D: newID}
-	res, err := e.result(target, rec, req.Requester, role, MsgRecreated, room.SID, published)
+	// The requester is the new record's host, whatever role the original gave.
+	res, err := e.result(target, rec, req.Requester, nostrx.RoleHost, MsgRecreated, room.SID, published)
 	if err != nil {
 		return nil, err
 	}
