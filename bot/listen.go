@@ -92,12 +92,13 @@ func (l *listener) session(ctx context.Context) error {
 
 	authed := false
 	for {
-		since := l.since(time.Now())
-		filters := nostr.Filters{{
+		now := time.Now()
+		since := l.since(now)
+		filters := append(nostr.Filters{{
 			Kinds: []int{l.svc.cfg.Nostr.RequestKind},
 			Tags:  nostr.TagMap{"p": []string{l.svc.signer.PublicKey()}},
 			Since: &since,
-		}}
+		}}, l.svc.dmFilters(now)...)
 		sub, err := relay.Subscribe(ctx, filters, nostr.WithCheckDuplicate(func(id, _ string) bool {
 			return l.svc.seen.Contains(id)
 		}))
@@ -147,6 +148,10 @@ func (l *listener) consume(ctx context.Context, relay *nostr.Relay, sub *nostr.S
 					return "", nil
 				}
 				return "", errors.New("subscription ended")
+			}
+			if ev.Kind != l.svc.cfg.Nostr.RequestKind {
+				l.svc.intakeDM(ctx, ev, l.url)
+				continue
 			}
 			if l.svc.intake(ctx, ev, l.url) {
 				for {

@@ -33,8 +33,11 @@ type Service struct {
 	ready     chan struct{}
 }
 
+// job is one verified request waiting for a worker: a kind 4312 request
+// (ev) or a command that arrived by direct message (dm).
 type job struct {
 	ev       *nostr.Event
+	dm       *dmCommand
 	via      string
 	received time.Time
 }
@@ -141,7 +144,11 @@ func (s *Service) Run(ctx context.Context) error {
 		go func() {
 			defer workers.Done()
 			for j := range s.queue {
-				s.handle(workCtx, j)
+				if j.dm != nil {
+					s.handleDM(workCtx, j)
+				} else {
+					s.handle(workCtx, j)
+				}
 			}
 		}()
 	}
@@ -155,9 +162,18 @@ func (s *Service) Run(ctx context.Context) error {
 			l.run(ctx)
 		}()
 	}
+	var tasks sync.WaitGroup
+	for _, task := range s.background() {
+		tasks.Add(1)
+		go func() {
+			defer tasks.Done()
+			task(ctx)
+		}()
+	}
 	close(s.ready)
 	<-ctx.Done()
 	listeners.Wait()
+	tasks.Wait()
 	close(s.queue)
 
 	drained := make(chan struct{})
