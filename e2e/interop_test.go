@@ -2,14 +2,12 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/google/uuid"
 	"github.com/nbd-wtf/go-nostr"
@@ -17,26 +15,6 @@ import (
 	"github.com/nestbot/nestbot/internal/stack"
 	"github.com/nestbot/nestbot/nostrx"
 )
-
-// runNode runs one of the nostr-tools scripts in interop/ with input as
-// its stdin JSON and decodes its stdout JSON into out.
-func runNode(t *testing.T, script string, input, out any) {
-	t.Helper()
-	dir := stack.NodeDir(t)
-	in, _ := json.Marshal(input)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", filepath.Join(dir, script))
-	cmd.Stdin = bytes.NewReader(in)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("node %s: %v\nstdout: %s\nstderr: %s", script, err, stdout.String(), stderr.String())
-	}
-	if err := json.Unmarshal(stdout.Bytes(), out); err != nil {
-		t.Fatalf("node %s: output is not JSON: %v: %s", script, err, stdout.String())
-	}
-}
 
 // TestNostrToolsClient drives a restart from nostr-tools, a client nobody
 // here wrote: it signs the request, decrypts the answer and reads the 30312.
@@ -53,7 +31,7 @@ func TestNostrToolsClient(t *testing.T) {
 		Payload   nostrx.Payload `json:"payload"`
 		RoomEvent *nostr.Event   `json:"roomEvent"`
 	}
-	runNode(t, "client-restart.mjs", map[string]any{
+	stack.RunNode(t, "client-restart.mjs", map[string]any{
 		"sk": host.sk, "botPubkey": w.botPub(), "relays": w.relayURLs(),
 		"coord": "30312:" + host.pk + ":" + oldID, "timeoutMs": 20000,
 	}, &out)

@@ -3,8 +3,6 @@ package nostrx_test
 import (
 	"bytes"
 	"encoding/json"
-	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -13,23 +11,6 @@ import (
 	"github.com/nestbot/nestbot/internal/stack"
 	"github.com/nestbot/nestbot/nostrx"
 )
-
-// node runs an interop/ script (nostr-tools 2.25.2, an implementation we did
-// not write) with input as stdin JSON, decoding its stdout JSON into out.
-func node(t *testing.T, script string, input, out any) {
-	t.Helper()
-	in, _ := json.Marshal(input)
-	cmd := exec.Command("node", filepath.Join(stack.NodeDir(t), script))
-	cmd.Stdin = bytes.NewReader(in)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("node %s: %v\n%s%s", script, err, stdout.String(), stderr.String())
-	}
-	if err := json.Unmarshal(stdout.Bytes(), out); err != nil {
-		t.Fatalf("node %s: %v: %s", script, err, stdout.String())
-	}
-}
 
 // TestNostrToolsRequestVerifiesInGo: a request nostr-tools signs passes every
 // Go check and parses to the same room, action, hint and expiration.
@@ -40,7 +21,7 @@ func TestNostrToolsRequestVerifiesInGo(t *testing.T) {
 	room := nostrx.Coordinate{Kind: nostrx.KindRoom, Author: hostPK, D: "9b1f8c7e-0d3a-4c2b-8e5f-6a7b8c9d0e1f"}
 	exp := time.Now().Add(time.Minute).Unix()
 	var ev nostr.Event
-	node(t, "sign-request.mjs", map[string]any{
+	stack.RunNode(t, "sign-request.mjs", map[string]any{
 		"sk": hostSK, "botPubkey": botPK, "coord": room.String(), "relayHint": "wss://relay.example.com",
 		"reason": "audio froze", "expiration": exp,
 	}, &ev)
@@ -80,7 +61,7 @@ func TestNostrToolsNIP44ToGo(t *testing.T) {
 	}
 	msg := `{"result_type":"restart","result":{"roomId":"ü-room","token":"x.y.z"}}`
 	var enc struct{ Ciphertext string }
-	node(t, "nip44.mjs", map[string]any{"op": "encrypt", "sk": aliceSK, "peer": bob.PublicKey(), "plaintext": msg}, &enc)
+	stack.RunNode(t, "nip44.mjs", map[string]any{"op": "encrypt", "sk": aliceSK, "peer": bob.PublicKey(), "plaintext": msg}, &enc)
 	got, err := bob.Decrypt(alicePK, enc.Ciphertext)
 	if err != nil || got != msg {
 		t.Fatalf("Go decrypt of nostr-tools ciphertext: %q, %v", got, err)
@@ -90,7 +71,7 @@ func TestNostrToolsNIP44ToGo(t *testing.T) {
 		t.Fatal(err)
 	}
 	var dec struct{ Plaintext string }
-	node(t, "nip44.mjs", map[string]any{"op": "decrypt", "sk": aliceSK, "peer": bob.PublicKey(), "ciphertext": ct}, &dec)
+	stack.RunNode(t, "nip44.mjs", map[string]any{"op": "decrypt", "sk": aliceSK, "peer": bob.PublicKey(), "ciphertext": ct}, &dec)
 	if dec.Plaintext != msg {
 		t.Fatalf("nostr-tools decrypt of Go ciphertext: %q", dec.Plaintext)
 	}
@@ -128,7 +109,7 @@ func TestGoResponseOpensInNostrTools(t *testing.T) {
 		Expiration int64
 		Payload    nostrx.Payload
 	}
-	node(t, "verify-response.mjs", map[string]any{"sk": requesterSK, "event": resp}, &out)
+	stack.RunNode(t, "verify-response.mjs", map[string]any{"sk": requesterSK, "event": resp}, &out)
 	if !out.Valid {
 		t.Fatalf("nostr-tools rejects the Go response: %v", out.Problems)
 	}
@@ -142,7 +123,7 @@ func TestGoResponseOpensInNostrTools(t *testing.T) {
 
 	// A response signed by someone else is refused by nostr-tools too.
 	resp.Sig = resp.Sig[:len(resp.Sig)-2] + "00"
-	node(t, "verify-response.mjs", map[string]any{"sk": requesterSK, "event": resp}, &out)
+	stack.RunNode(t, "verify-response.mjs", map[string]any{"sk": requesterSK, "event": resp}, &out)
 	if out.Valid {
 		t.Fatal("nostr-tools accepted a response with a broken signature")
 	}
