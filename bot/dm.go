@@ -2,21 +2,459 @@ package bot
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime"
+	"slices"
+	"sync"
 	"time"
+	"weak"
 
 	"github.com/nbd-wtf/go-nostr"
+	"github.com/nbd-wtf/go-nostr/nip04"
+	"github.com/nbd-wtf/go-nostr/nip44"
+	"github.com/nbd-wtf/go-nostr/nip59"
+
+	"github.com/nestbot/nestbot/nostrx"
 )
 
-// dmCommand is a command that arrived by direct message (NIP-17 or NIP-04).
-type dmCommand struct{}
+// Direct messages: the same commands as kind 4312 requests, typed by a
+// human in any Nostr app, over NIP-17 (kind 1059 gift wrap → kind 13 seal →
+// kind 14 rumor) or legacy NIP-04 (kind 4). intakeDM verifies a message in
+// the relay's goroutine, cheap checks first; handleDM runs it on a worker
+// through the same claims, admission and work as a 4312 and answers in the
+// same DM protocol, in plain words.
+
+// dmProto is the protocol a command came in, and its answer goes out, in.
+type dmProto string
+
+const (
+	protoNIP17 dmProto = "nip17"
+	protoNIP04 dmProto = "nip04"
+)
+
+// dmCommand is a command that arrived by direct message (NIP-17 or NIP-04),
+// verified and decrypted.
+type dmCommand struct {
+	proto     dmProto
+	id        string // the request id: the rumor id (NIP-17) or the event id (NIP-04)
+	wrapID    string // NIP-17: the gift wrap's id
+	sender    string // the seal's pubkey (NIP-17) or the event's (NIP-04)
+	createdAt nostr.Timestamp
+	text      string
+	group     bool   // NIP-17: the rumor names more recipients than the bot
+	nip04Key  []byte // NIP-04: the shared secret with sender
+}
+
+// wrapBackdate is how far back NIP-59 lets a gift wrap's created_at be
+// randomized; the subscription reaches that far back beyond max_dm_age.
+const wrapBackdate = 2 * 24 * time.Hour
+
+// maxDMContent bounds the content of a wrap or a kind 4 the bot decrypts.
+// A typed command is a few hundred bytes; this is generous.
+const maxDMContent = 64 << 10
+
+// helpEvery is how often one sender may get the help text for a message
+// that is not a command, so two bots answering each other stop at once.
+const helpEvery = 10 * time.Minute
+
+// dmState is the direct-message state of one Service. It lives in a side
+// table (dmStates) rather than in Service so that this feature needs no
+// field in service.go; it holds no reference to its Service, so the entry
+// goes when the Service does.
+type dmState struct {
+	lists *relayLists
+}
+
+var dmStates sync.Map // weak.Pointer[Service] → *dmState
+
+func (s *Service) dmState() *dmState {
+	key := weak.Make(s)
+	if v, ok := dmStates.Load(key); ok {
+		return v.(*dmState)
+	}
+	v, loaded := dmStates.LoadOrStore(key, &dmState{lists: newRelayLists()})
+	if !loaded {
+		runtime.AddCleanup(s, func(k weak.Pointer[Service]) { dmStates.Delete(k) }, key)
+	}
+	return v.(*dmState)
+}
 
 // dmFilters are the subscription filters for direct messages to the bot.
-func (s *Service) dmFilters(now time.Time) nostr.Filters { return nil }
+// Gift wraps are backdated by up to two days (NIP-59), so their filter
+// reaches back that far beyond max_dm_age; freshness is judged on the
+// rumor inside. Kind 4 carries its real created_at.
+func (s *Service) dmFilters(now time.Time) nostr.Filters {
+	bot := s.signer.PublicKey()
+	wrapSince := nostr.Timestamp(now.Add(-wrapBackdate - s.cfg.Nostr.MaxDMAge).Unix())
+	dmSince := nostr.Timestamp(now.Add(-s.cfg.Nostr.MaxDMAge).Unix())
+	return nostr.Filters{
+		{Kinds: []int{nostr.KindGiftWrap}, Tags: nostr.TagMap{"p": []string{bot}}, Since: &wrapSince},
+		{Kinds: []int{nostr.KindEncryptedDirectMessage}, Tags: nostr.TagMap{"p": []string{bot}}, Since: &dmSince},
+	}
+}
 
 // intakeDM screens and verifies a direct message in the relay's goroutine.
 func (s *Service) intakeDM(ctx context.Context, ev *nostr.Event, via string) {
-	s.metrics.dropped.WithLabelValues("wrong_kind").Inc()
+	var cmd *dmCommand
+	switch ev.Kind {
+	case nostr.KindGiftWrap:
+		cmd = s.screenWrap(ev, time.Now())
+	case nostr.KindEncryptedDirectMessage:
+		cmd = s.screenNIP04(ev, time.Now())
+	default:
+		s.metrics.dropped.WithLabelValues("wrong_kind").Inc()
+		return
+	}
+	if cmd == nil {
+		return
+	}
+	select {
+	case s.queue <- job{dm: cmd, via: via, received: time.Now()}:
+	case <-ctx.Done():
+	}
 }
 
-// handleDM answers one direct-message command on a worker.
-func (s *Service) handleDM(ctx context.Context, j job) {}
+// screenWrap checks a gift wrap and opens it: cheap checks on the wrap,
+// its id and signature, then the seal's id and signature, then the rumor.
+// It returns nil for anything that is not a fresh, new, verified message
+// to the bot. Only ids of verified events are recorded as seen.
+func (s *Service) screenWrap(wrap *nostr.Event, now time.Time) *dmCommand {
+	bot := s.signer.PublicKey()
+	if err := nostrx.Screen(wrap, nostr.KindGiftWrap, bot); err != nil {
+		s.drop(err)
+		return nil
+	}
+	if s.seen.Contains(wrap.ID) {
+		s.metrics.dropped.WithLabelValues("duplicate").Inc()
+		return nil
+	}
+	at := wrap.CreatedAt.Time()
+	switch {
+	case at.Before(now.Add(-wrapBackdate - s.cfg.Nostr.MaxDMAge)):
+		s.drop(nostrx.ErrStale)
+		return nil
+	case at.After(now.Add(nostrx.MaxFutureSkew)):
+		s.drop(nostrx.ErrFuture)
+		return nil
+	case len(wrap.Content) > maxDMContent:
+		s.metrics.dropped.WithLabelValues("too_large").Inc()
+		return nil
+	}
+	if err := nostrx.Verify(wrap); err != nil {
+		s.drop(err)
+		return nil
+	}
+	// The wrap is authentic from here on: whatever is inside, its id may
+	// be remembered, so a copy from another relay is not opened again.
+	s.seen.Add(wrap.ID)
+
+	// The wrap's key is random per message: its conversation key is not
+	// worth caching, unlike the seal's, which belongs to a returning sender.
+	ck, err := nip44.GenerateConversationKey(wrap.PubKey, s.cfg.Nostr.SecretKey)
+	if err != nil {
+		s.metrics.dropped.WithLabelValues("undecryptable").Inc()
+		return nil
+	}
+	sealJSON, err := nip44.Decrypt(wrap.Content, ck)
+	if err != nil {
+		s.metrics.dropped.WithLabelValues("undecryptable").Inc()
+		return nil
+	}
+	var seal nostr.Event
+	if err := json.Unmarshal([]byte(sealJSON), &seal); err != nil || seal.Kind != nostr.KindSeal ||
+		!nostr.IsValid32ByteHex(seal.ID) || !nostr.IsValid32ByteHex(seal.PubKey) || len(seal.Sig) != 128 {
+		s.drop(nostrx.ErrMalformed)
+		return nil
+	}
+	if seal.PubKey == bot {
+		s.metrics.dropped.WithLabelValues("own_message").Inc()
+		return nil
+	}
+	if err := nostrx.Verify(&seal); err != nil {
+		s.drop(err)
+		return nil
+	}
+	rumorJSON, err := s.signer.Decrypt(seal.PubKey, seal.Content)
+	if err != nil {
+		s.metrics.dropped.WithLabelValues("undecryptable").Inc()
+		return nil
+	}
+	var rumor nostr.Event
+	if err := json.Unmarshal([]byte(rumorJSON), &rumor); err != nil || rumor.Kind != nostr.KindDirectMessage {
+		s.drop(nostrx.ErrMalformed)
+		return nil
+	}
+	// The seal's signature vouches for the rumor only when the rumor
+	// claims the same author; anything else is an impersonation attempt.
+	if rumor.PubKey != seal.PubKey {
+		s.metrics.dropped.WithLabelValues("sender_mismatch").Inc()
+		return nil
+	}
+	addressed, recipients := false, 0
+	for _, t := range rumor.Tags {
+		if len(t) >= 2 && t[0] == "p" {
+			recipients++
+			addressed = addressed || t[1] == bot
+		}
+	}
+	if !addressed {
+		s.drop(nostrx.ErrNotAddressed)
+		return nil
+	}
+	// A rumor is unsigned: its id is whatever hashes its content, never
+	// the id field it came with.
+	rumor.ID = rumor.GetID()
+	if s.seen.Contains(rumor.ID) {
+		s.metrics.dropped.WithLabelValues("duplicate").Inc()
+		return nil
+	}
+	if err := nostrx.CheckFresh(&rumor, now, s.cfg.Nostr.MaxDMAge); err != nil {
+		s.drop(err)
+		return nil
+	}
+	if !s.seen.Add(rumor.ID) {
+		s.metrics.dropped.WithLabelValues("duplicate").Inc()
+		return nil
+	}
+	return &dmCommand{
+		proto: protoNIP17, id: rumor.ID, wrapID: wrap.ID, sender: seal.PubKey,
+		createdAt: rumor.CreatedAt, text: rumor.Content, group: recipients > 1,
+	}
+}
+
+// screenNIP04 checks a kind 4 message to the bot: shape and p tag, author,
+// seen, freshness, size, id and signature, then decrypts it.
+func (s *Service) screenNIP04(ev *nostr.Event, now time.Time) *dmCommand {
+	bot := s.signer.PublicKey()
+	if err := nostrx.Screen(ev, nostr.KindEncryptedDirectMessage, bot); err != nil {
+		s.drop(err)
+		return nil
+	}
+	if ev.PubKey == bot {
+		s.metrics.dropped.WithLabelValues("own_message").Inc()
+		return nil
+	}
+	if s.seen.Contains(ev.ID) {
+		s.metrics.dropped.WithLabelValues("duplicate").Inc()
+		return nil
+	}
+	if err := nostrx.CheckFresh(ev, now, s.cfg.Nostr.MaxDMAge); err != nil {
+		s.drop(err)
+		return nil
+	}
+	if len(ev.Content) > maxDMContent {
+		s.metrics.dropped.WithLabelValues("too_large").Inc()
+		return nil
+	}
+	if err := nostrx.Verify(ev); err != nil {
+		s.drop(err)
+		return nil
+	}
+	if !s.seen.Add(ev.ID) {
+		s.metrics.dropped.WithLabelValues("duplicate").Inc()
+		return nil
+	}
+	key, err := nip04.ComputeSharedSecret(ev.PubKey, s.cfg.Nostr.SecretKey)
+	if err != nil {
+		s.metrics.dropped.WithLabelValues("undecryptable").Inc()
+		return nil
+	}
+	text, err := nip04.Decrypt(ev.Content, key)
+	if err != nil {
+		s.metrics.dropped.WithLabelValues("undecryptable").Inc()
+		return nil
+	}
+	return &dmCommand{proto: protoNIP04, id: ev.ID, sender: ev.PubKey, createdAt: ev.CreatedAt, text: text, nip04Key: key}
+}
+
+// handleDM answers one direct-message command on a worker: claim, parse,
+// admit and work like a 4312, then exactly one reply in the same protocol.
+func (s *Service) handleDM(ctx context.Context, j job) {
+	cmd := j.dm
+	forget := func() {
+		s.seen.forget(cmd.id)
+		if cmd.wrapID != "" {
+			s.seen.forget(cmd.wrapID)
+		}
+	}
+	state, stored, err := s.claims.acquire(ctx, cmd.id)
+	if err != nil {
+		forget()
+		s.log.Warn("claim failed", "id", cmd.id, "err", err)
+		return
+	}
+	switch state {
+	case claimBusy, claimDone:
+		s.metrics.dropped.WithLabelValues("claimed").Inc()
+		return
+	case claimAnswered:
+		if !s.deliver(ctx, cmd.id, stored, s.dmReplyRelays(cmd, s.relayListsOf(ctx, cmd.sender), j.via)) {
+			forget()
+		}
+		return
+	}
+
+	parsed := parseDMCommand(cmd.text)
+	// For a command, the requester's relay lists are looked up while the
+	// work runs; a message that is not one seldom gets an answer at all.
+	var lists chan relayList
+	if parsed.verb != verbNone {
+		lists = make(chan relayList, 1)
+		go func() { lists <- s.relayListsOf(ctx, cmd.sender) }()
+	}
+	text, action, outcome, room, werr := s.dmAnswer(ctx, cmd, parsed)
+	if text == "" {
+		// Nothing to say (not a command, and the sender already got the
+		// help text lately, or is not served): the claim is settled.
+		if werr != nil {
+			s.claims.release(ctx, cmd.id)
+			forget()
+			s.log.Warn("dm not answered", "id", cmd.id, "err", werr)
+			return
+		}
+		if err := s.claims.delivered(ctx, cmd.id); err != nil {
+			s.log.Warn("mark dm settled", "id", cmd.id, "err", err)
+		}
+		s.metrics.dropped.WithLabelValues(outcome).Inc()
+		return
+	}
+	reply, err := s.buildDMReply(cmd, text)
+	if err != nil {
+		s.claims.release(ctx, cmd.id)
+		forget()
+		s.log.Error("build dm reply", "id", cmd.id, "err", err)
+		return
+	}
+	if err := s.claims.answered(ctx, cmd.id, &reply); err != nil {
+		s.log.Warn("store dm reply", "id", cmd.id, "err", err)
+	}
+	var l relayList
+	if lists != nil {
+		l = <-lists
+	} else {
+		l = s.relayListsOf(ctx, cmd.sender)
+	}
+	delivered := s.deliver(ctx, cmd.id, &reply, s.dmReplyRelays(cmd, l, j.via))
+	if !delivered && cmd.wrapID != "" {
+		s.seen.forget(cmd.wrapID)
+	}
+
+	s.metrics.requests.WithLabelValues(action, outcome).Inc()
+	s.metrics.latency.WithLabelValues(action).Observe(time.Since(j.received).Seconds())
+	attrs := []any{
+		"id", cmd.id, "proto", string(cmd.proto), "requester", nostrx.Npub(cmd.sender), "command", parsed.verb.String(),
+		"room", room.D, "outcome", outcome, "delivered", delivered,
+		"duration_ms", float64(time.Since(j.received).Microseconds()) / 1000,
+	}
+	if werr != nil {
+		attrs = append(attrs, "err", werr.Error())
+	}
+	s.log.Info("dm", attrs...)
+}
+
+// dmAnswer decides the reply to one claimed command. text is "" when the
+// bot stays silent; action and outcome label metrics; err is an internal
+// error worth logging (with text "", a reason to leave the claim open).
+func (s *Service) dmAnswer(ctx context.Context, cmd *dmCommand, p dmParsed) (text, action, outcome string, room nostrx.Coordinate, err error) {
+	switch p.verb {
+	case verbNone:
+		// Not a command: the help text, at most once per sender per
+		// helpEvery across replicas; never in a group chat, and never to a
+		// pubkey the operator does not serve.
+		if cmd.group {
+			return "", "other", "not_command", room, nil
+		}
+		if !s.serves(cmd.sender) {
+			return "", "other", "not_served", room, nil
+		}
+		first, err := s.store.Client().SetNX(ctx, s.cfg.Redis.BotPrefix+"dmhelp:"+cmd.sender, 1, helpEvery).Result()
+		if err != nil {
+			// Without Redis, replicas cannot agree: stay silent rather than risk a loop.
+			return "", "other", "", room, fmt.Errorf("help limit: %w", err)
+		}
+		if !first {
+			return "", "other", "help_limited", room, nil
+		}
+		return helpText(), "other", "help", room, nil
+	case verbHelp:
+		req := nostrx.Request{ID: cmd.id, Requester: cmd.sender, CreatedAt: cmd.createdAt}
+		if err := s.admit(ctx, req); err != nil {
+			code := nostrx.CodeOf(err)
+			return s.refusalText(cmd.sender, code, p), "other", string(code), room, internalErr(code, err)
+		}
+		return helpText(), "other", "help", room, nil
+	}
+
+	req := nostrx.Request{ID: cmd.id, Requester: cmd.sender, CreatedAt: cmd.createdAt, Action: p.verb.action(), Room: p.room}
+	if len(p.room.Relays) > 0 {
+		req.RelayHint = p.room.Relays[0]
+	}
+	ans := s.work(ctx, req, p.err)
+	action = req.Action
+	if ans.payload.Error != nil {
+		code := ans.payload.Error.Code
+		return s.refusalText(cmd.sender, code, p), action, ans.outcome, ans.room, ans.err
+	}
+	text, err = s.resultText(ans.payload)
+	if err != nil {
+		return s.refusalText(cmd.sender, nostrx.CodeInternal, p), action, string(nostrx.CodeInternal), ans.room, err
+	}
+	return text, action, ans.outcome, ans.room, nil
+}
+
+func internalErr(code nostrx.Code, err error) error {
+	if code == nostrx.CodeInternal || code == nostrx.CodeUnavailable {
+		return err
+	}
+	return nil
+}
+
+// serves reports whether the operator's allow and deny lists let pubkey in
+// (the same rule admit applies).
+func (s *Service) serves(pubkey string) bool {
+	return !slices.Contains(s.cfg.Nostr.DeniedPubkeys, pubkey) &&
+		(len(s.cfg.Nostr.AllowedPubkeys) == 0 || slices.Contains(s.cfg.Nostr.AllowedPubkeys, pubkey))
+}
+
+// buildDMReply signs the reply in the command's protocol: a kind 14 rumor
+// (p requester, e the command's rumor) gift-wrapped to the requester, or a
+// kind 4 (p requester, e the command) encrypted with NIP-04.
+func (s *Service) buildDMReply(cmd *dmCommand, text string) (nostr.Event, error) {
+	tags := nostr.Tags{{"p", cmd.sender}, {"e", cmd.id}}
+	switch cmd.proto {
+	case protoNIP17:
+		rumor := nostr.Event{Kind: nostr.KindDirectMessage, PubKey: s.signer.PublicKey(), CreatedAt: nostr.Now(), Tags: tags, Content: text}
+		rumor.ID = rumor.GetID()
+		return nip59.GiftWrap(rumor, cmd.sender,
+			func(plaintext string) (string, error) { return s.signer.Encrypt(cmd.sender, plaintext) },
+			s.signer.Sign, nil)
+	case protoNIP04:
+		ct, err := nip04.Encrypt(text, cmd.nip04Key)
+		if err != nil {
+			return nostr.Event{}, fmt.Errorf("nip04 encrypt: %w", err)
+		}
+		ev := nostr.Event{Kind: nostr.KindEncryptedDirectMessage, CreatedAt: nostr.Now(), Tags: tags, Content: ct}
+		return ev, s.signer.Sign(&ev)
+	}
+	return nostr.Event{}, errors.New("unknown dm protocol")
+}
+
+// dmReplyRelays: where the requester reads DMs — their kind 10050 relays
+// for NIP-17 (else their NIP-65 read relays), their NIP-65 read relays for
+// NIP-04 (else their 10050) — plus the bot's relays and the one the command
+// came from.
+func (s *Service) dmReplyRelays(cmd *dmCommand, l relayList, via string) []string {
+	inbox := l.DM
+	if cmd.proto == protoNIP04 || len(inbox) == 0 {
+		inbox = l.Read
+		if len(inbox) == 0 {
+			inbox = l.DM
+		}
+	}
+	relays := slices.Clone(s.cfg.Nostr.Relays)
+	relays = append(relays, via)
+	relays = append(relays, inbox...)
+	return dedupe(relays)
+}

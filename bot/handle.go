@@ -157,7 +157,8 @@ func (s *Service) rateAllow(ctx context.Context, pubkey string) (bool, error) {
 }
 
 // responseRelays: the bot's relays, the relay the request came from, its
-// hint, and the live room's relays.
+// hint, the live room's relays, and the requester's NIP-65 read relays
+// (at once when known, else forwarded in the background: relaylists.go).
 func (s *Service) responseRelays(ev *nostr.Event, via string, roomRelays []string) []string {
 	relays := slices.Clone(s.cfg.Nostr.Relays)
 	relays = append(relays, via)
@@ -165,6 +166,7 @@ func (s *Service) responseRelays(ev *nostr.Event, via string, roomRelays []strin
 		relays = append(relays, t[2])
 	}
 	relays = append(relays, roomRelays...)
+	relays = append(relays, s.requesterReadRelays(ev, relays)...)
 	return dedupe(relays)
 }
 

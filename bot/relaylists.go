@@ -1,0 +1,306 @@
+package bot
+
+import (
+	"container/list"
+	"context"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/nbd-wtf/go-nostr"
+
+	"github.com/nestbot/nestbot/nostrx"
+)
+
+// relayList is what a pubkey published about where it reads: its NIP-17
+// DM relays (kind 10050) and the read relays of its NIP-65 list (kind
+// 10002). Both are hints from an unverified stranger's point of view, so
+// only ws(s) URLs are kept and at most maxListRelays of each.
+type relayList struct {
+	DM   []string
+	Read []string
+}
+
+const (
+	// relayListTTL is how long a looked-up list is trusted; a changed list
+	// takes at most this long to be followed.
+	relayListTTL = 10 * time.Minute
+	// relayListMissTTL is how long "nothing published" (or nothing in time)
+	// is remembered, shorter so a new list or a slow relay is retried soon.
+	relayListMissTTL = time.Minute
+	// relayListCacheSize bounds the cache: a flood of distinct requesters
+	// costs memory in proportion to this, not to the flood.
+	relayListCacheSize = 10_000
+	// maxListRelays bounds how many relays of one list the bot dials.
+	maxListRelays = 5
+	// maxForwards bounds background forwards of responses to read relays
+	// that were not known yet when the response was published.
+	maxForwards = 32
+	// forwardWait bounds how long a forward waits for the response to show
+	// up on the bot's relays.
+	forwardWait = 30 * time.Second
+)
+
+// relayLists looks pubkeys' relay lists up on the bot's relays, with a
+// bounded LRU cache with expiry and one lookup in flight per pubkey.
+type relayLists struct {
+	mu       sync.Mutex
+	cache    *ttlLRU[relayList]
+	inflight map[string]*listFlight
+	forwards chan struct{} // semaphore of background forwards
+	now      func() time.Time
+}
+
+type listFlight struct {
+	done chan struct{}
+	list relayList
+}
+
+func newRelayLists() *relayLists {
+	return &relayLists{
+		cache:    newTTLLRU[relayList](relayListCacheSize),
+		inflight: make(map[string]*listFlight),
+		forwards: make(chan struct{}, maxForwards),
+		now:      time.Now,
+	}
+}
+
+// cached returns pubkey's lists if a fresh lookup result is in the cache.
+func (r *relayLists) cached(pubkey string) (relayList, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.cache.get(pubkey, r.now())
+}
+
+// relayListsOf returns pubkey's relay lists from the cache, or looks them up
+// on the bot's relays within nostr.lookup_timeout. Concurrent callers for
+// one pubkey share one lookup. A lookup that finds nothing (or nothing in
+// time) yields empty lists; callers then use the bot's relays alone.
+func (s *Service) relayListsOf(ctx context.Context, pubkey string) relayList {
+	r := s.dmState().lists
+	r.mu.Lock()
+	if l, ok := r.cache.get(pubkey, r.now()); ok {
+		r.mu.Unlock()
+		return l
+	}
+	f, running := r.inflight[pubkey]
+	if !running {
+		f = &listFlight{done: make(chan struct{})}
+		r.inflight[pubkey] = f
+	}
+	r.mu.Unlock()
+
+	if !running {
+		go func() {
+			// Detached from the first caller's ctx: others may be waiting
+			// on this lookup. Bounded by the lookup timeout and the
+			// service's life.
+			lctx, cancel := context.WithTimeout(s.outbox.bg, s.cfg.Nostr.LookupTimeout)
+			l, complete := s.fetchRelayLists(lctx, pubkey)
+			cancel()
+			f.list = l
+			r.mu.Lock()
+			delete(r.inflight, pubkey)
+			if complete || len(l.DM)+len(l.Read) > 0 {
+				ttl := relayListTTL
+				if len(l.DM)+len(l.Read) == 0 {
+					ttl = relayListMissTTL
+				}
+				r.cache.put(pubkey, l, r.now().Add(ttl))
+			}
+			r.mu.Unlock()
+			close(f.done)
+		}()
+	}
+	select {
+	case <-f.done:
+		return f.list
+	case <-ctx.Done():
+		return relayList{}
+	}
+}
+
+// fetchRelayLists queries the bot's relays for pubkey's newest kind 10050
+// and 10002. complete is false when the service is shutting down, so that
+// an interrupted lookup is not remembered as "nothing published".
+func (s *Service) fetchRelayLists(ctx context.Context, pubkey string) (l relayList, complete bool) {
+	filter := nostr.Filter{Kinds: []int{nostr.KindDMRelayList, nostr.KindRelayListMetadata}, Authors: []string{pubkey}}
+	var dm, read *nostr.Event
+	for re := range s.outbox.pool.FetchMany(ctx, s.cfg.Nostr.Relays, filter) {
+		ev := re.Event
+		// The pool checks signatures; the id is ours to check.
+		if ev.PubKey != pubkey || !ev.CheckID() {
+			continue
+		}
+		switch ev.Kind {
+		case nostr.KindDMRelayList:
+			dm = newer(dm, ev)
+		case nostr.KindRelayListMetadata:
+			read = newer(read, ev)
+		}
+	}
+	if dm != nil {
+		l.DM = parseDMRelayList(dm)
+	}
+	if read != nil {
+		l.Read = parseReadRelays(read)
+	}
+	return l, s.outbox.bg.Err() == nil
+}
+
+func newer(cur, ev *nostr.Event) *nostr.Event {
+	if cur == nil || ev.CreatedAt > cur.CreatedAt || (ev.CreatedAt == cur.CreatedAt && ev.ID < cur.ID) {
+		return ev
+	}
+	return cur
+}
+
+// parseDMRelayList reads a kind 10050: ["relay", <url>] tags.
+func parseDMRelayList(ev *nostr.Event) []string {
+	var out []string
+	for _, t := range ev.Tags {
+		if len(t) >= 2 && t[0] == "relay" {
+			out = addRelay(out, t[1])
+		}
+	}
+	return out
+}
+
+// parseReadRelays reads the read relays of a NIP-65 kind 10002: ["r", <url>]
+// (read and write) and ["r", <url>, "read"]; "write" ones are skipped.
+func parseReadRelays(ev *nostr.Event) []string {
+	var out []string
+	for _, t := range ev.Tags {
+		if len(t) >= 2 && t[0] == "r" && (len(t) == 2 || t[2] == "" || t[2] == "read") {
+			out = addRelay(out, t[1])
+		}
+	}
+	return out
+}
+
+func addRelay(out []string, url string) []string {
+	if len(out) >= maxListRelays || !nostrx.ValidRelayURL(url) {
+		return out
+	}
+	n := nostr.NormalizeURL(url)
+	if n == "" || slices.Contains(out, n) {
+		return out
+	}
+	return append(out, n)
+}
+
+// requesterReadRelays is where a kind 4313 response goes beyond the relays
+// the bot already chose (already): the requester's NIP-65 read relays. A
+// cached list is returned at once. Otherwise it returns nothing, so the
+// response is published to the other relays without waiting, and a
+// bounded background task looks the list up and, once it is known,
+// forwards the very same response (taken from the bot's relays) there.
+func (s *Service) requesterReadRelays(req *nostr.Event, already []string) []string {
+	lists := s.dmState().lists
+	if l, ok := lists.cached(req.PubKey); ok {
+		return l.Read
+	}
+	select {
+	case lists.forwards <- struct{}{}:
+	default:
+		return nil // too many forwards in flight: the response still reaches the bot's relays
+	}
+	go func() {
+		defer func() { <-lists.forwards }()
+		s.forwardResponse(req, dedupe(already))
+	}()
+	return nil
+}
+
+// forwardResponse looks up the requester's read relays and republishes the
+// bot's response to req on those the response was not sent to.
+func (s *Service) forwardResponse(req *nostr.Event, already []string) {
+	ctx, cancel := context.WithTimeout(s.outbox.bg, forwardWait)
+	defer cancel()
+	var extra []string
+	for _, r := range s.relayListsOf(ctx, req.PubKey).Read {
+		if !slices.Contains(already, r) {
+			extra = append(extra, r)
+		}
+	}
+	if len(extra) == 0 {
+		return
+	}
+	bot := s.signer.PublicKey()
+	filter := nostr.Filter{
+		Kinds: []int{s.cfg.Nostr.ResponseKind}, Authors: []string{bot},
+		Tags: nostr.TagMap{"e": []string{req.ID}},
+	}
+	// Stored and live events: the response may not have reached a relay yet.
+	for re := range s.outbox.pool.SubscribeMany(ctx, s.cfg.Nostr.Relays, filter) {
+		resp := re.Event
+		if resp.PubKey != bot || resp.Kind != s.cfg.Nostr.ResponseKind || !resp.CheckID() || !tagsContain(resp.Tags, "e", req.ID) {
+			continue
+		}
+		if err := s.outbox.Publish(ctx, resp, extra); err != nil {
+			s.log.Debug("forward response to read relays", "id", req.ID, "relays", extra, "err", err)
+		}
+		return
+	}
+}
+
+func tagsContain(tags nostr.Tags, name, value string) bool {
+	for _, t := range tags {
+		if len(t) >= 2 && t[0] == name && t[1] == value {
+			return true
+		}
+	}
+	return false
+}
+
+// ttlLRU is a bounded least-recently-used cache whose entries also expire.
+// It is not safe for concurrent use; relayLists guards it.
+type ttlLRU[V any] struct {
+	max   int
+	order *list.List // front = most recently used
+	items map[string]*list.Element
+}
+
+type ttlEntry[V any] struct {
+	key     string
+	val     V
+	expires time.Time
+}
+
+func newTTLLRU[V any](max int) *ttlLRU[V] {
+	return &ttlLRU[V]{max: max, order: list.New(), items: make(map[string]*list.Element)}
+}
+
+func (c *ttlLRU[V]) get(key string, now time.Time) (V, bool) {
+	el, ok := c.items[key]
+	if !ok {
+		var zero V
+		return zero, false
+	}
+	e := el.Value.(*ttlEntry[V])
+	if !now.Before(e.expires) {
+		c.order.Remove(el)
+		delete(c.items, key)
+		var zero V
+		return zero, false
+	}
+	c.order.MoveToFront(el)
+	return e.val, true
+}
+
+func (c *ttlLRU[V]) put(key string, val V, expires time.Time) {
+	if el, ok := c.items[key]; ok {
+		e := el.Value.(*ttlEntry[V])
+		e.val, e.expires = val, expires
+		c.order.MoveToFront(el)
+		return
+	}
+	c.items[key] = c.order.PushFront(&ttlEntry[V]{key: key, val: val, expires: expires})
+	for c.order.Len() > c.max {
+		old := c.order.Back()
+		c.order.Remove(old)
+		delete(c.items, old.Value.(*ttlEntry[V]).key)
+	}
+}
+
+func (c *ttlLRU[V]) len() int { return c.order.Len() }

@@ -1,0 +1,61 @@
+package bot
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/nbd-wtf/go-nostr"
+)
+
+func TestParseRelayLists(t *testing.T) {
+	dm := &nostr.Event{Kind: 10050, Tags: nostr.Tags{
+		{"relay", "wss://dm.example.com/"}, {"relay", "wss://dm.example.com"}, {"relay", "https://not-a-relay.example.com"},
+		{"relay"}, {"r", "wss://wrong-tag.example.com"}, {"relay", "ws://127.0.0.1:7777"},
+	}}
+	if got := parseDMRelayList(dm); !slices.Equal(got, []string{"wss://dm.example.com", "ws://127.0.0.1:7777"}) {
+		t.Fatalf("10050: %v", got)
+	}
+	nip65 := &nostr.Event{Kind: 10002, Tags: nostr.Tags{
+		{"r", "wss://both.example.com"}, {"r", "wss://read.example.com", "read"}, {"r", "wss://write.example.com", "write"},
+		{"r", "wss://empty-marker.example.com", ""}, {"relay", "wss://wrong-tag.example.com"}, {"r", "javascript:alert(1)"},
+	}}
+	if got := parseReadRelays(nip65); !slices.Equal(got, []string{"wss://both.example.com", "wss://read.example.com", "wss://empty-marker.example.com"}) {
+		t.Fatalf("10002 read: %v", got)
+	}
+	many := &nostr.Event{Kind: 10050}
+	for i := range 50 {
+		many.Tags = append(many.Tags, nostr.Tag{"relay", fmt.Sprintf("wss://r%d.example.com", i)})
+	}
+	if got := parseDMRelayList(many); len(got) != maxListRelays {
+		t.Fatalf("a list of 50 relays gave %d, want at most %d", len(got), maxListRelays)
+	}
+}
+
+func TestTTLLRU(t *testing.T) {
+	c := newTTLLRU[int](2)
+	now := time.Unix(1000, 0)
+	c.put("a", 1, now.Add(time.Minute))
+	c.put("b", 2, now.Add(time.Minute))
+	if v, ok := c.get("a", now); !ok || v != 1 {
+		t.Fatal("a missing")
+	}
+	c.put("c", 3, now.Add(time.Minute)) // evicts b, the least recently used
+	if _, ok := c.get("b", now); ok {
+		t.Fatal("b not evicted")
+	}
+	if c.len() != 2 {
+		t.Fatalf("len %d", c.len())
+	}
+	if _, ok := c.get("a", now.Add(time.Minute)); ok {
+		t.Fatal("a not expired")
+	}
+	if c.len() != 1 {
+		t.Fatalf("expired entry kept: len %d", c.len())
+	}
+	c.put("c", 4, now.Add(time.Hour))
+	if v, ok := c.get("c", now.Add(30*time.Minute)); !ok || v != 4 {
+		t.Fatal("update lost")
+	}
+}
