@@ -77,7 +77,15 @@ func (r *relayLists) cached(pubkey string) (relayList, bool) {
 // one pubkey share one lookup. A lookup that finds nothing (or nothing in
 // time) yields empty lists; callers then use the bot's relays alone.
 func (s *Service) relayListsOf(ctx context.Context, pubkey string) relayList {
-	r := s.dmState().lists
+	return s.dmState().lists.get(ctx, s.outbox.bg, pubkey, s.cfg.Nostr.LookupTimeout, s.fetchRelayLists)
+}
+
+// get is relayListsOf with the lookup passed in: fetch runs detached from
+// the first caller's ctx (others may wait on it), under bg and timeout.
+// complete false means the lookup was cut short and an empty result is
+// not to be remembered.
+func (r *relayLists) get(ctx, bg context.Context, pubkey string, timeout time.Duration,
+	fetch func(context.Context, string) (l relayList, complete bool)) relayList {
 	r.mu.Lock()
 	if l, ok := r.cache.get(pubkey, r.now()); ok {
 		r.mu.Unlock()
@@ -92,18 +100,15 @@ func (s *Service) relayListsOf(ctx context.Context, pubkey string) relayList {
 
 	if !running {
 		go func() {
-			// Detached from the first caller's ctx: others may be waiting
-			// on this lookup. Bounded by the lookup timeout and the
-			// service's life.
-			lctx, cancel := context.WithTimeout(s.outbox.bg, s.cfg.Nostr.LookupTimeout)
-			l, complete := s.fetchRelayLists(lctx, pubkey)
+			lctx, cancel := context.WithTimeout(bg, timeout)
+			l, complete := fetch(lctx, pubkey)
 			cancel()
 			f.list = l
 			r.mu.Lock()
 			delete(r.inflight, pubkey)
-			if complete || len(l.DM)+len(l.Read) > 0 {
+			if found := len(l.DM)+len(l.Read) > 0; found || complete {
 				ttl := relayListTTL
-				if len(l.DM)+len(l.Read) == 0 {
+				if !found {
 					ttl = relayListMissTTL
 				}
 				r.cache.put(pubkey, l, r.now().Add(ttl))

@@ -1,8 +1,11 @@
 package bot
 
 import (
+	"context"
 	"fmt"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -57,5 +60,76 @@ func TestTTLLRU(t *testing.T) {
 	c.put("c", 4, now.Add(time.Hour))
 	if v, ok := c.get("c", now.Add(30*time.Minute)); !ok || v != 4 {
 		t.Fatal("update lost")
+	}
+}
+
+// TestRelayListsShared: concurrent look-ups of one pubkey share one fetch;
+// a found list is kept for relayListTTL, a miss for relayListMissTTL, and
+// a fetch cut short is not remembered.
+func TestRelayListsShared(t *testing.T) {
+	r := newRelayLists()
+	clock := time.Unix(1_000_000, 0)
+	var mu sync.Mutex
+	r.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	advance := func(d time.Duration) { mu.Lock(); clock = clock.Add(d); mu.Unlock() }
+
+	var fetches atomic.Int32
+	release := make(chan struct{})
+	lists := map[string]relayList{"alice": {DM: []string{"wss://dm.example.com"}}}
+	fetch := func(ctx context.Context, pk string) (relayList, bool) {
+		fetches.Add(1)
+		<-release
+		return lists[pk], pk != "cut"
+	}
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	got := make([]relayList, 20)
+	for i := range got {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got[i] = r.get(ctx, ctx, "alice", time.Second, fetch)
+		}()
+	}
+	time.Sleep(20 * time.Millisecond)
+	close(release)
+	wg.Wait()
+	for _, l := range got {
+		if !slices.Equal(l.DM, lists["alice"].DM) {
+			t.Fatalf("got %+v", l)
+		}
+	}
+	if n := fetches.Load(); n != 1 {
+		t.Fatalf("%d fetches for one pubkey, want 1", n)
+	}
+
+	// A caller whose ctx ends stops waiting; the fetch goes on for others.
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if l := r.get(cctx, ctx, "bob", time.Second, func(ctx context.Context, pk string) (relayList, bool) {
+		time.Sleep(10 * time.Millisecond)
+		return relayList{}, true
+	}); len(l.DM)+len(l.Read) != 0 {
+		t.Fatalf("cancelled caller got %+v", l)
+	}
+
+	r.get(ctx, ctx, "nobody", time.Second, fetch)
+	r.get(ctx, ctx, "cut", time.Second, fetch)
+	if _, ok := r.cached("cut"); ok {
+		t.Fatal("a fetch cut short was cached")
+	}
+	if _, ok := r.cached("nobody"); !ok {
+		t.Fatal("a miss is not cached")
+	}
+	advance(relayListMissTTL)
+	if _, ok := r.cached("nobody"); ok {
+		t.Fatal("a miss is cached longer than relayListMissTTL")
+	}
+	if _, ok := r.cached("alice"); !ok {
+		t.Fatal("a found list expired with the miss TTL")
+	}
+	advance(relayListTTL)
+	if _, ok := r.cached("alice"); ok {
+		t.Fatal("a found list outlived relayListTTL")
 	}
 }
