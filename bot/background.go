@@ -1,8 +1,40 @@
 package bot
 
-import "context"
+import (
+	"context"
+
+	"github.com/livekit/protocol/auth"
+
+	"github.com/nestbot/nestbot/rooms"
+)
 
 // background lists the service's long-running tasks besides the relay
 // listeners and workers (HTTP endpoints, identity, room lifecycle). Each
 // runs until ctx ends; Run waits for all of them before returning.
-func (s *Service) background() []func(context.Context) { return nil }
+//
+// Run calls it once, after the outbox exists.
+func (s *Service) background() []func(context.Context) {
+	m := newOpsMetrics(s.metrics.reg)
+	lk := rooms.NewLiveKitRooms(s.cfg.LiveKit.URL, s.cfg.LiveKit.APIKey, s.cfg.LiveKit.APISecret, rooms.RoomOptions{})
+	lc := newLifecycle(s, lk, m)
+	tasks := []func(context.Context){
+		func(ctx context.Context) { s.publishIdentity(ctx, m) },
+		lc.run,
+	}
+	if s.cfg.HTTP.Listen != "" {
+		ready := readiness{
+			relays:  s.RelaysConnected,
+			redis:   func(ctx context.Context) error { return s.store.Client().Ping(ctx).Err() },
+			livekit: func(ctx context.Context) error { _, err := lk.Find(ctx, readyProbeRoom); return err },
+		}
+		keys := auth.NewSimpleKeyProvider(s.cfg.LiveKit.APIKey, s.cfg.LiveKit.APISecret)
+		h := opsHandler(s.log, s.metrics.reg, ready, s.cfg.HTTP.WebhookPath, keys, lc.webhook, m)
+		tasks = append(tasks, func(ctx context.Context) { serveOps(ctx, s.log, s.cfg.HTTP.Listen, h) })
+	}
+	return tasks
+}
+
+// readyProbeRoom is the room /readyz asks LiveKit about: ListRooms for one
+// name proves LiveKit answers and accepts the bot's credentials without
+// listing every room.
+const readyProbeRoom = "nestbot-readyz-probe"

@@ -29,14 +29,15 @@ import (
 // get a validated one; a Config printed with fmt or logged with slog never
 // shows nostr.secret_key, livekit.api_secret or a password in redis.url.
 type Config struct {
-	Nostr   NostrConfig
-	Redis   RedisConfig
-	LiveKit LiveKitConfig
-	Nests   NestsConfig
-	HTTP    HTTPConfig
-	Limits  LimitsConfig
-	Log     LogConfig
-	Profile ProfileConfig
+	Nostr     NostrConfig
+	Redis     RedisConfig
+	LiveKit   LiveKitConfig
+	Nests     NestsConfig
+	HTTP      HTTPConfig
+	Limits    LimitsConfig
+	Lifecycle LifecycleConfig
+	Log       LogConfig
+	Profile   ProfileConfig
 }
 
 // NostrConfig is the "nostr" section: the bot's identity, its relays and the
@@ -91,7 +92,15 @@ type NestsConfig struct {
 
 // HTTPConfig is the "http" section.
 type HTTPConfig struct {
-	Listen string // host:port of the health/metrics listener; "" disables it
+	Listen      string // host:port of the ops listener (health, metrics, webhook); "" disables it
+	WebhookPath string // path of the LiveKit webhook endpoint on Listen; "" disables it
+}
+
+// LifecycleConfig is the "lifecycle" section: upkeep of the rooms the bot
+// published.
+type LifecycleConfig struct {
+	RepublishInterval time.Duration // republish an occupied room's event this often
+	ReconcileInterval time.Duration // compare owned rooms with LiveKit this often
 }
 
 // LimitsConfig is the "limits" section.
@@ -166,6 +175,7 @@ var configKeys = []struct {
 	{"nests.web_url", "https://nostrnests.com"},
 
 	{"http.listen", "127.0.0.1:9090"},
+	{"http.webhook_path", "/livekit/webhook"},
 
 	{"limits.room_cooldown", "10s"},
 	{"limits.restarts_per_minute", 5},
@@ -173,6 +183,9 @@ var configKeys = []struct {
 	{"limits.workers", 16},
 	{"limits.queue", 1024},
 	{"limits.seen_cache", 100000},
+
+	{"lifecycle.republish_interval", "1h"},
+	{"lifecycle.reconcile_interval", "1m"},
 
 	{"log.level", "info"},
 	{"log.format", "text"},
@@ -414,6 +427,7 @@ func (l *loader) load() Config {
 			c.HTTP.Listen = listen
 		}
 	}
+	c.HTTP.WebhookPath = l.webhookPath("http.webhook_path")
 
 	// limits
 	c.Limits.RoomCooldown = l.duration("limits.room_cooldown")
@@ -422,6 +436,13 @@ func (l *loader) load() Config {
 	c.Limits.Workers = l.integer("limits.workers", 1, 1<<16)
 	c.Limits.Queue = l.integer("limits.queue", 1, 1<<24)
 	c.Limits.SeenCache = l.integer("limits.seen_cache", 1, 1<<28)
+
+	// lifecycle
+	c.Lifecycle.RepublishInterval = l.duration("lifecycle.republish_interval")
+	if d := c.Lifecycle.RepublishInterval; d >= MaxRepublishInterval {
+		l.fail("lifecycle.republish_interval", "must be under %s (clients treat an older room event as closed), got %s", MaxRepublishInterval, d)
+	}
+	c.Lifecycle.ReconcileInterval = l.duration("lifecycle.reconcile_interval")
 
 	// log
 	switch lv := strings.ToLower(l.str("log.level")); lv {
@@ -450,6 +471,31 @@ func (l *loader) load() Config {
 		c.Profile.Picture = l.url("profile.picture", "http", "https")
 	}
 	return c
+}
+
+// MaxRepublishInterval bounds lifecycle.republish_interval: Amethyst treats a
+// 30312 whose created_at is more than 8 hours old as closed.
+const MaxRepublishInterval = 8 * time.Hour
+
+// reservedPaths are served by the ops listener and cannot be the webhook path.
+var reservedPaths = []string{"/healthz", "/readyz", "/metrics"}
+
+// webhookPath reads an absolute URL path ("" disables the endpoint).
+func (l *loader) webhookPath(key string) string {
+	p := l.str(key)
+	if p == "" {
+		return ""
+	}
+	u, err := url.Parse(p)
+	switch {
+	case err != nil || !strings.HasPrefix(p, "/") || u.Path != p || u.RawQuery != "" || strings.ContainsAny(p, " \t\n"):
+		l.fail(key, "%q is not an absolute URL path like /livekit/webhook", p)
+		return ""
+	case p == "/" || slices.Contains(reservedPaths, p):
+		l.fail(key, "%q is taken: pick a path other than /, %s", p, strings.Join(reservedPaths, ", "))
+		return ""
+	}
+	return p
 }
 
 // raw is the value of key from env, file or default, in whatever type the
@@ -862,7 +908,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Any("redis", c.Redis),
 		slog.Any("livekit", c.LiveKit),
 		slog.Group("nests", "service_url", c.Nests.ServiceURL, "web_url", c.Nests.WebURL),
-		slog.Group("http", "listen", c.HTTP.Listen),
+		slog.Group("http", "listen", c.HTTP.Listen, "webhook_path", c.HTTP.WebhookPath),
 		slog.Group("limits",
 			"room_cooldown", c.Limits.RoomCooldown,
 			"restarts_per_minute", c.Limits.RestartsPerMinute,
@@ -870,6 +916,9 @@ func (c Config) LogValue() slog.Value {
 			"workers", c.Limits.Workers,
 			"queue", c.Limits.Queue,
 			"seen_cache", c.Limits.SeenCache),
+		slog.Group("lifecycle",
+			"republish_interval", c.Lifecycle.RepublishInterval,
+			"reconcile_interval", c.Lifecycle.ReconcileInterval),
 		slog.Group("log", "level", c.Log.Level.String(), "format", c.Log.Format),
 		slog.Group("profile", "name", c.Profile.Name, "about", c.Profile.About, "picture", c.Profile.Picture),
 	)

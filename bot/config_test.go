@@ -105,7 +105,7 @@ func defaultConfig() Config {
 			ServiceURL: "http://127.0.0.1:5544/api/v1/nests",
 			WebURL:     "https://nostrnests.com",
 		},
-		HTTP: HTTPConfig{Listen: "127.0.0.1:9090"},
+		HTTP: HTTPConfig{Listen: "127.0.0.1:9090", WebhookPath: "/livekit/webhook"},
 		Limits: LimitsConfig{
 			RoomCooldown:      10 * time.Second,
 			RestartsPerMinute: 5,
@@ -114,7 +114,8 @@ func defaultConfig() Config {
 			Queue:             1024,
 			SeenCache:         100000,
 		},
-		Log: LogConfig{Level: slog.LevelInfo, Format: "text"},
+		Lifecycle: LifecycleConfig{RepublishInterval: time.Hour, ReconcileInterval: time.Minute},
+		Log:       LogConfig{Level: slog.LevelInfo, Format: "text"},
 		Profile: ProfileConfig{
 			Name:  "nestbot",
 			About: "Restarts Nostr audio rooms (nests). Send me a restart request or a DM: restart <naddr>.",
@@ -190,6 +191,7 @@ nests:
   web_url: http://nests.example
 http:
   listen: ""
+  webhook_path: /hooks/livekit
 limits:
   room_cooldown: 1m
   restarts_per_minute: 2
@@ -197,6 +199,9 @@ limits:
   workers: 4
   queue: 8
   seen_cache: 1e3
+lifecycle:
+  republish_interval: 2h30m
+  reconcile_interval: 15s
 log:
   level: DEBUG
   format: json
@@ -241,7 +246,7 @@ func TestConfigFile(t *testing.T) {
 			DepartureTimeout: 20 * time.Second,
 		},
 		Nests: NestsConfig{ServiceURL: "https://nests.example/api/v1/nests", WebURL: "http://nests.example"},
-		HTTP:  HTTPConfig{Listen: ""},
+		HTTP:  HTTPConfig{Listen: "", WebhookPath: "/hooks/livekit"},
 		Limits: LimitsConfig{
 			RoomCooldown:      time.Minute,
 			RestartsPerMinute: 2,
@@ -250,8 +255,9 @@ func TestConfigFile(t *testing.T) {
 			Queue:             8,
 			SeenCache:         1000,
 		},
-		Log:     LogConfig{Level: slog.LevelDebug, Format: "json"},
-		Profile: ProfileConfig{Name: "Room Bot", About: "hi", Picture: "https://img.example/p.png"},
+		Lifecycle: LifecycleConfig{RepublishInterval: 150 * time.Minute, ReconcileInterval: 15 * time.Second},
+		Log:       LogConfig{Level: slog.LevelDebug, Format: "json"},
+		Profile:   ProfileConfig{Name: "Room Bot", About: "hi", Picture: "https://img.example/p.png"},
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("got  %#v\nwant %#v", cfg, want)
@@ -286,21 +292,23 @@ func TestConfigEnvOverridesFile(t *testing.T) {
 	path := writeFile(t, "c.yaml", fullFile)
 	otherPub := pub2G
 	setEnv(t, map[string]string{
-		"NESTBOT_NOSTR_SECRET_KEY":         testSecretHex,
-		"NESTBOT_NOSTR_RELAYS":             "wss://env.one",
-		"NESTBOT_NOSTR_REQUEST_KIND":       "4312",
-		"NESTBOT_NOSTR_MAX_DM_AGE":         "2m",
-		"NESTBOT_NOSTR_ALLOWED_PUBKEYS":    "",
-		"NESTBOT_NOSTR_DENIED_PUBKEYS":     otherPub,
-		"NESTBOT_REDIS_URL":                "redis://env:6379/1",
-		"NESTBOT_REDIS_ADDRS":              "",
-		"NESTBOT_REDIS_MASTER_NAME":        "",
-		"NESTBOT_LIVEKIT_API_SECRET":       "from-env",
-		"NESTBOT_LIVEKIT_MAX_PARTICIPANTS": " 7 ",
-		"NESTBOT_HTTP_LISTEN":              ":9100",
-		"NESTBOT_LIMITS_WORKERS":           "3",
-		"NESTBOT_LOG_LEVEL":                "warn",
-		"NESTBOT_PROFILE_NAME":             "Env Bot",
+		"NESTBOT_NOSTR_SECRET_KEY":             testSecretHex,
+		"NESTBOT_NOSTR_RELAYS":                 "wss://env.one",
+		"NESTBOT_NOSTR_REQUEST_KIND":           "4312",
+		"NESTBOT_NOSTR_MAX_DM_AGE":             "2m",
+		"NESTBOT_NOSTR_ALLOWED_PUBKEYS":        "",
+		"NESTBOT_NOSTR_DENIED_PUBKEYS":         otherPub,
+		"NESTBOT_REDIS_URL":                    "redis://env:6379/1",
+		"NESTBOT_REDIS_ADDRS":                  "",
+		"NESTBOT_REDIS_MASTER_NAME":            "",
+		"NESTBOT_LIVEKIT_API_SECRET":           "from-env",
+		"NESTBOT_LIVEKIT_MAX_PARTICIPANTS":     " 7 ",
+		"NESTBOT_HTTP_LISTEN":                  ":9100",
+		"NESTBOT_HTTP_WEBHOOK_PATH":            "",
+		"NESTBOT_LIFECYCLE_REPUBLISH_INTERVAL": "30m",
+		"NESTBOT_LIMITS_WORKERS":               "3",
+		"NESTBOT_LOG_LEVEL":                    "warn",
+		"NESTBOT_PROFILE_NAME":                 "Env Bot",
 	})
 	cfg := mustLoad(t, path)
 	checks := []struct {
@@ -320,6 +328,9 @@ func TestConfigEnvOverridesFile(t *testing.T) {
 		{"api key (file)", cfg.LiveKit.APIKey, "12345"},
 		{"max participants", cfg.LiveKit.MaxParticipants, 7},
 		{"listen", cfg.HTTP.Listen, ":9100"},
+		{"webhook path (emptied by env)", cfg.HTTP.WebhookPath, ""},
+		{"republish interval", cfg.Lifecycle.RepublishInterval, 30 * time.Minute},
+		{"reconcile interval (file)", cfg.Lifecycle.ReconcileInterval, 15 * time.Second},
 		{"workers", cfg.Limits.Workers, 3},
 		{"queue (file)", cfg.Limits.Queue, 8},
 		{"level", cfg.Log.Level, slog.LevelWarn},
@@ -493,6 +504,16 @@ func TestConfigErrors(t *testing.T) {
 		{name: "empty api secret", file: "livekit:\n  api_secret: \"\"\n", wantKey: "livekit.api_secret"},
 		{name: "listen without port", env: map[string]string{"NESTBOT_HTTP_LISTEN": "9090"}, wantKey: "http.listen"},
 		{name: "listen bad port", env: map[string]string{"NESTBOT_HTTP_LISTEN": "127.0.0.1:99999"}, wantKey: "http.listen"},
+		{name: "webhook path relative", env: map[string]string{"NESTBOT_HTTP_WEBHOOK_PATH": "livekit"}, wantKey: "http.webhook_path"},
+		{name: "webhook path with query", env: map[string]string{"NESTBOT_HTTP_WEBHOOK_PATH": "/hook?x=1"}, wantKey: "http.webhook_path"},
+		{name: "webhook path a URL", env: map[string]string{"NESTBOT_HTTP_WEBHOOK_PATH": "https://x.example/hook"}, wantKey: "http.webhook_path"},
+		{name: "webhook path taken", env: map[string]string{"NESTBOT_HTTP_WEBHOOK_PATH": "/metrics"}, wantKey: "http.webhook_path", wantMsg: "taken"},
+		{name: "webhook path root", file: "http:\n  webhook_path: /\n", wantKey: "http.webhook_path"},
+
+		// lifecycle
+		{name: "republish interval too long", env: map[string]string{"NESTBOT_LIFECYCLE_REPUBLISH_INTERVAL": "8h"}, wantKey: "lifecycle.republish_interval", wantMsg: "under 8h"},
+		{name: "republish interval zero", env: map[string]string{"NESTBOT_LIFECYCLE_REPUBLISH_INTERVAL": "0s"}, wantKey: "lifecycle.republish_interval"},
+		{name: "reconcile interval no unit", file: "lifecycle:\n  reconcile_interval: 60\n", wantKey: "lifecycle.reconcile_interval", wantMsg: "unit"},
 
 		// pubkeys
 		{name: "bad npub", env: map[string]string{"NESTBOT_NOSTR_ALLOWED_PUBKEYS": "npub1xyz"}, wantKey: "nostr.allowed_pubkeys"},

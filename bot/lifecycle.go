@@ -1,0 +1,429 @@
+package bot
+
+import (
+	"context"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/livekit/protocol/livekit"
+	"github.com/livekit/protocol/webhook"
+	"github.com/nbd-wtf/go-nostr"
+
+	"github.com/nestbot/nestbot/nostrx"
+	"github.com/nestbot/nestbot/rooms"
+)
+
+// The lifecycle of the rooms whose 30312 the bot published (rooms it
+// recreated under a new ID). Nobody else can update those events, so the
+// bot keeps them true:
+//
+//   - while the LiveKit room has participants, it republishes the event
+//     every lifecycle.republish_interval, well before clients call a room
+//     event stale (Amethyst: 8 hours);
+//   - when the LiveKit room is gone, it publishes the event with status
+//     closed;
+//   - when the room was itself replaced (a newer bot room names it in its
+//     "a" tag, or the replacement mapping in Redis says so), it publishes it
+//     closed with ["a", <successor>, "", "successor"].
+//
+// It learns of gone rooms from LiveKit's room_finished webhook and, as a
+// fallback, from a periodic reconcile against ListRooms. Each change of a
+// room happens under the room's Redis lock (the engine's), re-reading the
+// last event and LiveKit's answer under it, so replicas and the restart
+// engine never publish one d twice or out of order. The rooms it looks
+// after are a Redis set (rooms.RedisStore.AddOwned), filled from rooms that
+// LiveKit lists and whose last saved event is the bot's and open, and at
+// start from every saved event.
+
+// lifecycleAction is what a room needs.
+type lifecycleAction int
+
+const (
+	actKeep          lifecycleAction = iota // nothing to do
+	actRepublish                            // occupied and its event is getting old
+	actCloseGone                            // the LiveKit room is gone
+	actCloseReplaced                        // a newer room replaced it
+	actForget                               // not the bot's open room: drop from the index
+)
+
+func (a lifecycleAction) String() string {
+	return [...]string{"keep", "republish", "close_gone", "close_replaced", "forget"}[a]
+}
+
+// decideLifecycle is the rule, given the room's last event (nil if none),
+// its LiveKit room (nil if gone) and its successor's d ("" if none).
+func decideLifecycle(bot string, last *nostr.Event, live *rooms.LiveRoom, successor string, now time.Time, every time.Duration) lifecycleAction {
+	if last == nil || last.PubKey != bot || last.Kind != nostrx.KindRoom {
+		return actForget
+	}
+	if roomStatus(last) == nostrx.StatusClosed {
+		return actForget
+	}
+	d := last.Tags.GetD()
+	if successor != "" && successor != d {
+		return actCloseReplaced
+	}
+	if live == nil {
+		return actCloseGone
+	}
+	if live.Participants > 0 && now.Sub(last.CreatedAt.Time()) >= every {
+		return actRepublish
+	}
+	return actKeep
+}
+
+func roomStatus(ev *nostr.Event) string {
+	r, err := nostrx.ParseRoomEvent(ev)
+	if err != nil {
+		return ""
+	}
+	return r.Status
+}
+
+// successorsByTag finds, among the bot's open rooms, those that name an
+// older room of the bot in their "a" tag: predecessor d → successor d (the
+// newest successor wins).
+func successorsByTag(bot string, lasts map[string]*nostr.Event) map[string]string {
+	out := map[string]string{}
+	newest := map[string]nostr.Timestamp{}
+	for d, ev := range lasts {
+		if ev.PubKey != bot || roomStatus(ev) == nostrx.StatusClosed {
+			continue
+		}
+		spec, err := rooms.SpecFromEvent(ev)
+		if err != nil || spec.Replaces == nil || spec.Replaces.Author != bot || spec.Replaces.D == d {
+			continue
+		}
+		p := spec.Replaces.D
+		if ev.CreatedAt > newest[p] || (ev.CreatedAt == newest[p] && d < out[p]) {
+			out[p], newest[p] = d, ev.CreatedAt
+		}
+	}
+	return out
+}
+
+// lifecycleHintBuffer bounds webhook hints waiting for the lifecycle loop;
+// beyond it they are dropped and the next reconcile catches up.
+const lifecycleHintBuffer = 256
+
+type lifecycle struct {
+	svc   *Service
+	lk    *rooms.LiveKitRooms
+	m     *opsMetrics
+	hints chan string // room names LiveKit told about
+	// notOwned remembers LiveKit rooms (name → SID) found not to be the
+	// bot's, so each reconcile reads Redis only for rooms it has not seen;
+	// a recreated room has a new SID and is looked at again.
+	notOwned map[string]string
+	now      func() time.Time
+}
+
+func newLifecycle(s *Service, lk *rooms.LiveKitRooms, m *opsMetrics) *lifecycle {
+	return &lifecycle{svc: s, lk: lk, m: m, hints: make(chan string, lifecycleHintBuffer), notOwned: map[string]string{}, now: time.Now}
+}
+
+// webhook takes a verified LiveKit event; it never blocks.
+func (lc *lifecycle) webhook(ev *livekit.WebhookEvent) {
+	switch ev.Event {
+	case webhook.EventRoomFinished, webhook.EventRoomStarted, webhook.EventParticipantJoined:
+	default:
+		return
+	}
+	name := ev.GetRoom().GetName()
+	if name == "" {
+		return
+	}
+	select {
+	case lc.hints <- name:
+	default:
+		lc.svc.log.Debug("lifecycle busy; webhook left to the next reconcile", "room", name)
+	}
+}
+
+// run is the lifecycle's one goroutine: start-up discovery, then reconcile
+// on every tick and a room check on every webhook hint.
+func (lc *lifecycle) run(ctx context.Context) {
+	lc.discover(ctx)
+	lc.reconcile(ctx)
+	t := time.NewTicker(lc.svc.cfg.Lifecycle.ReconcileInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			lc.reconcile(ctx)
+		case name := <-lc.hints:
+			lc.checkRoom(ctx, name)
+		}
+	}
+}
+
+// discover indexes every open room of the bot that has a saved event,
+// including ones published before the index existed.
+func (lc *lifecycle) discover(ctx context.Context) {
+	ds, err := lc.svc.store.EventRooms(ctx)
+	if err != nil {
+		lc.svc.log.Warn("lifecycle: cannot list saved room events; relying on LiveKit's list", "err", err)
+		return
+	}
+	lasts, err := lc.svc.store.LastEvents(ctx, ds)
+	if err != nil {
+		lc.svc.log.Warn("lifecycle: cannot read saved room events", "err", err)
+		return
+	}
+	var open []string
+	for d, ev := range lasts {
+		if ev.PubKey == lc.svc.PublicKey() && roomStatus(ev) != nostrx.StatusClosed {
+			open = append(open, d)
+		}
+	}
+	if err := lc.svc.store.AddOwned(ctx, open...); err != nil {
+		lc.svc.log.Warn("lifecycle: cannot index rooms", "err", err)
+	}
+}
+
+// reconcile compares every room the bot looks after with LiveKit. A LiveKit
+// that does not answer closes nothing.
+func (lc *lifecycle) reconcile(ctx context.Context) {
+	if err := lc.reconcileOnce(ctx); err != nil {
+		if ctx.Err() != nil {
+			return
+		}
+		lc.m.checks.WithLabelValues("reconcile", "error").Inc()
+		lc.svc.log.Warn("lifecycle reconcile failed; next tick retries", "err", err)
+		return
+	}
+	lc.m.checks.WithLabelValues("reconcile", "ok").Inc()
+}
+
+func (lc *lifecycle) reconcileOnce(ctx context.Context) error {
+	s := lc.svc
+	bot := s.PublicKey()
+	dctx, cancel := context.WithTimeout(ctx, s.cfg.Limits.DependencyTimeout)
+	defer cancel()
+	list, err := lc.lk.List(dctx)
+	if err != nil {
+		return err
+	}
+	live := make(map[string]*rooms.LiveRoom, len(list))
+	for _, r := range list {
+		live[r.Name] = r
+	}
+	owned, err := s.store.Owned(dctx)
+	if err != nil {
+		return err
+	}
+
+	// Index new rooms of the bot that LiveKit lists.
+	isOwned := make(map[string]bool, len(owned))
+	for _, d := range owned {
+		isOwned[d] = true
+	}
+	var unknown []string
+	for name, r := range live {
+		if !isOwned[name] && lc.notOwned[name] != r.SID {
+			unknown = append(unknown, name)
+		}
+	}
+	for name := range lc.notOwned {
+		if live[name] == nil {
+			delete(lc.notOwned, name)
+		}
+	}
+	if len(unknown) > 0 {
+		found, err := s.store.LastEvents(dctx, unknown)
+		if err != nil {
+			return err
+		}
+		var add []string
+		for _, name := range unknown {
+			if ev := found[name]; ev != nil && ev.PubKey == bot && roomStatus(ev) != nostrx.StatusClosed {
+				add = append(add, name)
+			} else {
+				lc.notOwned[name] = live[name].SID
+			}
+		}
+		if err := s.store.AddOwned(dctx, add...); err != nil {
+			return err
+		}
+		owned = append(owned, add...)
+	}
+	if len(owned) == 0 {
+		return nil
+	}
+
+	lasts, err := s.store.LastEvents(dctx, owned)
+	if err != nil {
+		return err
+	}
+	coords := make([]nostrx.Coordinate, len(owned))
+	for i, d := range owned {
+		coords[i] = nostrx.Coordinate{Kind: nostrx.KindRoom, Author: bot, D: d}
+	}
+	successors, err := s.store.Replacements(dctx, coords)
+	if err != nil {
+		return err
+	}
+	for p, d := range successorsByTag(bot, lasts) {
+		if successors[p] == "" {
+			successors[p] = d
+		}
+	}
+	slices.Sort(owned)
+	for _, d := range owned {
+		if ctx.Err() != nil {
+			return nil
+		}
+		act := decideLifecycle(bot, lasts[d], live[d], successors[d], lc.now(), s.cfg.Lifecycle.RepublishInterval)
+		if act != actKeep {
+			lc.apply(ctx, d, act, successors[d])
+		}
+	}
+	return nil
+}
+
+// checkRoom looks at one room now (a webhook named it).
+func (lc *lifecycle) checkRoom(ctx context.Context, d string) {
+	outcome := "ok"
+	if err := lc.checkRoomOnce(ctx, d); err != nil {
+		if ctx.Err() != nil {
+			return
+		}
+		outcome = "error"
+		lc.svc.log.Warn("lifecycle: room check failed; next reconcile retries", "room", d, "err", err)
+	}
+	lc.m.checks.WithLabelValues("webhook", outcome).Inc()
+}
+
+func (lc *lifecycle) checkRoomOnce(ctx context.Context, d string) error {
+	s := lc.svc
+	dctx, cancel := context.WithTimeout(ctx, s.cfg.Limits.DependencyTimeout)
+	defer cancel()
+	last, err := s.store.LastEvent(dctx, d)
+	if err != nil {
+		return err
+	}
+	if last == nil || last.PubKey != s.PublicKey() || roomStatus(last) == nostrx.StatusClosed {
+		return nil // not one of the bot's open rooms: the common case
+	}
+	if err := s.store.AddOwned(dctx, d); err != nil {
+		return err
+	}
+	room, err := lc.lk.Find(dctx, d)
+	if err != nil {
+		return err
+	}
+	successor, err := s.store.Replacement(dctx, nostrx.Coordinate{Kind: nostrx.KindRoom, Author: s.PublicKey(), D: d})
+	if err != nil {
+		return err
+	}
+	if act := decideLifecycle(s.PublicKey(), last, room, successor, lc.now(), s.cfg.Lifecycle.RepublishInterval); act != actKeep {
+		lc.apply(ctx, d, act, successor)
+	}
+	return nil
+}
+
+// apply carries out act for room d under the room's lock, after reading
+// again what it was decided on: another replica or a restart may have
+// changed the room in the meantime.
+func (lc *lifecycle) apply(ctx context.Context, d string, act lifecycleAction, successor string) {
+	s := lc.svc
+	if act == actForget {
+		if err := s.store.RemoveOwned(ctx, d); err != nil {
+			s.log.Warn("lifecycle: cannot unindex room", "room", d, "err", err)
+		}
+		return
+	}
+	budget := s.cfg.Limits.DependencyTimeout
+	lctx, cancel := context.WithTimeout(ctx, budget)
+	unlock, err := s.store.Lock(lctx, d, 3*budget+2*publishTimeout)
+	cancel()
+	if err != nil {
+		s.log.Debug("lifecycle: room busy; next reconcile retries", "room", d, "err", err)
+		return
+	}
+	defer unlock()
+
+	wctx, cancel := context.WithTimeout(ctx, 2*budget+publishTimeout)
+	defer cancel()
+	last, err := s.store.LastEvent(wctx, d)
+	if err != nil {
+		s.log.Warn("lifecycle: cannot read the room's last event", "room", d, "err", err)
+		return
+	}
+	var room *rooms.LiveRoom
+	if act == actCloseGone || act == actRepublish {
+		if room, err = lc.lk.Find(wctx, d); err != nil {
+			s.log.Warn("lifecycle: LiveKit did not answer; next reconcile retries", "room", d, "err", err)
+			return
+		}
+	} else {
+		room = &rooms.LiveRoom{Name: d} // the successor decides, not LiveKit
+	}
+	if again := decideLifecycle(s.PublicKey(), last, room, successor, lc.now(), s.cfg.Lifecycle.RepublishInterval); again != act {
+		if again == actForget {
+			_ = s.store.RemoveOwned(wctx, d)
+		}
+		return // changed under us (recreated, republished, closed): the next pass decides again
+	}
+
+	spec, err := rooms.SpecFromEvent(last)
+	if err != nil {
+		s.log.Error("lifecycle: unreadable saved event; forgetting the room", "room", d, "err", err)
+		_ = s.store.RemoveOwned(wctx, d)
+		return
+	}
+	switch act {
+	case actCloseGone:
+		spec.Status = nostrx.StatusClosed
+	case actCloseReplaced:
+		spec.Status = nostrx.StatusClosed
+		spec.Successor = &nostrx.Coordinate{Kind: nostrx.KindRoom, Author: s.PublicKey(), D: successor}
+	}
+	ev, err := lc.publishRoom(wctx, spec, last)
+	if err != nil {
+		s.log.Warn("lifecycle: room event not published; next reconcile retries", "room", d, "action", act.String(), "err", err)
+		return
+	}
+	lc.m.lifecycle.WithLabelValues(act.String()).Inc()
+	s.metrics.published.WithLabelValues(strconv.Itoa(nostrx.KindRoom)).Inc()
+	attrs := []any{"room", d, "action", act.String(), "id", ev.ID, "created_at", int64(ev.CreatedAt)}
+	if room != nil && act == actRepublish {
+		attrs = append(attrs, "participants", room.Participants)
+	}
+	if spec.Successor != nil {
+		attrs = append(attrs, "successor", successor)
+	}
+	s.log.Info("room event updated", attrs...)
+	if spec.Status == nostrx.StatusClosed {
+		if err := s.store.RemoveOwned(wctx, d); err != nil {
+			s.log.Warn("lifecycle: cannot unindex room", "room", d, "err", err)
+		}
+	}
+}
+
+// publishRoom signs the next version of the bot's event for spec.D (created_at
+// strictly above last's), publishes it to the bot's and the room's relays and
+// saves it as the last one.
+func (lc *lifecycle) publishRoom(ctx context.Context, spec nostrx.RoomSpec, last *nostr.Event) (*nostr.Event, error) {
+	s := lc.svc
+	ev := nostrx.BuildRoomEvent(spec, rooms.NextCreatedAt(lc.now(), last))
+	if err := s.signer.Sign(&ev); err != nil {
+		return nil, err
+	}
+	relays := append(slices.Clone(s.cfg.Nostr.Relays), spec.Relays...)
+	pctx, cancel := context.WithTimeout(ctx, publishTimeout)
+	err := s.outbox.Publish(pctx, &ev, relays)
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	if err := s.store.SaveEvent(ctx, &ev); err != nil {
+		// Published but not saved: the next version still goes above it
+		// once a second has passed, because NextCreatedAt is at least now.
+		s.log.Warn("lifecycle: room event published but not saved", "room", spec.D, "id", ev.ID, "err", err)
+	}
+	return &ev, nil
+}

@@ -1,0 +1,278 @@
+package rooms
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/livekit/protocol/livekit"
+	"github.com/nbd-wtf/go-nostr"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/nestbot/nestbot/nostrx"
+)
+
+// This file holds what the upkeep of the bot's own rooms needs from Redis
+// and LiveKit (bot/lifecycle.go drives it): an index of the rooms whose
+// 30312 the bot published, batch reads of their last events, the LiveKit
+// room list, and the helpers that republish an event exactly as the bot
+// built it.
+
+// NextCreatedAt is the created_at of the next version of an addressable
+// event whose last version is last: now when possible, and always strictly
+// greater than last's, so a relay never keeps the older of two versions.
+// Engine uses the same rule.
+func NextCreatedAt(now time.Time, last *nostr.Event) nostr.Timestamp {
+	return nextCreatedAt(now, last)
+}
+
+// ownedKey is the Redis set of the d's whose 30312 the bot published and
+// still looks after (neither closed nor forgotten).
+func (s *RedisStore) ownedKey() string { return s.BotKey("owned") }
+
+// AddOwned adds rooms to the bot's index of rooms it looks after.
+func (s *RedisStore) AddOwned(ctx context.Context, ds ...string) error {
+	if len(ds) == 0 {
+		return nil
+	}
+	members := make([]any, len(ds))
+	for i, d := range ds {
+		members[i] = d
+	}
+	if err := s.rdb.SAdd(ctx, s.ownedKey(), members...).Err(); err != nil {
+		return redisErr("add owned rooms", err)
+	}
+	return nil
+}
+
+// RemoveOwned drops rooms from the index (closed, or no longer the bot's).
+func (s *RedisStore) RemoveOwned(ctx context.Context, ds ...string) error {
+	if len(ds) == 0 {
+		return nil
+	}
+	members := make([]any, len(ds))
+	for i, d := range ds {
+		members[i] = d
+	}
+	if err := s.rdb.SRem(ctx, s.ownedKey(), members...).Err(); err != nil {
+		return redisErr("remove owned rooms", err)
+	}
+	return nil
+}
+
+// Owned lists the rooms in the index, in no particular order.
+func (s *RedisStore) Owned(ctx context.Context) ([]string, error) {
+	ds, err := s.rdb.SMembers(ctx, s.ownedKey()).Result()
+	if err != nil {
+		return nil, redisErr("list owned rooms", err)
+	}
+	return ds, nil
+}
+
+// LastEvents reads the last 30312 the bot published for each d in one
+// pipelined round trip. Rooms without one are absent from the map; an
+// unreadable stored event is skipped (LastEvent reports it).
+func (s *RedisStore) LastEvents(ctx context.Context, ds []string) (map[string]*nostr.Event, error) {
+	out := make(map[string]*nostr.Event, len(ds))
+	if len(ds) == 0 {
+		return out, nil
+	}
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.StringCmd, len(ds))
+	for i, d := range ds {
+		cmds[i] = pipe.Get(ctx, s.BotKey("event", d))
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, redisErr("get last events", err)
+	}
+	for i, cmd := range cmds {
+		b, err := cmd.Bytes()
+		if err != nil {
+			continue
+		}
+		var ev nostr.Event
+		if json.Unmarshal(b, &ev) == nil {
+			out[ds[i]] = &ev
+		}
+	}
+	return out, nil
+}
+
+// Replacements returns, for each room of the bot among rooms, the d of the
+// room that replaced it (Engine's "replaced" mapping), in one pipelined
+// round trip. Rooms never replaced are absent from the map.
+func (s *RedisStore) Replacements(ctx context.Context, rooms []nostrx.Coordinate) (map[string]string, error) {
+	out := map[string]string{}
+	if len(rooms) == 0 {
+		return out, nil
+	}
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.StringCmd, len(rooms))
+	for i, c := range rooms {
+		cmds[i] = pipe.Get(ctx, s.BotKey(replacedKey(c)...))
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, redisErr("get replacements", err)
+	}
+	for i, cmd := range cmds {
+		if v, err := cmd.Result(); err == nil && v != "" {
+			out[rooms[i].D] = v
+		}
+	}
+	return out, nil
+}
+
+// EventRooms lists every d the bot has a saved 30312 for, by scanning its
+// keys (on every master of a cluster). It walks the whole keyspace in
+// batches, so it is for start-up, not for every tick: it finds rooms
+// published before the index existed or while it was lost.
+func (s *RedisStore) EventRooms(ctx context.Context) ([]string, error) {
+	prefix := s.BotKey("event", "")
+	match := globEscape(prefix) + "*"
+	var (
+		mu   sync.Mutex
+		out  []string
+		seen = map[string]bool{}
+	)
+	scan := func(ctx context.Context, c redis.Cmdable) error {
+		it := c.Scan(ctx, 0, match, 1000).Iterator()
+		for it.Next(ctx) {
+			d := strings.TrimPrefix(it.Val(), prefix)
+			mu.Lock()
+			if d != "" && !seen[d] {
+				seen[d] = true
+				out = append(out, d)
+			}
+			mu.Unlock()
+		}
+		return it.Err()
+	}
+	var err error
+	if cc, ok := s.rdb.(*redis.ClusterClient); ok {
+		err = cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error { return scan(ctx, node) })
+	} else {
+		err = scan(ctx, s.rdb)
+	}
+	if err != nil {
+		return nil, redisErr("scan saved events", err)
+	}
+	return out, nil
+}
+
+// globEscape quotes the characters SCAN's MATCH treats as a pattern.
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune(`*?[]\`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// List returns every room LiveKit has.
+func (l *LiveKitRooms) List(ctx context.Context) ([]*LiveRoom, error) {
+	res, err := l.client.ListRooms(ctx, &livekit.ListRoomsRequest{})
+	if err != nil {
+		return nil, livekitErr("list rooms", err)
+	}
+	out := make([]*LiveRoom, 0, len(res.Rooms))
+	for _, r := range res.Rooms {
+		out = append(out, liveRoom(r))
+	}
+	return out, nil
+}
+
+// SpecFromEvent reads back the RoomSpec of a 30312 built with
+// nostrx.BuildRoomEvent, so that the bot can publish a new version of its own
+// event (republished, or closed) that differs only where it means to:
+// BuildRoomEvent(SpecFromEvent(ev), t) has ev's tags. Tags BuildRoomEvent
+// never writes (a role-less "p", a second Host) are dropped.
+func SpecFromEvent(ev *nostr.Event) (nostrx.RoomSpec, error) {
+	var s nostrx.RoomSpec
+	if ev.Kind != nostrx.KindRoom {
+		return s, fmt.Errorf("room event %s: kind %d", ev.ID, ev.Kind)
+	}
+	s.D = ev.Tags.GetD()
+	if s.D == "" {
+		return s, fmt.Errorf("room event %s: no d tag", ev.ID)
+	}
+	var room, title string
+	for _, t := range ev.Tags {
+		if len(t) < 2 {
+			continue
+		}
+		v := t[1]
+		switch t[0] {
+		case "room":
+			room = firstOf(room, v)
+		case "title":
+			title = firstOf(title, v)
+		case "summary":
+			s.Summary = firstOf(s.Summary, v)
+		case "image":
+			s.Image = firstOf(s.Image, v)
+		case "color":
+			s.Color = firstOf(s.Color, v)
+		case "t":
+			s.Topics = append(s.Topics, v)
+		case "status":
+			s.Status = firstOf(s.Status, v)
+		case "service":
+			s.Service = firstOf(s.Service, v)
+		case "streaming":
+			s.Streaming = firstOf(s.Streaming, v)
+		case "starts":
+			if s.Starts == 0 {
+				s.Starts, _ = strconv.ParseInt(v, 10, 64)
+			}
+		case "relays":
+			if s.Relays == nil {
+				s.Relays = append([]string{}, t[1:]...)
+			}
+		case "p":
+			if len(t) < 4 {
+				continue
+			}
+			switch nostrx.ParseRole(t[3]) {
+			case nostrx.RoleHost:
+				if s.Host == "" {
+					s.Host = v
+				} else {
+					s.Admins = append(s.Admins, v)
+				}
+			case nostrx.RoleAdmin:
+				s.Admins = append(s.Admins, v)
+			case nostrx.RoleSpeaker:
+				s.Speakers = append(s.Speakers, v)
+			}
+		case "a":
+			c, err := nostrx.ParseCoordinate(v)
+			if err != nil {
+				continue
+			}
+			if len(t) >= 4 && t[3] == "successor" {
+				if s.Successor == nil {
+					s.Successor = &c
+				}
+			} else if s.Replaces == nil {
+				s.Replaces = &c
+			}
+		}
+	}
+	s.Title = firstOf(room, title)
+	return s, nil
+}
+
+func firstOf(have, v string) string {
+	if have != "" {
+		return have
+	}
+	return v
+}
