@@ -247,7 +247,10 @@ func TestServeOpsRetriesATakenAddress(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); serveOps(ctx, log, ln.Addr().String(), http.NotFoundHandler()) }()
-	for !strings.Contains(logs.String(), "cannot bind") {
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(logs.String(), "cannot bind"); {
+		if time.Now().After(deadline) {
+			t.Fatal("a taken address was not reported")
+		}
 		time.Sleep(5 * time.Millisecond)
 	}
 	cancel()

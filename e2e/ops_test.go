@@ -352,12 +352,13 @@ func TestIdentity(t *testing.T) {
 		}
 		return true
 	})
+	// Publish returns at the first relay's OK; the others follow.
+	for _, rl := range w.relays {
+		waitFor(t, "identity on "+rl.URL, func() bool { return len(w.identityOn(rl.URL)) == 3 })
+	}
 	first := map[int]*nostr.Event{}
 	for _, rl := range w.relays {
 		evs := w.identityOn(rl.URL)
-		if len(evs) != 3 {
-			t.Fatalf("%s holds %d identity events, want 3", rl.URL, len(evs))
-		}
 		for kind, ev := range evs {
 			if err := nostrx.Verify(ev); err != nil {
 				t.Fatal(err)
