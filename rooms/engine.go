@@ -20,13 +20,19 @@ type State interface {
 	Record(ctx context.Context, id string) (*Record, error)
 	PutRecord(ctx context.Context, rec *Record) error
 	Lock(ctx context.Context, room string, ttl time.Duration) (func(), error)
+	// LockView is Lock for c.D plus the reads Restart starts with, batched.
+	LockView(ctx context.Context, c nostrx.Coordinate, ttl time.Duration) (*RoomLock, RoomView, error)
 	Replacement(ctx context.Context, c nostrx.Coordinate) (string, error)
 	SetReplacement(ctx context.Context, c nostrx.Coordinate, newID string, ttl time.Duration) error
 	ChoosePending(ctx context.Context, c nostrx.Coordinate, newID string, ttl time.Duration) (string, error)
+	// ChoosePendingLast is ChoosePending and LastEvent of the chosen ID.
+	ChoosePendingLast(ctx context.Context, c nostrx.Coordinate, newID string, ttl time.Duration) (string, *nostr.Event, error)
 	MarkRestarted(ctx context.Context, room string, cooldown time.Duration) error
 	CoolingDown(ctx context.Context, room string) (bool, error)
 	LastEvent(ctx context.Context, d string) (*nostr.Event, error)
 	SaveEvent(ctx context.Context, ev *nostr.Event) error
+	// Commit applies the writes that end a restart and then releases lock.
+	Commit(ctx context.Context, w Writes, lock *RoomLock) error
 }
 
 // LiveKit is the media side of Engine. LiveKitRooms implements it.
@@ -105,35 +111,47 @@ func (e *Engine) now() time.Time {
 // bookkeeping has changed, except a recreation cut off half way, which the
 // next request for the same room finishes under the same new ID.
 func (e *Engine) Restart(ctx context.Context, req nostrx.Request) (*Result, error) {
-	unlock, err := e.lock(ctx, req.Room.D)
+	// The lock and the first reads share one round trip (LockView).
+	lk, view, err := e.lockView(ctx, req.Room)
 	if err != nil {
 		return nil, err
 	}
-	defer unlock()
+	defer lk.Unlock()
 
-	target, redirected, err := e.resolve(ctx, req.Room)
+	newID := view.Replacement
+	if view.ReplacementErr != nil {
+		if newID, err = e.replacement(ctx, req.Room); err != nil {
+			return nil, err
+		}
+	}
+	target, redirected, err := e.follow(ctx, req.Room, newID)
 	if err != nil {
 		return nil, err
 	}
+	commitLock := lk // released with the final writes
+	pre := &view     // what LockView read is about target
 	if redirected {
 		unlockTarget, err := e.lock(ctx, target.D)
 		if err != nil {
 			return nil, err
 		}
 		defer unlockTarget()
+		commitLock, pre = nil, nil // two locks: the defers release both, in order
 	}
-	rec, err := e.record(ctx, target.D)
-	if err != nil {
+	var rec *Record
+	if pre != nil && pre.RecordErr == nil {
+		rec = pre.Record
+	} else if rec, err = e.record(ctx, target.D); err != nil {
 		return nil, err
 	}
 	if rec == nil {
-		return e.recreate(ctx, req)
+		return e.recreate(ctx, req, commitLock)
 	}
 	role, err := AuthorizeByRecord(rec, req.Requester)
 	if err != nil {
 		return nil, err
 	}
-	res, err := e.restartInPlace(ctx, req, target, rec, role)
+	res, err := e.restartInPlace(ctx, req, target, rec, role, pre, commitLock)
 	if err != nil {
 		return nil, err
 	}
@@ -148,12 +166,22 @@ func (e *Engine) Restart(ctx context.Context, req nostrx.Request) (*Result, erro
 // the bot already recreated is a request for its replacement, as long as
 // the replacement's record exists.
 func (e *Engine) resolve(ctx context.Context, c nostrx.Coordinate) (nostrx.Coordinate, bool, error) {
+	newID, err := e.replacement(ctx, c)
+	if err != nil {
+		return c, false, err
+	}
+	return e.follow(ctx, c, newID)
+}
+
+func (e *Engine) replacement(ctx context.Context, c nostrx.Coordinate) (string, error) {
 	newID, err := retry(ctx, e.Set.DependencyBudget, func(ctx context.Context) (string, error) {
 		return e.State.Replacement(ctx, c)
 	})
-	if err != nil {
-		return c, false, unavailable(err)
-	}
+	return newID, unavailable(err)
+}
+
+// follow goes to the replacement newID of c when it has a record.
+func (e *Engine) follow(ctx context.Context, c nostrx.Coordinate, newID string) (nostrx.Coordinate, bool, error) {
 	if newID == "" {
 		return c, false, nil
 	}
@@ -167,22 +195,31 @@ func (e *Engine) resolve(ctx context.Context, c nostrx.Coordinate) (nostrx.Coord
 	return nostrx.Coordinate{Kind: nostrx.KindRoom, Author: e.Signer.PublicKey(), D: newID}, true, nil
 }
 
-func (e *Engine) restartInPlace(ctx context.Context, req nostrx.Request, target nostrx.Coordinate, rec *Record, role nostrx.Role) (*Result, error) {
-	cooling, err := retry(ctx, e.Set.DependencyBudget, func(ctx context.Context) (bool, error) {
+// restartInPlace restarts rec's room under its own ID. pre, when not nil,
+// holds what LockView already read about it; lk, when not nil, is released
+// together with the final writes.
+func (e *Engine) restartInPlace(ctx context.Context, req nostrx.Request, target nostrx.Coordinate, rec *Record, role nostrx.Role, pre *RoomView, lk *RoomLock) (*Result, error) {
+	var cooling bool
+	var err error
+	if pre != nil && pre.CoolingErr == nil {
+		cooling = pre.Cooling
+	} else if cooling, err = retry(ctx, e.Set.DependencyBudget, func(ctx context.Context) (bool, error) {
 		return e.State.CoolingDown(ctx, rec.ID)
-	})
-	if err != nil {
+	}); err != nil {
 		return nil, unavailable(err)
 	}
 	// A room whose 30312 the bot published is addressed by the bot's key,
 	// whoever the requester named; the record's own author is unknown.
-	last, err := retry(ctx, e.Set.DependencyBudget, func(ctx context.Context) (*nostr.Event, error) {
+	var last *nostr.Event
+	if pre != nil && pre.LastErr == nil {
+		last = pre.Last
+	} else if last, err = retry(ctx, e.Set.DependencyBudget, func(ctx context.Context) (*nostr.Event, error) {
 		return e.State.LastEvent(ctx, rec.ID)
-	})
-	if err != nil {
+	}); err != nil {
 		return nil, unavailable(err)
 	}
-	if last != nil && last.PubKey == e.Signer.PublicKey() {
+	owned := last != nil && last.PubKey == e.Signer.PublicKey()
+	if owned {
 		target = nostrx.Coordinate{Kind: nostrx.KindRoom, Author: last.PubKey, D: rec.ID}
 	}
 	if cooling {
@@ -198,11 +235,12 @@ func (e *Engine) restartInPlace(ctx context.Context, req nostrx.Request, target 
 	if err != nil {
 		return nil, unavailable(err)
 	}
-	if err := e.put(ctx, rec); err != nil {
-		return nil, err
-	}
+	w := Writes{Restarted: rec.ID, Cooldown: e.Set.Cooldown}
 	var published *nostr.Event
-	if last != nil && last.PubKey == e.Signer.PublicKey() {
+	if owned {
+		if err := e.put(ctx, rec); err != nil {
+			return nil, err
+		}
 		orig, err := nostrx.ParseRoomEvent(last)
 		if err != nil {
 			return nil, fmt.Errorf("republish %s: %w", rec.ID, err)
@@ -212,14 +250,18 @@ func (e *Engine) restartInPlace(ctx context.Context, req nostrx.Request, target 
 		if published, err = e.publish(ctx, spec, last); err != nil {
 			return nil, err
 		}
+		w.Event = published
+	} else {
+		w.Record = rec
 	}
-	if err := e.markRestarted(ctx, rec.ID); err != nil {
+	// record (unless written above), last event, cool-down, unlock
+	if err := e.commit(ctx, w, lk); err != nil {
 		return nil, err
 	}
 	return e.result(target, rec, req.Requester, role, MsgRestarted, room.SID, published)
 }
 
-func (e *Engine) recreate(ctx context.Context, req nostrx.Request) (*Result, error) {
+func (e *Engine) recreate(ctx context.Context, req nostrx.Request, lk *RoomLock) (*Result, error) {
 	orig, err := e.lookup(ctx, req)
 	if err != nil {
 		return nil, err
@@ -228,12 +270,18 @@ func (e *Engine) recreate(ctx context.Context, req nostrx.Request) (*Result, err
 		return nil, err
 	}
 
-	newID, err := retry(ctx, e.Set.DependencyBudget, func(ctx context.Context) (string, error) {
-		return e.State.ChoosePending(ctx, req.Room, uuid.NewString(), replacementTTL)
+	type chosen struct {
+		id   string
+		last *nostr.Event
+	}
+	pick, err := retry(ctx, e.Set.DependencyBudget, func(ctx context.Context) (chosen, error) {
+		id, last, err := e.State.ChoosePendingLast(ctx, req.Room, uuid.NewString(), replacementTTL)
+		return chosen{id, last}, err
 	})
 	if err != nil {
 		return nil, unavailable(err)
 	}
+	newID := pick.id
 	now := e.now()
 	rec := e.newRecord(newID, req, orig, now)
 	room, err := retry(ctx, e.Set.DependencyBudget, func(ctx context.Context) (*LiveRoom, error) {
@@ -247,22 +295,15 @@ func (e *Engine) recreate(ctx context.Context, req nostrx.Request) (*Result, err
 	}
 	spec := e.spec(rec, orig, now)
 	spec.Replaces = &req.Room
-	last, err := retry(ctx, e.Set.DependencyBudget, func(ctx context.Context) (*nostr.Event, error) {
-		return e.State.LastEvent(ctx, newID)
-	})
-	if err != nil {
-		return nil, unavailable(err)
-	}
-	published, err := e.publish(ctx, spec, last)
+	published, err := e.publish(ctx, spec, pick.last)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := retry(ctx, e.Set.DependencyBudget, func(ctx context.Context) (struct{}, error) {
-		return struct{}{}, e.State.SetReplacement(ctx, req.Room, newID, replacementTTL)
-	}); err != nil {
-		return nil, unavailable(err)
-	}
-	if err := e.markRestarted(ctx, newID); err != nil {
+	// last event, replacement, cool-down, unlock
+	if err := e.commit(ctx, Writes{
+		Event: published, Replaced: &req.Room, ReplacedBy: newID, ReplacementTTL: replacementTTL,
+		Restarted: newID, Cooldown: e.Set.Cooldown,
+	}, lk); err != nil {
 		return nil, err
 	}
 	target := nostrx.Coordinate{Kind: nostrx.KindRoom, Author: e.Signer.PublicKey(), D: newID}
@@ -398,7 +439,8 @@ func (e *Engine) spec(rec *Record, orig *nostrx.RoomEvent, now time.Time) nostrx
 }
 
 // publish signs spec with a created_at above the last version the bot
-// published for the same d, publishes it and remembers it.
+// published for the same d and publishes it. The caller saves it as the
+// last event (Writes.Event) once the rest of its writes are known.
 func (e *Engine) publish(ctx context.Context, spec nostrx.RoomSpec, last *nostr.Event) (*nostr.Event, error) {
 	ev := nostrx.BuildRoomEvent(spec, nextCreatedAt(e.now(), last))
 	if err := e.Signer.Sign(&ev); err != nil {
@@ -412,11 +454,6 @@ func (e *Engine) publish(ctx context.Context, spec nostrx.RoomSpec, last *nostr.
 	}
 	if err := e.Events.Publish(ctx, &ev, relays); err != nil {
 		return nil, nostrx.Refuse(nostrx.CodeUnavailable, "no relay accepted the room event: %v", err)
-	}
-	if _, err := retry(ctx, e.Set.DependencyBudget, func(ctx context.Context) (struct{}, error) {
-		return struct{}{}, e.State.SaveEvent(ctx, &ev)
-	}); err != nil {
-		return nil, unavailable(err)
 	}
 	return &ev, nil
 }
@@ -448,6 +485,19 @@ func (e *Engine) lock(ctx context.Context, room string) (func(), error) {
 	return unlock, nil
 }
 
+func (e *Engine) lockView(ctx context.Context, c nostrx.Coordinate) (*RoomLock, RoomView, error) {
+	lockCtx, cancel := context.WithTimeout(ctx, e.Set.DependencyBudget)
+	defer cancel()
+	lk, view, err := e.State.LockView(lockCtx, c, e.Set.DependencyBudget*3+e.Set.LookupTimeout)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, view, ctx.Err()
+		}
+		return nil, view, unavailable(err)
+	}
+	return lk, view, nil
+}
+
 func (e *Engine) record(ctx context.Context, id string) (*Record, error) {
 	rec, err := retry(ctx, e.Set.DependencyBudget, func(ctx context.Context) (*Record, error) {
 		return e.State.Record(ctx, id)
@@ -465,9 +515,11 @@ func (e *Engine) put(ctx context.Context, rec *Record) error {
 	return unavailable(err)
 }
 
-func (e *Engine) markRestarted(ctx context.Context, id string) error {
+// commit applies w, retrying within the dependency budget, and releases lk
+// with it when lk is not nil.
+func (e *Engine) commit(ctx context.Context, w Writes, lk *RoomLock) error {
 	_, err := retry(ctx, e.Set.DependencyBudget, func(ctx context.Context) (struct{}, error) {
-		return struct{}{}, e.State.MarkRestarted(ctx, id, e.Set.Cooldown)
+		return struct{}{}, e.State.Commit(ctx, w, lk)
 	})
 	return unavailable(err)
 }

@@ -4,10 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"strings"
+	"sync"
 	"time"
 
+	"github.com/livekit/protocol/auth"
 	"github.com/livekit/protocol/livekit"
-	lksdk "github.com/livekit/server-sdk-go/v2"
+	"github.com/livekit/protocol/utils/xtwirp"
 	"github.com/twitchtv/twirp"
 )
 
@@ -21,13 +25,104 @@ type RoomOptions struct {
 
 // LiveKitRooms manages nests' rooms through LiveKit's RoomService API.
 type LiveKitRooms struct {
-	client *lksdk.RoomServiceClient
+	client *roomAPI
 	opts   RoomOptions
 }
 
 // NewLiveKitRooms connects to LiveKit's API at url (http, https, ws or wss).
 func NewLiveKitRooms(url, apiKey, apiSecret string, opts RoomOptions) *LiveKitRooms {
-	return &LiveKitRooms{client: lksdk.NewRoomServiceClient(url, apiKey, apiSecret), opts: opts}
+	return &LiveKitRooms{client: newRoomAPI(url, apiKey, apiSecret), opts: opts}
+}
+
+// roomAPI is LiveKit's RoomService over Twirp, as lksdk.RoomServiceClient
+// calls it, with two differences that matter on the restart path (see
+// docs/performance.md): its HTTP client keeps enough idle connections for
+// the bot's workers (lksdk uses http.DefaultTransport, which keeps two per
+// host and so dials anew under concurrency), and it signs one API token and
+// reuses it until it is half spent instead of signing one per call. It
+// leaves out lksdk's region failover, which only applies to LiveKit Cloud
+// hosts.
+type roomAPI struct {
+	svc    livekit.RoomService
+	key    string
+	secret string
+
+	mu    sync.Mutex
+	token string
+	renew time.Time
+}
+
+// apiTokenTTL is the lifetime of the token the bot calls LiveKit's API
+// with; it is renewed when half of it is left.
+const apiTokenTTL = 10 * time.Minute
+
+func newRoomAPI(url, apiKey, apiSecret string) *roomAPI {
+	tr, ok := http.DefaultTransport.(*http.Transport)
+	if ok {
+		tr = tr.Clone()
+	} else {
+		tr = &http.Transport{Proxy: http.ProxyFromEnvironment, IdleConnTimeout: 90 * time.Second}
+	}
+	tr.MaxIdleConns = 256
+	tr.MaxIdleConnsPerHost = 64
+	client := &http.Client{Transport: tr}
+	return &roomAPI{
+		svc: livekit.NewRoomServiceProtobufClient(httpURL(url), client, xtwirp.DefaultClientOptions()...),
+		key: apiKey, secret: apiSecret,
+	}
+}
+
+// httpURL is the API URL for a ws:// or wss:// one, as lksdk maps it.
+func httpURL(u string) string {
+	if strings.HasPrefix(u, "ws") {
+		return "http" + u[len("ws"):]
+	}
+	return u
+}
+
+// authorize attaches the API token to ctx.
+func (a *roomAPI) authorize(ctx context.Context) (context.Context, error) {
+	a.mu.Lock()
+	if a.token == "" || !time.Now().Before(a.renew) {
+		at := auth.NewAccessToken(a.key, a.secret).
+			SetVideoGrant(&auth.VideoGrant{RoomCreate: true, RoomList: true}).
+			SetValidFor(apiTokenTTL)
+		tok, err := at.ToJWT()
+		if err != nil {
+			a.mu.Unlock()
+			return nil, fmt.Errorf("livekit API token: %w", err)
+		}
+		a.token, a.renew = tok, time.Now().Add(apiTokenTTL/2)
+	}
+	tok := a.token
+	a.mu.Unlock()
+	h := make(http.Header, 1)
+	h.Set("Authorization", "Bearer "+tok)
+	return twirp.WithHTTPRequestHeaders(ctx, h)
+}
+
+func (a *roomAPI) CreateRoom(ctx context.Context, req *livekit.CreateRoomRequest) (*livekit.Room, error) {
+	ctx, err := a.authorize(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return a.svc.CreateRoom(ctx, req)
+}
+
+func (a *roomAPI) ListRooms(ctx context.Context, req *livekit.ListRoomsRequest) (*livekit.ListRoomsResponse, error) {
+	ctx, err := a.authorize(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return a.svc.ListRooms(ctx, req)
+}
+
+func (a *roomAPI) DeleteRoom(ctx context.Context, req *livekit.DeleteRoomRequest) (*livekit.DeleteRoomResponse, error) {
+	ctx, err := a.authorize(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return a.svc.DeleteRoom(ctx, req)
 }
 
 // LiveRoom is what the bot needs to know of a LiveKit room.
@@ -78,17 +173,48 @@ func (l *LiveKitRooms) Ensure(ctx context.Context, name, metadata string) (*Live
 // may hand the old one back when a name is recreated at once) and deleting
 // again if not. The Nests API server's restart leaves a live room untouched;
 // this is the fix.
+//
+// The first delete is sent together with the look-up of the old room, not
+// after it (one LiveKit round trip less on every restart). The look-up
+// almost always reads the room before the delete removes it; when it does
+// not (nothing found, yet the delete removed a room), the old SID is
+// unknown, so the room created next is recreated once more, which yields a
+// room LiveKit made after the delete.
 func (l *LiveKitRooms) Recreate(ctx context.Context, name, metadata string) (*LiveRoom, error) {
-	old, err := l.Find(ctx, name)
-	if err != nil {
-		return nil, err
+	type found struct {
+		room *LiveRoom
+		err  error
+	}
+	lookup := make(chan found, 1)
+	go func() {
+		r, err := l.Find(ctx, name)
+		lookup <- found{r, err}
+	}()
+	_, delErr := l.client.DeleteRoom(ctx, &livekit.DeleteRoomRequest{Room: name})
+	f := <-lookup
+	if f.err != nil {
+		return nil, f.err
+	}
+	if delErr != nil && !isNotFound(delErr) {
+		return nil, livekitErr("delete room "+name, delErr)
+	}
+	old := f.room
+	deleted := old != nil // the room to delete before each create; done once already
+	if old == nil && delErr == nil {
+		// The look-up came after the delete: make a room, then replace it.
+		r, err := l.Ensure(ctx, name, metadata)
+		if err != nil {
+			return nil, err
+		}
+		old, deleted = r, false
 	}
 	for attempt := 0; ; attempt++ {
-		if old != nil {
+		if old != nil && !deleted {
 			if _, err := l.client.DeleteRoom(ctx, &livekit.DeleteRoomRequest{Room: name}); err != nil && !isNotFound(err) {
 				return nil, livekitErr("delete room "+name, err)
 			}
 		}
+		deleted = false
 		r, err := l.Ensure(ctx, name, metadata)
 		if err != nil {
 			return nil, err

@@ -2,8 +2,6 @@ package rooms
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -53,7 +51,12 @@ func redisErr(op string, err error) error {
 
 // Record reads a room's record; it returns nil when there is none.
 func (s *RedisStore) Record(ctx context.Context, id string) (*Record, error) {
-	b, err := s.rdb.Get(ctx, s.recordPrefix+id).Bytes()
+	return decodeRecord(s.rdb.Get(ctx, s.recordPrefix+id), id)
+}
+
+// decodeRecord reads the reply of a GET of id's record.
+func decodeRecord(cmd *redis.StringCmd, id string) (*Record, error) {
+	b, err := cmd.Bytes()
 	if errors.Is(err, redis.Nil) {
 		return nil, nil
 	}
@@ -85,31 +88,38 @@ func (s *RedisStore) PutRecord(ctx context.Context, rec *Record) error {
 
 // unlockScript deletes a lock only if it still holds our token, so a worker
 // whose lock expired can never release another worker's lock.
-var unlockScript = redis.NewScript(`if redis.call("get", KEYS[1]) == ARGV[1] then return redis.call("del", KEYS[1]) else return 0 end`)
+var unlockScript = redis.NewScript(unlockSource)
+
+const unlockSource = `if redis.call("get", KEYS[1]) == ARGV[1] then return redis.call("del", KEYS[1]) else return 0 end`
 
 // Lock takes the per-room lock, waiting for it until ctx ends. ttl bounds how
 // long a crashed holder can block the room. The returned func releases it.
 func (s *RedisStore) Lock(ctx context.Context, room string, ttl time.Duration) (func(), error) {
-	key := s.BotKey("lock", room)
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	token := hex.EncodeToString(b[:])
+	l := s.newRoomLock(room)
+	if err := s.waitLock(ctx, room, l, ttl, false); err != nil {
+		return nil, err
+	}
+	return l.Unlock, nil
+}
+
+// waitLock takes l, retrying with backoff until ctx ends; with taken set,
+// a first attempt already found the lock held, so it waits before trying.
+func (s *RedisStore) waitLock(ctx context.Context, room string, l *RoomLock, ttl time.Duration, taken bool) error {
 	wait := 2 * time.Millisecond
 	for {
-		ok, err := s.rdb.SetNX(ctx, key, token, ttl).Result()
-		if err != nil {
-			return nil, redisErr("lock "+room, err)
+		if !taken {
+			ok, err := s.rdb.SetNX(ctx, l.key, l.token, ttl).Result()
+			if err != nil {
+				return redisErr("lock "+room, err)
+			}
+			if ok {
+				return nil
+			}
 		}
-		if ok {
-			return func() {
-				ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-				defer cancel()
-				_ = unlockScript.Run(ctx, s.rdb, []string{key}, token).Err()
-			}, nil
-		}
+		taken = false
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("lock %s: %w", room, ctx.Err())
+			return fmt.Errorf("lock %s: %w", room, ctx.Err())
 		case <-time.After(wait):
 		}
 		wait = min(wait*2, 100*time.Millisecond)
@@ -182,7 +192,12 @@ const eventTTL = 30 * 24 * time.Hour
 
 // LastEvent returns the last 30312 the bot published for d, or nil.
 func (s *RedisStore) LastEvent(ctx context.Context, d string) (*nostr.Event, error) {
-	b, err := s.rdb.Get(ctx, s.BotKey("event", d)).Bytes()
+	return decodeEvent(s.rdb.Get(ctx, s.BotKey("event", d)), d)
+}
+
+// decodeEvent reads the reply of a GET of d's last event.
+func decodeEvent(cmd *redis.StringCmd, d string) (*nostr.Event, error) {
+	b, err := cmd.Bytes()
 	if errors.Is(err, redis.Nil) {
 		return nil, nil
 	}
@@ -210,7 +225,12 @@ func (s *RedisStore) SaveEvent(ctx context.Context, ev *nostr.Event) error {
 }
 
 func (s *RedisStore) getString(ctx context.Context, what, key string) (string, error) {
-	v, err := s.rdb.Get(ctx, key).Result()
+	return decodeString(s.rdb.Get(ctx, key), what)
+}
+
+// decodeString reads the reply of a GET, "" for a missing key.
+func decodeString(cmd *redis.StringCmd, what string) (string, error) {
+	v, err := cmd.Result()
 	if errors.Is(err, redis.Nil) {
 		return "", nil
 	}

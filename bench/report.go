@@ -1,0 +1,128 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// WriteJSON writes res to path, creating its directory.
+func WriteJSON(path string, res *Results) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// PrintTable writes res as a Markdown table, one column per variant.
+func PrintTable(w io.Writer, res *Results) {
+	fmt.Fprintf(w, "machine: %d cores, %s, %s, linux %s\n", res.Machine.NProc, res.Machine.CPU, res.Machine.GoVersion, res.Machine.Kernel)
+	fmt.Fprintf(w, "bot limits: %s\n\n", res.Settings.BotLimits)
+	head := "| figure |"
+	sep := "| --- |"
+	for _, r := range res.Runs {
+		name := r.Variant
+		if r.Bot.Package != "" && strings.HasSuffix(r.Bot.Package, "profbot") {
+			name += " (pprof)"
+		}
+		head += " " + name + " |"
+		sep += " ---: |"
+	}
+	fmt.Fprintln(w, head)
+	fmt.Fprintln(w, sep)
+	row := func(label string, f func(r *Run) string) {
+		line := "| " + label + " |"
+		for i := range res.Runs {
+			line += " " + f(&res.Runs[i]) + " |"
+		}
+		fmt.Fprintln(w, line)
+	}
+	dist := func(l *Latency) string {
+		if l.OK == 0 {
+			return "no answers"
+		}
+		return fmt.Sprintf("%.2f / %.2f / %.2f / %.2f", l.P50, l.P90, l.P99, l.Max)
+	}
+	errs := func(l *Latency) string {
+		s := fmt.Sprintf("%d/%d", l.N-l.OK, l.N)
+		if len(l.Errors) > 0 {
+			var ks []string
+			for k, v := range l.Errors {
+				ks = append(ks, fmt.Sprintf("%s=%d", k, v))
+			}
+			sort.Strings(ks)
+			s += " (" + strings.Join(ks, ", ") + ")"
+		}
+		return s
+	}
+	pq := func(v [2]float64) string { return fmt.Sprintf("%.2f / %.2f", v[0], v[1]) }
+	row("Redis PING, ms p50 / p99", func(r *Run) string { return pq(r.Deps.RedisPing) })
+	row("LiveKit ListRooms / DeleteRoom / CreateRoom, ms p50", func(r *Run) string {
+		return fmt.Sprintf("%.2f / %.2f / %.2f", r.Deps.LKList[0], r.Deps.LKDelete[0], r.Deps.LKCreate[0])
+	})
+	row("one relay hop (publish → event back), ms p50 / p90 / p99 / max", func(r *Run) string { return dist(&r.RelayHop) })
+	bot := func(l *Latency) string {
+		if l.BotP50 == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.2f / %.2f / %.2f", l.BotP50, l.BotP90, l.BotP99)
+	}
+	row("restart in place, e2e ms p50 / p90 / p99 / max", func(r *Run) string { return dist(&r.InPlace) })
+	row("restart in place, bot's own ms p50 / p90 / p99", func(r *Run) string { return bot(&r.InPlace) })
+	row("restart in place, errors", func(r *Run) string { return errs(&r.InPlace) })
+	row("restart in place, bot CPU ms/restart", func(r *Run) string { return fmt.Sprintf("%.3f", r.InPlace.CPUPerReq) })
+	row("recreate new ID, e2e ms p50 / p90 / p99 / max", func(r *Run) string { return dist(&r.Recreate) })
+	row("recreate new ID, bot's own ms p50 / p90 / p99", func(r *Run) string { return bot(&r.Recreate) })
+	row("recreate new ID, errors", func(r *Run) string { return errs(&r.Recreate) })
+	row("recreate new ID, bot CPU ms/restart", func(r *Run) string { return fmt.Sprintf("%.3f", r.Recreate.CPUPerReq) })
+	for i := range res.Settings.Concurrency {
+		c := res.Settings.Concurrency[i]
+		row(fmt.Sprintf("throughput c=%d, restarts/s (errors)", c), func(r *Run) string {
+			if i >= len(r.Throughput) {
+				return "-"
+			}
+			t := &r.Throughput[i]
+			return fmt.Sprintf("%.0f (%d)", t.PerSecond, t.N-t.OK)
+		})
+		row(fmt.Sprintf("throughput c=%d, e2e ms p50 / p99", c), func(r *Run) string {
+			if i >= len(r.Throughput) {
+				return "-"
+			}
+			t := &r.Throughput[i]
+			return fmt.Sprintf("%.2f / %.2f", t.P50, t.P99)
+		})
+	}
+	if res.Settings.Soak > 0 {
+		row(fmt.Sprintf("soak: %d restarts at c=%d, errors", res.Settings.Soak, res.Settings.SoakConcurrency), func(r *Run) string { return errs(&r.Soak.Latency) })
+		row("soak: bot CPU ms/restart", func(r *Run) string { return fmt.Sprintf("%.3f", r.Soak.CPUPerReq) })
+		row("soak: restarts/s", func(r *Run) string { return fmt.Sprintf("%.0f", r.Soak.PerSecond) })
+	}
+	row("RSS idle, MB", func(r *Run) string { return fmt.Sprintf("%.1f", r.Soak.IdleRSS) })
+	if res.Settings.Soak > 0 {
+		row("RSS peak during soak (sampled / VmHWM), MB", func(r *Run) string { return fmt.Sprintf("%.1f / %.1f", r.Soak.PeakRSS, r.Soak.HWM) })
+		row("RSS after soak, MB (× idle)", func(r *Run) string { return fmt.Sprintf("%.1f (%.2f×)", r.Soak.AfterRSS, r.Soak.AfterRatio) })
+	}
+	row("bot log warnings / errors", func(r *Run) string { return fmt.Sprintf("%d / %d", r.BotLog.Warn, r.BotLog.Error) })
+	fmt.Fprintln(w)
+	for _, r := range res.Runs {
+		fmt.Fprintf(w, "targets, %s (bot %s, tags %q, cgo %s):\n", r.Variant, r.Bot.Path, r.Bot.Tags, r.Bot.CGO)
+		for _, t := range r.Targets {
+			mark := "MET "
+			if !t.Met {
+				mark = "MISS"
+			}
+			fmt.Fprintf(w, "  %s %-34s want %-18s got %.2f\n", mark, t.Name, t.Want, t.Got)
+		}
+		if r.Profile != "" {
+			fmt.Fprintf(w, "  CPU profile: %s\n", r.Profile)
+		}
+	}
+}

@@ -1,0 +1,164 @@
+package rooms
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/nbd-wtf/go-nostr"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/nestbot/nestbot/internal/stack"
+	"github.com/nestbot/nestbot/nostrx"
+)
+
+func pipelineStore(t *testing.T) (*RedisStore, *redis.Client) {
+	t.Helper()
+	srv := stack.StartRedis(t)
+	opt, err := redis.ParseURL(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opt)
+	t.Cleanup(func() { rdb.Close() })
+	return NewRedisStore(rdb, "nest:", "nestbot:", time.Hour), rdb
+}
+
+func ctxFor(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// The batched reads see what the one-by-one reads see, and Commit writes
+// what PutRecord, SaveEvent, SetReplacement and MarkRestarted write.
+func TestLockViewAndCommit(t *testing.T) {
+	s, rdb := pipelineStore(t)
+	ctx := ctxFor(t)
+	c := nostrx.Coordinate{Kind: nostrx.KindRoom, Author: hexKey(1), D: "room-a"}
+	rec := &Record{ID: "room-a", Host: hexKey(1), Admins: []string{hexKey(1)}, Status: StatusActive, CreatedAt: 5}
+	ev := &nostr.Event{Kind: nostrx.KindRoom, PubKey: hexKey(9), CreatedAt: 100, Tags: nostr.Tags{{"d", "room-a"}}}
+	if err := s.PutRecord(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SaveEvent(ctx, ev); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.MarkRestarted(ctx, "room-a", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.Set(ctx, "nestbot:replaced:"+hexKey(1)+":room-a", "room-b", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+
+	lk, v, err := s.LockView(ctx, c, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := s.readView(ctx, c)
+	if v.Replacement != "room-b" || v.Record == nil || v.Record.Host != hexKey(1) || !v.Cooling || v.Last == nil || v.Last.CreatedAt != 100 {
+		t.Fatalf("view %+v", v)
+	}
+	if v.Replacement != want.Replacement || !v.Cooling || v.Record.ID != want.Record.ID || v.Last.PubKey != want.Last.PubKey ||
+		v.ReplacementErr != nil || v.RecordErr != nil || v.CoolingErr != nil || v.LastErr != nil {
+		t.Fatalf("batched view %+v differs from one-by-one %+v", v, want)
+	}
+	if tok, _ := rdb.Get(ctx, "nestbot:lock:room-a").Result(); tok != lk.token {
+		t.Fatalf("lock holds %q, want our token", tok)
+	}
+
+	// A second taker waits until Commit releases the lock.
+	got := make(chan error, 1)
+	go func() {
+		l2, v2, err := s.LockView(ctx, c, time.Minute)
+		if err == nil && (v2.Record == nil || v2.Record.Status != "changed") {
+			err = errors.New("second holder read the record from before the commit")
+		}
+		l2.Unlock()
+		got <- err
+	}()
+	select {
+	case err := <-got:
+		t.Fatalf("second LockView returned while the lock was held: %v", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+
+	rec.Status = "changed"
+	ev2 := &nostr.Event{Kind: nostrx.KindRoom, PubKey: hexKey(9), CreatedAt: 101, Tags: nostr.Tags{{"d", "room-a"}}}
+	if err := rdb.Set(ctx, "nestbot:pending:"+hexKey(1)+":room-a", "room-b", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Commit(ctx, Writes{Record: rec, Event: ev2, Replaced: &c, ReplacedBy: "room-c", ReplacementTTL: time.Hour,
+		Restarted: "room-a", Cooldown: time.Minute}, lk); err != nil {
+		t.Fatal(err)
+	}
+	if !lk.released.Load() {
+		t.Fatal("Commit did not mark the lock released")
+	}
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+	after := s.readView(ctx, c)
+	if after.Replacement != "room-c" || after.Record.Status != "changed" || after.Last.CreatedAt != 101 || !after.Cooling {
+		t.Fatalf("after commit %+v", after)
+	}
+	if n, _ := rdb.Exists(ctx, "nestbot:pending:"+hexKey(1)+":room-a").Result(); n != 0 {
+		t.Fatal("commit kept the pending choice")
+	}
+	if ttl := rdb.TTL(ctx, "nest:room-a").Val(); ttl <= 0 || ttl > time.Hour {
+		t.Fatalf("record TTL %s, want the room TTL", ttl)
+	}
+	var raw map[string]any
+	b, _ := rdb.Get(ctx, "nestbot:event:room-a").Bytes()
+	if json.Unmarshal(b, &raw) != nil || raw["created_at"] != float64(101) {
+		t.Fatalf("saved event %s", b)
+	}
+	lk.Unlock() // a no-op after Commit
+}
+
+// A lock taken by someone else is not released by our Unlock or Commit.
+func TestCommitKeepsForeignLock(t *testing.T) {
+	s, rdb := pipelineStore(t)
+	ctx := ctxFor(t)
+	c := nostrx.Coordinate{Kind: nostrx.KindRoom, Author: hexKey(1), D: "room-x"}
+	lk, _, err := s.LockView(ctx, c, 50*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // our lock expired
+	other, err := s.Lock(ctx, "room-x", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other()
+	if err := s.Commit(ctx, Writes{Restarted: "room-x", Cooldown: time.Minute}, lk); err != nil {
+		t.Fatal(err)
+	}
+	lk.Unlock()
+	if n, _ := rdb.Exists(ctx, "nestbot:lock:room-x").Result(); n != 1 {
+		t.Fatal("another holder's lock was released")
+	}
+}
+
+func TestChoosePendingLast(t *testing.T) {
+	s, _ := pipelineStore(t)
+	ctx := ctxFor(t)
+	c := nostrx.Coordinate{Kind: nostrx.KindRoom, Author: hexKey(1), D: "gone"}
+	id, last, err := s.ChoosePendingLast(ctx, c, "new-1", time.Minute)
+	if err != nil || id != "new-1" || last != nil {
+		t.Fatalf("first choice: %q %v %v", id, last, err)
+	}
+	ev := &nostr.Event{Kind: nostrx.KindRoom, CreatedAt: 7, Tags: nostr.Tags{{"d", "new-1"}}}
+	if err := s.SaveEvent(ctx, ev); err != nil {
+		t.Fatal(err)
+	}
+	id, last, err = s.ChoosePendingLast(ctx, c, "new-2", time.Minute)
+	if err != nil || id != "new-1" || last == nil || last.CreatedAt != 7 {
+		t.Fatalf("resumed choice: %q %v %v", id, last, err)
+	}
+	if id, err := s.ChoosePending(ctx, c, "new-3", time.Minute); err != nil || id != "new-1" {
+		t.Fatalf("ChoosePending disagrees: %q %v", id, err)
+	}
+}
