@@ -34,6 +34,7 @@ type Options struct {
 	Variants        []string      // "pure" and/or "libsecp"
 	BotBin          string        // a prebuilt bot binary instead of building one
 	CPUProfile      string        // write the bot's CPU profile here (builds bench/profbot)
+	BotEnv          []string      // extra environment for the bot (GOMAXPROCS=1, GOGC=50 …)
 	Timeout         time.Duration // per exchange
 	Log             io.Writer     // progress
 }
@@ -79,6 +80,7 @@ type Run struct {
 	Targets    []Target     `json:"targets"`
 	BotLog     BotLogCounts `json:"bot_log"`
 	Profile    string       `json:"cpu_profile,omitempty"`
+	BotEnv     []string     `json:"bot_env,omitempty"`
 }
 
 // Deps are the round trips the bot's work is made of, timed from the
@@ -185,8 +187,8 @@ func benchVariant(ctx context.Context, root, variant string, o Options) (*Run, e
 
 	bin := o.BotBin
 	pkg := "./cmd/nestbot"
-	var env []string
-	run := &Run{Variant: variant}
+	env := append([]string(nil), o.BotEnv...)
+	run := &Run{Variant: variant, BotEnv: o.BotEnv}
 	if o.CPUProfile != "" {
 		pkg = "./bench/profbot"
 		run.Profile = o.CPUProfile

@@ -121,6 +121,9 @@ func PrintTable(w io.Writer, res *Results) {
 			}
 			fmt.Fprintf(w, "  %s %-34s want %-18s got %.2f\n", mark, t.Name, t.Want, t.Got)
 		}
+		if len(r.BotEnv) > 0 {
+			fmt.Fprintf(w, "  bot environment: %s\n", strings.Join(r.BotEnv, " "))
+		}
 		if r.Profile != "" {
 			fmt.Fprintf(w, "  CPU profile: %s\n", r.Profile)
 		}

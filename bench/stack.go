@@ -101,12 +101,14 @@ func readBuildInfo(path string) (buildInfo, error) {
 
 // buildBot builds pkg (./cmd/nestbot or ./bench/profbot) into out the way
 // the Makefile's build and build-libsecp targets do: pure Go with cgo off,
-// or with the libsecp256k1 tag and cgo on.
+// or with the libsecp256k1 tag, cgo on and Go's internal linker.
 func buildBot(root, pkg, out string, libsecp bool) error {
 	args := []string{"build", "-o", out}
 	cgo := "CGO_ENABLED=0"
 	if libsecp {
-		args = append(args, "-tags", "libsecp256k1")
+		// Internal linking, as make build-libsecp: the external linker's
+		// layout leaves about 12 MB more of the binary resident.
+		args = append(args, "-tags", "libsecp256k1", "-ldflags=-linkmode=internal")
 		cgo = "CGO_ENABLED=1"
 	}
 	args = append(args, pkg)

@@ -30,7 +30,7 @@ import (
 
 func main() {
 	var o bench.Options
-	var conc, out string
+	var conc, out, botEnv string
 	var libsecp, both bool
 	flag.IntVar(&o.N, "n", 200, "requests per latency scenario (restart in place, recreate under a new ID), each from its own host and room")
 	flag.IntVar(&o.ThroughputN, "throughput-n", 300, "restarts per throughput level")
@@ -42,6 +42,7 @@ func main() {
 	flag.BoolVar(&both, "both", false, "measure the pure Go and the libsecp256k1 builds one after the other, each on a fresh stack")
 	flag.StringVar(&o.BotBin, "bot", "", "run this prebuilt bot binary (e.g. bin/nestbot from make build) instead of building one")
 	flag.StringVar(&o.CPUProfile, "cpuprofile", "", "run the bot built from bench/profbot and write its CPU profile to this file")
+	flag.StringVar(&botEnv, "bot-env", "", "extra environment for the bot process, comma-separated KEY=VALUE (e.g. GOMAXPROCS=1)")
 	flag.DurationVar(&o.Timeout, "timeout", 15*time.Second, "how long to wait for one answer")
 	flag.StringVar(&out, "out", "", "JSON output (default bench-results/<timestamp>.json)")
 	flag.Parse()
@@ -69,6 +70,14 @@ func main() {
 		fail(fmt.Errorf("-n, -throughput-n and -soak-c must be positive"))
 	}
 	o.Log = os.Stderr
+	for _, kv := range strings.Split(botEnv, ",") {
+		if kv = strings.TrimSpace(kv); kv != "" {
+			if !strings.Contains(kv, "=") {
+				fail(fmt.Errorf("-bot-env %q: want KEY=VALUE", kv))
+			}
+			o.BotEnv = append(o.BotEnv, kv)
+		}
+	}
 
 	root := stack.RepoRoot()
 	if root == "" {
