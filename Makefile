@@ -4,7 +4,7 @@ GO ?= go
 CONFIG ?= config.yaml
 RELAY_URL ?= ws://127.0.0.1:7777
 
-.PHONY: deps run test vet unit e2e relay-check fuzz stack-up stack-down clean
+.PHONY: deps run test vet unit e2e faults relay-check fuzz stack-up stack-down clean
 # one step at a time: the test steps each use both cores
 .NOTPARALLEL:
 
@@ -17,12 +17,13 @@ run: deps
 	bash devstack/up.sh
 	NESTBOT_NOSTR_RELAYS=$(RELAY_URL) $(GO) run ./cmd/nestbot run --config $(CONFIG)
 
-## test: vet, unit tests with the race detector, end-to-end tests on the real stack, the relay module, fuzz smoke
+## test: vet, unit tests with the race detector, end-to-end tests on the real stack, the fault suite, the relay module, fuzz smoke
 test: deps
-	$(MAKE) --no-print-directory vet unit e2e relay-check fuzz
+	$(MAKE) --no-print-directory vet unit e2e faults relay-check fuzz
 
 vet:
 	$(GO) vet ./...
+	$(GO) vet -tags faults ./e2e/
 
 ## unit: every package but e2e, with the race detector
 unit:
@@ -31,6 +32,12 @@ unit:
 ## e2e: the bot end to end on real Redis, LiveKit, relays and nostr-tools (see e2e/doc.go for why not -race)
 e2e:
 	$(GO) test -count=1 ./e2e/...
+
+## faults: the fault suite (build tag faults): relay, Redis, LiveKit and the bot itself killed or stopped
+## mid-request, three replicas, a hostile relay's forgeries and flood; without -race so that its timings
+## mean something. Its FIGURES lines are the numbers in docs/reliability.md.
+faults:
+	set -o pipefail; $(GO) test -tags faults -count=1 -timeout 15m -run '^TestFault' -v ./e2e/ 2>&1 | grep -v '^redis: '
 
 relay-check:
 	cd devstack/relay && $(GO) vet ./... && $(GO) build -o /dev/null .

@@ -68,12 +68,21 @@ const (
 	claimBusy                         // a live instance is working on it
 	claimDone                         // answered and delivered
 	claimAnswered                     // answered, maybe not delivered: republish stored
+	claimGone                         // takeOver found no claim: not ours to start
 )
 
-// takeOverScript claims a request held by a dead instance, atomically.
+// takeOverScript claims a request that nobody holds (unless ARGV[4] is
+// "0"), that we already hold, or that a dead instance holds, atomically.
 var takeOverScript = redis.NewScript(`
 local v = redis.call("get", KEYS[1])
 if not v then
+  if ARGV[4] == "0" then
+    return "gone"
+  end
+  redis.call("set", KEYS[1], ARGV[1], "PX", ARGV[2])
+  return "acquired"
+end
+if v == ARGV[1] then
   redis.call("set", KEYS[1], ARGV[1], "PX", ARGV[2])
   return "acquired"
 end
@@ -87,8 +96,25 @@ end
 return v`)
 
 // acquire claims request id. With claimAnswered it returns the stored response.
+// A claim we already hold (a retry after a lost reply) is acquired again.
 func (c *claims) acquire(ctx context.Context, id string) (claimOutcome, *nostr.Event, error) {
-	res, err := takeOverScript.Run(ctx, c.rdb, []string{c.key(id)}, "w:"+c.instance, c.lease.Milliseconds(), c.prefix+"alive:").Text()
+	return c.run(ctx, id, true)
+}
+
+// takeOver is acquire for a request another instance held: it takes the
+// claim only from a dead owner, and reports claimGone when there is no claim
+// at all, because then Redis lost it (a restart without persistence) and
+// the request may already have been answered.
+func (c *claims) takeOver(ctx context.Context, id string) (claimOutcome, *nostr.Event, error) {
+	return c.run(ctx, id, false)
+}
+
+func (c *claims) run(ctx context.Context, id string, fresh bool) (claimOutcome, *nostr.Event, error) {
+	allowNew := "0"
+	if fresh {
+		allowNew = "1"
+	}
+	res, err := takeOverScript.Run(ctx, c.rdb, []string{c.key(id)}, "w:"+c.instance, c.lease.Milliseconds(), c.prefix+"alive:", allowNew).Text()
 	if err != nil {
 		return 0, nil, fmt.Errorf("claim %s: %w", id, err)
 	}
@@ -97,6 +123,8 @@ func (c *claims) acquire(ctx context.Context, id string) (claimOutcome, *nostr.E
 		return claimAcquired, nil, nil
 	case res == "busy":
 		return claimBusy, nil, nil
+	case res == "gone":
+		return claimGone, nil, nil
 	case res == "done":
 		return claimDone, nil, nil
 	case strings.HasPrefix(res, "r:"):

@@ -26,16 +26,24 @@ type answer struct {
 // handle processes one verified request: claim, parse, admit, work, answer.
 func (s *Service) handle(ctx context.Context, j job) {
 	ev := j.ev
-	state, stored, err := s.claims.acquire(ctx, ev.ID)
+	cctx, cancel := context.WithTimeout(ctx, s.cfg.Limits.DependencyTimeout)
+	acquire := s.claims.acquire
+	if j.watching {
+		acquire = s.claims.takeOver
+	}
+	state, stored, err := acquire(cctx, ev.ID)
+	cancel()
 	if err != nil {
-		// Redis is down: leave the request unclaimed; it will be seen again
-		// on resubscription or by another replica.
-		s.seen.forget(ev.ID)
-		s.log.Warn("claim failed", "id", ev.ID, "err", err)
+		// Redis did not answer: keep the request and claim it when it does.
+		s.claimRetry(j, err)
 		return
 	}
 	switch state {
-	case claimBusy, claimDone:
+	case claimBusy:
+		// Another instance works on it; finish it if that instance dies.
+		s.watchClaim(j)
+		return
+	case claimDone, claimGone:
 		s.metrics.dropped.WithLabelValues("claimed").Inc()
 		return
 	case claimAnswered:
@@ -61,6 +69,9 @@ func (s *Service) handle(ctx context.Context, j job) {
 	action := req.Action
 	if action != nostrx.ActionRestart && action != nostrx.ActionStatus {
 		action = "other"
+	}
+	if ans.outcome == "ok" {
+		s.known.Add(ev.PubKey) // authorized once: verified first from now on
 	}
 	s.metrics.requests.WithLabelValues(action, ans.outcome).Inc()
 	s.metrics.latency.WithLabelValues(action).Observe(time.Since(j.received).Seconds())
@@ -127,9 +138,8 @@ func (s *Service) work(ctx context.Context, req nostrx.Request, perr error) answ
 // admit applies the operator's allow and deny lists and the per-requester
 // rate limit, before any room is looked at.
 func (s *Service) admit(ctx context.Context, req nostrx.Request) error {
-	if slices.Contains(s.cfg.Nostr.DeniedPubkeys, req.Requester) ||
-		(len(s.cfg.Nostr.AllowedPubkeys) > 0 && !slices.Contains(s.cfg.Nostr.AllowedPubkeys, req.Requester)) {
-		return nostrx.Refuse(nostrx.CodeUnauthorized, "this bot does not serve your pubkey")
+	if err := s.listed(req.Requester); err != nil {
+		return err
 	}
 	ok, err := s.rateAllow(ctx, req.Requester)
 	if err != nil {
@@ -146,6 +156,8 @@ func (s *Service) admit(ctx context.Context, req nostrx.Request) error {
 func (s *Service) rateAllow(ctx context.Context, pubkey string) (bool, error) {
 	window := time.Now().Unix() / 60
 	key := fmt.Sprintf("%srate:%s:%d", s.cfg.Redis.BotPrefix, pubkey, window)
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Limits.DependencyTimeout)
+	defer cancel()
 	rdb := s.store.Client()
 	pipe := rdb.TxPipeline()
 	n := pipe.Incr(ctx, key)
@@ -186,7 +198,10 @@ func (s *Service) deliver(ctx context.Context, id string, resp *nostr.Event, rel
 		cancel()
 		if err == nil {
 			s.metrics.published.WithLabelValues(strconv.Itoa(resp.Kind)).Inc()
-			if err := s.claims.delivered(ctx, id); err != nil {
+			dctx, cancel := context.WithTimeout(ctx, s.cfg.Limits.DependencyTimeout)
+			err := s.claims.delivered(dctx, id)
+			cancel()
+			if err != nil {
 				s.log.Warn("mark delivered", "id", id, "err", err)
 			}
 			return true

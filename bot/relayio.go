@@ -122,7 +122,20 @@ func isPermanentRefusal(err error) bool {
 func (o *outbox) Latest(ctx context.Context, c nostrx.Coordinate, relays []string) (*nostr.Event, error) {
 	filter := nostr.Filter{Kinds: []int{c.Kind}, Authors: []string{c.Author}, Tags: nostr.TagMap{"d": []string{c.D}}}
 	var best *nostr.Event
-	for re := range o.pool.FetchMany(ctx, dedupe(relays), filter) {
+	// Read until ctx ends rather than until the channel closes: the pool
+	// closes it only once every relay answered, and its connection attempt
+	// to an unresponsive relay (a request's hint) ignores ctx for 15 s.
+	events := o.pool.FetchMany(ctx, dedupe(relays), filter)
+	for {
+		var re nostr.RelayEvent
+		var ok bool
+		select {
+		case re, ok = <-events:
+		case <-ctx.Done():
+		}
+		if !ok {
+			return best, nil
+		}
 		ev := re.Event
 		if ev.PubKey != c.Author || ev.Kind != c.Kind || ev.Tags.GetD() != c.D || !ev.CheckID() {
 			continue
@@ -131,7 +144,6 @@ func (o *outbox) Latest(ctx context.Context, c nostrx.Coordinate, relays []strin
 			best = ev
 		}
 	}
-	return best, nil
 }
 
 func dedupe(urls []string) []string {

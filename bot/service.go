@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
 	"time"
 
@@ -29,8 +30,18 @@ type Service struct {
 	seen      *seenSet
 	metrics   *metrics
 	listeners []*listener
-	queue     chan job
-	ready     chan struct{}
+	queue     chan job // verified requests and commands, in arrival order
+	priority  chan job // requests from known hosts and admins: served first
+	known     *knownSet
+	deferred  *deferredQueue
+	overload  *overload
+	// verifySlots bounds the signature checks of unknown signers running at
+	// once across all relays, so that junk never takes every core.
+	verifySlots chan struct{}
+	ready       chan struct{}
+
+	listsOnce       sync.Once
+	allowed, denied map[string]bool
 }
 
 // job is one verified request waiting for a worker: a kind 4312 request
@@ -40,6 +51,10 @@ type job struct {
 	dm       *dmCommand
 	via      string
 	received time.Time
+
+	attempt    int       // claim attempts that failed because Redis did not answer
+	watching   bool      // another instance held the claim; we look again later
+	watchUntil time.Time // when to stop watching
 }
 
 // ShutdownGrace is how long in-flight requests may run after Run's context
@@ -62,22 +77,28 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 		return nil, err
 	}
 	s := &Service{
-		cfg:    cfg,
-		log:    log,
-		signer: signer,
-		store:  rooms.NewRedisStore(rdb, cfg.Redis.KeyPrefix, cfg.Redis.BotPrefix, cfg.Redis.RoomTTL),
-		seen:   newSeenSet(cfg.Limits.SeenCache),
-		queue:  make(chan job, cfg.Limits.Queue),
-		ready:  make(chan struct{}),
+		cfg:      cfg,
+		log:      log,
+		signer:   signer,
+		store:    rooms.NewRedisStore(rdb, cfg.Redis.KeyPrefix, cfg.Redis.BotPrefix, cfg.Redis.RoomTTL),
+		seen:     newSeenSet(cfg.Limits.SeenCache),
+		queue:    make(chan job, cfg.Limits.Queue),
+		priority: make(chan job, cfg.Limits.Queue),
+		known:    newKnownSet(knownPubkeys),
+		deferred: newDeferredQueue(cfg.Limits.Queue),
+		ready:    make(chan struct{}),
+
+		verifySlots: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2)),
 	}
-	s.metrics = newMetrics(func() float64 { return float64(len(s.queue)) })
+	s.metrics = newMetrics(func() float64 { return float64(len(s.queue) + len(s.priority)) })
+	s.overload = newOverload(s.metrics.reg, func() float64 { return float64(s.deferred.Len()) })
 	s.claims = &claims{
 		rdb: rdb, prefix: cfg.Redis.BotPrefix, instance: newInstanceID(),
 		lease: 3*cfg.Limits.DependencyTimeout + cfg.Nostr.LookupTimeout + 30*time.Second,
 		ttl:   2*max(cfg.Nostr.MaxRequestAge, cfg.Nostr.MaxDMAge) + time.Hour,
 	}
 	s.engine = &rooms.Engine{
-		State: s.store,
+		State: observedState{s.store, s.known},
 		LiveKit: rooms.NewLiveKitRooms(cfg.LiveKit.URL, cfg.LiveKit.APIKey, cfg.LiveKit.APISecret, rooms.RoomOptions{
 			MaxParticipants:  uint32(cfg.LiveKit.MaxParticipants),
 			EmptyTimeout:     cfg.LiveKit.EmptyTimeout,
@@ -92,7 +113,7 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 		},
 	}
 	for _, url := range cfg.Nostr.Relays {
-		s.listeners = append(s.listeners, &listener{url: url, svc: s})
+		s.listeners = append(s.listeners, newListener(url, s))
 	}
 	return s, nil
 }
@@ -127,7 +148,7 @@ func (s *Service) Run(ctx context.Context) error {
 		s.log.Warn("redis not reachable at start; requests will retry", "err", err)
 	}
 	s.outbox = newOutbox(ctx, s.signer, s.log)
-	s.engine.Events = s.outbox
+	s.engine.Events = observedEvents{s.outbox, s.known}
 	s.log.Info("nestbot starting", "npub", nostrx.Npub(s.PublicKey()), "relays", s.cfg.Nostr.Relays, "workers", s.cfg.Limits.Workers)
 
 	hbCtx, stopHeartbeat := context.WithCancel(context.WithoutCancel(ctx))
@@ -139,11 +160,16 @@ func (s *Service) Run(ctx context.Context) error {
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
 	var workers sync.WaitGroup
-	for range s.cfg.Limits.Workers {
+	for i := range s.cfg.Limits.Workers {
 		workers.Add(1)
+		reserved := i < s.reservedWorkers()
 		go func() {
 			defer workers.Done()
-			for j := range s.queue {
+			for {
+				j, ok := s.next(reserved)
+				if !ok {
+					return
+				}
 				if j.dm != nil {
 					s.handleDM(workCtx, j)
 				} else {
@@ -154,6 +180,11 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 
 	var listeners sync.WaitGroup
+	listeners.Add(1)
+	go func() {
+		defer listeners.Done()
+		s.runDeferred(ctx)
+	}()
 	for _, l := range s.listeners {
 		l.loadCheckpoint(ctx)
 		listeners.Add(1)
@@ -175,6 +206,7 @@ func (s *Service) Run(ctx context.Context) error {
 	listeners.Wait()
 	tasks.Wait()
 	close(s.queue)
+	close(s.priority)
 
 	drained := make(chan struct{})
 	go func() { workers.Wait(); close(drained) }()
@@ -191,10 +223,13 @@ func (s *Service) Run(ctx context.Context) error {
 	return nil
 }
 
-// intake runs in a relay's goroutine: the cheap checks, then verification,
-// then the hand-off to the workers. It reports whether the event was a
-// verified, new request.
-func (s *Service) intake(ctx context.Context, ev *nostr.Event, via string) bool {
+// intake runs in a relay's verifier goroutine: the cheap checks again (the
+// event may have waited in the relay's buffer), then verification, then the
+// hand-off to the workers (see dispatch). received is when the event was read
+// from the relay; known says the signer is a known host or admin, whose
+// events skip the shared limit on verification (see verifySlots). It
+// reports whether the event was a verified, new request.
+func (s *Service) intake(ctx context.Context, ev *nostr.Event, via string, received time.Time, known bool) bool {
 	if err := nostrx.Screen(ev, s.cfg.Nostr.RequestKind, s.signer.PublicKey()); err != nil {
 		s.drop(err)
 		return false
@@ -207,7 +242,10 @@ func (s *Service) intake(ctx context.Context, ev *nostr.Event, via string) bool 
 		s.drop(err)
 		return false
 	}
-	if err := nostrx.Verify(ev); err != nil {
+	// Only a verified id enters the seen set, so a forged copy of a request
+	// (bad signature, or an id that is not the hash of the content) can
+	// never shadow the real one.
+	if err := s.verifyEvent(ctx, ev, known); err != nil {
 		s.drop(err)
 		s.log.Debug("dropped unverifiable event", "relay", via, "id", ev.ID, "err", err)
 		return false
@@ -216,10 +254,7 @@ func (s *Service) intake(ctx context.Context, ev *nostr.Event, via string) bool 
 		s.metrics.dropped.WithLabelValues("duplicate").Inc()
 		return false
 	}
-	select {
-	case s.queue <- job{ev: ev, via: via, received: time.Now()}:
-	case <-ctx.Done():
-	}
+	s.dispatch(ctx, job{ev: ev, via: via, received: received})
 	return true
 }
 

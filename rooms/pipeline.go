@@ -35,6 +35,7 @@ type RoomLock struct {
 	key      string
 	token    string
 	released atomic.Bool
+	renew    *renewal // see lease.go
 }
 
 func (s *RedisStore) newRoomLock(room string) *RoomLock {
@@ -49,6 +50,7 @@ func (l *RoomLock) Unlock() {
 	if l == nil || l.released.Swap(true) {
 		return
 	}
+	l.stopHold()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = unlockScript.Run(ctx, l.store.rdb, []string{l.key}, l.token).Err()
@@ -88,7 +90,7 @@ func (s *RedisStore) LockView(ctx context.Context, c nostrx.Coordinate, ttl time
 		return l, s.readView(ctx, c), nil
 	}
 	pipe := s.rdb.Pipeline()
-	locked := pipe.SetNX(ctx, l.key, l.token, ttl)
+	locked := pipe.SetNX(ctx, l.key, l.token, leaseTTL(ttl))
 	repl := pipe.Get(ctx, s.BotKey(replacedKey(c)...))
 	rec := pipe.Get(ctx, s.recordPrefix+c.D)
 	cool := pipe.Exists(ctx, s.BotKey("last", c.D))
@@ -105,6 +107,7 @@ func (s *RedisStore) LockView(ctx context.Context, c nostrx.Coordinate, ttl time
 		}
 		return l, s.readView(ctx, c), nil
 	}
+	l.hold(ttl)
 	var v RoomView
 	v.Replacement, v.ReplacementErr = decodeString(repl, "replacement of "+c.String())
 	v.Record, v.RecordErr = decodeRecord(rec, c.D)
@@ -220,6 +223,7 @@ func (s *RedisStore) Commit(ctx context.Context, w Writes, lock *RoomLock) error
 	}
 	if release {
 		lock.released.Store(true)
+		lock.stopHold()
 	}
 	return nil
 }

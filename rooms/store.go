@@ -93,7 +93,8 @@ var unlockScript = redis.NewScript(unlockSource)
 const unlockSource = `if redis.call("get", KEYS[1]) == ARGV[1] then return redis.call("del", KEYS[1]) else return 0 end`
 
 // Lock takes the per-room lock, waiting for it until ctx ends. ttl bounds how
-// long a crashed holder can block the room. The returned func releases it.
+// long a holder may keep it; a crashed holder blocks the room for at most
+// lockLease (see lease.go). The returned func releases it.
 func (s *RedisStore) Lock(ctx context.Context, room string, ttl time.Duration) (func(), error) {
 	l := s.newRoomLock(room)
 	if err := s.waitLock(ctx, room, l, ttl, false); err != nil {
@@ -108,11 +109,12 @@ func (s *RedisStore) waitLock(ctx context.Context, room string, l *RoomLock, ttl
 	wait := 2 * time.Millisecond
 	for {
 		if !taken {
-			ok, err := s.rdb.SetNX(ctx, l.key, l.token, ttl).Result()
+			ok, err := s.rdb.SetNX(ctx, l.key, l.token, leaseTTL(ttl)).Result()
 			if err != nil {
 				return redisErr("lock "+room, err)
 			}
 			if ok {
+				l.hold(ttl)
 				return nil
 			}
 		}
