@@ -191,6 +191,7 @@ func (w *world) startReplica(cfg bot.Config) (*bot.Service, func()) {
 	if os.Getenv("NESTBOT_TEST_LOG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
+	cfg.HTTP.Listen = "" // replicas in one process would share the ops port
 	svc, err := bot.New(cfg, log)
 	if err != nil {
 		w.t.Fatalf("bot.New: %v", err)
