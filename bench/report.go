@@ -108,7 +108,10 @@ func PrintTable(w io.Writer, res *Results) {
 	row("RSS idle, MB", func(r *Run) string { return fmt.Sprintf("%.1f", r.Soak.IdleRSS) })
 	if res.Settings.Soak > 0 {
 		row("RSS peak during soak (sampled / VmHWM), MB", func(r *Run) string { return fmt.Sprintf("%.1f / %.1f", r.Soak.PeakRSS, r.Soak.HWM) })
-		row("RSS after soak, MB (× idle)", func(r *Run) string { return fmt.Sprintf("%.1f (%.2f×)", r.Soak.AfterRSS, r.Soak.AfterRatio) })
+		row("RSS 2 s after soak, MB (× idle)", func(r *Run) string { return fmt.Sprintf("%.1f (%.2f×)", r.Soak.AfterRSS, r.Soak.AfterRatio) })
+		row(fmt.Sprintf("RSS %s after soak, MB (× idle)", settleTime), func(r *Run) string {
+			return fmt.Sprintf("%.1f (%.2f×)", r.Soak.SettledRSS, r.Soak.SettledRatio)
+		})
 	}
 	row("bot log warnings / errors", func(r *Run) string { return fmt.Sprintf("%d / %d", r.BotLog.Warn, r.BotLog.Error) })
 	fmt.Fprintln(w)
@@ -125,7 +128,7 @@ func PrintTable(w io.Writer, res *Results) {
 			fmt.Fprintf(w, "  bot environment: %s\n", strings.Join(r.BotEnv, " "))
 		}
 		if r.Profile != "" {
-			fmt.Fprintf(w, "  CPU profile: %s\n", r.Profile)
+			fmt.Fprintf(w, "  CPU profile: %s, heap profile at exit: %s\n", r.Profile, r.HeapProfile)
 		}
 	}
 }

@@ -2,7 +2,9 @@
 // and runs it instead of cmd/nestbot when asked for -cpuprofile, so the
 // profile shows the bot's own work under the bench's load. It wires the
 // service exactly as `nestbot run --config` does and writes the profile to
-// $NESTBENCH_CPUPROFILE when it stops (SIGINT or SIGTERM).
+// $NESTBENCH_CPUPROFILE when it stops (SIGINT or SIGTERM), and, when
+// $NESTBENCH_HEAPPROFILE is set, a heap profile taken once it stopped (after
+// a GC: what the bot still held after the run).
 package main
 
 import (
@@ -10,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/pprof"
 	"syscall"
 
@@ -51,5 +54,14 @@ func run() error {
 	defer pprof.StopCPUProfile()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return svc.Run(ctx)
+	err = svc.Run(ctx)
+	if heap := os.Getenv("NESTBENCH_HEAPPROFILE"); heap != "" {
+		runtime.GC()
+		if f, ferr := os.Create(heap); ferr == nil {
+			_ = pprof.WriteHeapProfile(f)
+			f.Close()
+		}
+	}
+	runtime.KeepAlive(svc) // its caches are what the heap profile is about
+	return err
 }
