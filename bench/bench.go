@@ -424,7 +424,8 @@ func (r *runner) batch(ctx context.Context, preps []*prepared, conc int) ([]outc
 }
 
 // soak runs n restarts in place in chunks (prepared between chunks, off
-// the bot's CPU count) and samples the bot's RSS while they run.
+// the bot's CPU count; each chunk's LiveKit rooms closed after it) and
+// samples the bot's RSS while they run.
 func (r *runner) soak(ctx context.Context, n, conc int, s *Soak) error {
 	const chunk = 1000
 	var all []outcome
@@ -468,6 +469,13 @@ func (r *runner) soak(ctx context.Context, n, conc int, s *Soak) error {
 		all = append(all, outs...)
 		elapsed += e
 		cpu += c
+		// Close the chunk's LiveKit rooms, as their empty_timeout would in
+		// time: LiveKit keeps about one chunk of rooms, not all of them, so
+		// the bot's periodic look at every LiveKit room (its lifecycle)
+		// stays the size it would be in production.
+		if err := r.w.closeRooms(ctx, preps); err != nil {
+			return err
+		}
 	}
 	s.Latency = summarize(r.bot, all, expectInPlace, conc, elapsed, cpu)
 	s.Latency.botTimes(times)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -159,4 +160,15 @@ func (w *world) deps(ctx context.Context, n int) (Deps, error) {
 		return [2]float64{ms(pct(d, 50)), ms(pct(d, 99))}
 	}
 	return Deps{RedisPing: q(ping), LKList: q(list), LKDelete: q(del), LKCreate: q(create)}, nil
+}
+
+// closeRooms deletes the LiveKit rooms of preps (a room already gone is fine).
+func (w *world) closeRooms(ctx context.Context, preps []*prepared) error {
+	return parallel(len(preps), 4, func(i int) error {
+		_, err := w.rooms.DeleteRoom(ctx, &livekit.DeleteRoomRequest{Room: preps[i].room.D})
+		if err != nil && !strings.Contains(err.Error(), "not_found") && !strings.Contains(err.Error(), "not found") {
+			return fmt.Errorf("close LiveKit room: %w", err)
+		}
+		return nil
+	})
 }
