@@ -89,6 +89,7 @@ const (
 	errSubscribe errKind = "subscribe"
 	errPublish   errKind = "publish"
 	errTimeout   errKind = "timeout"
+	errClosed    errKind = "closed"
 	errDecrypt   errKind = "decrypt"
 	errVerify    errKind = "bad_response"
 	errUnexpect  errKind = "unexpected_result"
@@ -129,7 +130,11 @@ func (c *conn) do(ctx context.Context, p *prepared, timeout time.Duration) outco
 		return o
 	}
 	select {
-	case ev := <-sub.Events:
+	case ev, ok := <-sub.Events:
+		if !ok || ev == nil {
+			o.err = &exchangeError{errClosed, errors.New("subscription closed before the answer")}
+			return o
+		}
 		pt, err := nip44.Decrypt(ev.Content, p.ck)
 		if err != nil {
 			o.err = &exchangeError{errDecrypt, err}
@@ -168,7 +173,10 @@ func (c *conn) echo(ctx context.Context, ev nostr.Event, timeout time.Duration) 
 		return 0, err
 	}
 	select {
-	case <-sub.Events:
+	case ev, ok := <-sub.Events:
+		if !ok || ev == nil {
+			return 0, errors.New("subscription closed")
+		}
 		return time.Since(start), nil
 	case <-ctx.Done():
 		return 0, errors.New("event did not come back")
