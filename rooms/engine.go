@@ -453,7 +453,9 @@ func (e *Engine) publish(ctx context.Context, spec nostrx.RoomSpec, last *nostr.
 		}
 	}
 	if err := e.Events.Publish(ctx, &ev, relays); err != nil {
-		return nil, nostrx.Refuse(nostrx.CodeUnavailable, "no relay accepted the room event: %v", err)
+		// The relays' own words stay in the log: they can name relays and
+		// policies the requester has no business seeing.
+		return nil, errors.Join(nostrx.Refuse(nostrx.CodeUnavailable, "no relay accepted the room event; try again shortly"), err)
 	}
 	return &ev, nil
 }
