@@ -113,7 +113,9 @@ func TestParseRoomEventFields(t *testing.T) {
 		{"highest role wins, any order", []nostr.Tag{
 			{"p", adminPK, "", "speaker"}, {"p", adminPK, "", "ADMIN"}, {"p", adminPK, "", "Speaker"},
 			{"p", speakerPK, "", "Host"}, {"p", speakerPK, "", "speaker"},
-		}, func(r *RoomEvent) bool { return r.Roles[adminPK] == RoleAdmin && r.Roles[speakerPK] == RoleHost && len(r.Roles) == 2 }},
+		}, func(r *RoomEvent) bool {
+			return r.Roles[adminPK] == RoleAdmin && r.Roles[speakerPK] == RoleHost && len(r.Roles) == 2
+		}},
 		{"relays tag filtered", []nostr.Tag{{"relays", "wss://a.example", "", "http://b", "ws://c.example"}}, func(r *RoomEvent) bool {
 			return slices.Equal(r.Relays, []string{"wss://a.example", "ws://c.example"})
 		}},
