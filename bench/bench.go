@@ -157,7 +157,7 @@ func Bench(ctx context.Context, root string, o Options) (*Results, error) {
 		Settings: Settings{
 			N: o.N, ThroughputN: o.ThroughputN, Concurrency: o.Concurrency, Soak: o.Soak,
 			SoakConcurrency: o.SoakConcurrency, Warmup: o.Warmup,
-			BotLimits: "restarts_per_minute=1000000 (default 5), room_cooldown=10s (default; every request is for a room of its own), workers=16, queue=1024, dependency_timeout=30s, log.level=info",
+			BotLimits: "restarts_per_minute=1000000 (default 5), new_rooms_per_minute=0 (no limit; default 60), room_cooldown=10s (default; every request is for a room of its own), workers=16, queue=1024, dependency_timeout=30s, log.level=info",
 		},
 	}
 	for _, v := range o.Variants {

@@ -124,7 +124,8 @@ func buildBot(root, pkg, out string, libsecp bool) error {
 // botConfig is the bot's configuration for the bench. The limits are set
 // explicitly: restarts_per_minute is raised so that the per-requester rate
 // limit never answers RATE_LIMITED (each request also comes from its own
-// host, so even the default would not trigger); the room cool-down stays
+// host, so even the default would not trigger); new_rooms_per_minute is
+// off, since the recreate scenario makes 200 rooms in seconds; the room cool-down stays
 // at its default, 10 s, and never applies because every request is for a
 // room of its own. Everything else is the default.
 func botConfig(w *world, secret string) string {
@@ -146,6 +147,7 @@ http:
 limits:
   room_cooldown: 10s
   restarts_per_minute: 1000000
+  new_rooms_per_minute: 0
   dependency_timeout: 30s
   workers: 16
   queue: 1024

@@ -107,6 +107,7 @@ type LifecycleConfig struct {
 type LimitsConfig struct {
 	RoomCooldown      time.Duration // minimum time between two restarts of one room
 	RestartsPerMinute int           // per requester
+	NewRoomsPerMinute int           // rooms recreated under a new ID, all requesters together; 0 = no limit
 	DependencyTimeout time.Duration // timeout of one Redis/LiveKit operation
 	Workers           int           // concurrent request handlers
 	Queue             int           // pending requests before new ones are shed
@@ -179,6 +180,7 @@ var configKeys = []struct {
 
 	{"limits.room_cooldown", "10s"},
 	{"limits.restarts_per_minute", 5},
+	{"limits.new_rooms_per_minute", 60},
 	{"limits.dependency_timeout", "30s"},
 	{"limits.workers", 16},
 	{"limits.queue", 1024},
@@ -432,6 +434,7 @@ func (l *loader) load() Config {
 	// limits
 	c.Limits.RoomCooldown = l.duration("limits.room_cooldown")
 	c.Limits.RestartsPerMinute = l.integer("limits.restarts_per_minute", 1, math.MaxInt32)
+	c.Limits.NewRoomsPerMinute = l.integer("limits.new_rooms_per_minute", 0, math.MaxInt32)
 	c.Limits.DependencyTimeout = l.duration("limits.dependency_timeout")
 	c.Limits.Workers = l.integer("limits.workers", 1, 1<<16)
 	c.Limits.Queue = l.integer("limits.queue", 1, 1<<24)
@@ -912,6 +915,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Group("limits",
 			"room_cooldown", c.Limits.RoomCooldown,
 			"restarts_per_minute", c.Limits.RestartsPerMinute,
+			"new_rooms_per_minute", c.Limits.NewRoomsPerMinute,
 			"dependency_timeout", c.Limits.DependencyTimeout,
 			"workers", c.Limits.Workers,
 			"queue", c.Limits.Queue,

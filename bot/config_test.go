@@ -109,6 +109,7 @@ func defaultConfig() Config {
 		Limits: LimitsConfig{
 			RoomCooldown:      10 * time.Second,
 			RestartsPerMinute: 5,
+			NewRoomsPerMinute: 60,
 			DependencyTimeout: 30 * time.Second,
 			Workers:           16,
 			Queue:             1024,
@@ -195,6 +196,7 @@ http:
 limits:
   room_cooldown: 1m
   restarts_per_minute: 2
+  new_rooms_per_minute: 0
   dependency_timeout: 5s
   workers: 4
   queue: 8
@@ -250,6 +252,7 @@ func TestConfigFile(t *testing.T) {
 		Limits: LimitsConfig{
 			RoomCooldown:      time.Minute,
 			RestartsPerMinute: 2,
+			NewRoomsPerMinute: 0,
 			DependencyTimeout: 5 * time.Second,
 			Workers:           4,
 			Queue:             8,
@@ -469,6 +472,7 @@ func TestConfigErrors(t *testing.T) {
 		// numbers
 		{name: "negative participants", env: map[string]string{"NESTBOT_LIVEKIT_MAX_PARTICIPANTS": "-1"}, wantKey: "livekit.max_participants", wantMsg: "negative"},
 		{name: "zero restarts per minute", env: map[string]string{"NESTBOT_LIMITS_RESTARTS_PER_MINUTE": "0"}, wantKey: "limits.restarts_per_minute", wantMsg: "positive"},
+		{name: "negative new rooms per minute", env: map[string]string{"NESTBOT_LIMITS_NEW_ROOMS_PER_MINUTE": "-1"}, wantKey: "limits.new_rooms_per_minute"},
 		{name: "zero workers", file: "limits:\n  workers: 0\n", wantKey: "limits.workers"},
 		{name: "too many workers", env: map[string]string{"NESTBOT_LIMITS_WORKERS": "1000000"}, wantKey: "limits.workers"},
 		{name: "negative queue", env: map[string]string{"NESTBOT_LIMITS_QUEUE": "-5"}, wantKey: "limits.queue"},

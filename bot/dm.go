@@ -382,7 +382,7 @@ func (s *Service) dmAnswer(ctx context.Context, cmd *dmCommand, p dmParsed) (tex
 		req := nostrx.Request{ID: cmd.id, Requester: cmd.sender, CreatedAt: cmd.createdAt}
 		if err := s.admit(ctx, req); err != nil {
 			code := nostrx.CodeOf(err)
-			return s.refusalText(cmd.sender, code, p), "other", string(code), room, internalErr(code, err)
+			return s.refusalText(cmd.sender, code, nostrx.MessageOf(err), p), "other", string(code), room, internalErr(code, err)
 		}
 		return helpText(), "other", "help", room, nil
 	}
@@ -395,11 +395,11 @@ func (s *Service) dmAnswer(ctx context.Context, cmd *dmCommand, p dmParsed) (tex
 	action = req.Action
 	if ans.payload.Error != nil {
 		code := ans.payload.Error.Code
-		return s.refusalText(cmd.sender, code, p), action, ans.outcome, ans.room, ans.err
+		return s.refusalText(cmd.sender, code, ans.payload.Error.Message, p), action, ans.outcome, ans.room, ans.err
 	}
 	text, err = s.resultText(ans.payload)
 	if err != nil {
-		return s.refusalText(cmd.sender, nostrx.CodeInternal, p), action, string(nostrx.CodeInternal), ans.room, err
+		return s.refusalText(cmd.sender, nostrx.CodeInternal, "", p), action, string(nostrx.CodeInternal), ans.room, err
 	}
 	return text, action, ans.outcome, ans.room, nil
 }

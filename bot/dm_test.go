@@ -158,7 +158,7 @@ func TestDMRepliesAreNotCommands(t *testing.T) {
 	for _, code := range []nostrx.Code{nostrx.CodeBadRequest, nostrx.CodeUnauthorized, nostrx.CodeNotFound, nostrx.CodeRateLimited,
 		nostrx.CodeNotImplemented, nostrx.CodeUnavailable, nostrx.CodeInternal} {
 		for _, p := range []dmParsed{{verb: verbRestart, noRoom: true}, {verb: verbStatus, bad: "x", why: "y"}} {
-			texts = append(texts, s.refusalText(dmHost, code, p))
+			texts = append(texts, s.refusalText(dmHost, code, "a reason", p))
 		}
 	}
 	jwt := regexp.MustCompile(`eyJ[A-Za-z0-9_-]*\.`)
@@ -190,11 +190,14 @@ func TestDMResultText(t *testing.T) {
 	if strings.Contains(text, "secret-jwt") {
 		t.Fatalf("token in the DM text: %q", text)
 	}
-	if got := s.refusalText(dmHost, nostrx.CodeUnauthorized, dmParsed{verb: verbRestart}); !strings.Contains(got, "not the host or an admin") {
+	if got := s.refusalText(dmHost, nostrx.CodeRateLimited, "this bot recreates at most 60 rooms per minute", dmParsed{verb: verbRestart}); got != "Slow down: this bot recreates at most 60 rooms per minute. Try again in a minute." {
+		t.Fatalf("rate-limit text %q", got)
+	}
+	if got := s.refusalText(dmHost, nostrx.CodeUnauthorized, "", dmParsed{verb: verbRestart}); !strings.Contains(got, "not the host or an admin") {
 		t.Fatalf("refusal %q", got)
 	}
 	s.cfg.Nostr.DeniedPubkeys = []string{dmHost}
-	if got := s.refusalText(dmHost, nostrx.CodeUnauthorized, dmParsed{verb: verbRestart}); !strings.Contains(got, "does not take commands from your pubkey") {
+	if got := s.refusalText(dmHost, nostrx.CodeUnauthorized, "", dmParsed{verb: verbRestart}); !strings.Contains(got, "does not take commands from your pubkey") {
 		t.Fatalf("refusal of a denied pubkey %q", got)
 	}
 }

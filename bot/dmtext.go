@@ -227,7 +227,7 @@ func (s *Service) resultText(p nostrx.Payload) (string, error) {
 // refusalText puts an error code in plain words. The bot's own one-line
 // reasons are for client code; a person gets a sentence per code, and the
 // address problem when that is what went wrong.
-func (s *Service) refusalText(sender string, code nostrx.Code, p dmParsed) string {
+func (s *Service) refusalText(sender string, code nostrx.Code, reason string, p dmParsed) string {
 	switch code {
 	case nostrx.CodeUnauthorized:
 		if !s.serves(sender) {
@@ -249,7 +249,9 @@ func (s *Service) refusalText(sender string, code nostrx.Code, p dmParsed) strin
 		return fmt.Sprintf("Sorry, I could not read the room address %q: %s. Send the room's naddr1…, nostr:naddr1…, "+
 			"a link that contains it, or 30312:<host's hex pubkey>:<d>.", bad, p.why)
 	case nostrx.CodeRateLimited:
-		return fmt.Sprintf("Slow down: at most %d commands a minute. Try again in a minute.", s.cfg.Limits.RestartsPerMinute)
+		// Two limits answer this: the requester's own and the bot's
+		// budget of new rooms; the reason says which.
+		return fmt.Sprintf("Slow down: %s. Try again in a minute.", reason)
 	case nostrx.CodeNotFound:
 		return "Sorry, I could not find that room."
 	case nostrx.CodeNotImplemented:

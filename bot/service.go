@@ -109,7 +109,7 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 		Set: rooms.Settings{
 			Relays: cfg.Nostr.Relays, ServiceURL: cfg.Nests.ServiceURL, Endpoint: endpoint,
 			Cooldown: cfg.Limits.RoomCooldown, DependencyBudget: cfg.Limits.DependencyTimeout,
-			LookupTimeout: cfg.Nostr.LookupTimeout,
+			LookupTimeout: cfg.Nostr.LookupTimeout, NewRoomsPerMinute: cfg.Limits.NewRoomsPerMinute,
 		},
 	}
 	for _, url := range cfg.Nostr.Relays {

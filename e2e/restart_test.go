@@ -247,6 +247,69 @@ func TestRefusals(t *testing.T) {
 	})
 }
 
+// TestNewRoomBudget: once this minute's budget of recreations under a new
+// ID is spent (here by other replicas: the shared counter is set), an
+// authorized recreation is refused RATE_LIMITED and creates nothing; a
+// restart in place is not counted; with budget left the same room is
+// recreated.
+func TestNewRoomBudget(t *testing.T) {
+	w := newWorld(t, 1)
+	w.cfg.Limits.NewRoomsPerMinute = 1
+	w.start()
+	ctx := context.Background()
+	spend := func(n int) { // the current minute and its neighbours, so a minute boundary cannot free the budget
+		now := time.Now().Unix() / 60
+		for m := now - 1; m <= now+2; m++ {
+			key := w.cfg.Redis.BotPrefix + "newrooms:" + strconv.FormatInt(m, 10)
+			if err := w.rdb.Set(ctx, key, n, 5*time.Minute).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	spend(1)
+
+	host, other := newUser(t), newUser(t)
+	gone := uuid.NewString()
+	w.publishRoom(host, gone, nil)
+	ex := w.ask(host, coord(host.pk, gone), "restart")
+	wantError(t, ex.Payload, nostrx.CodeRateLimited)
+	if !strings.Contains(ex.Payload.Error.Message, "at most 1 rooms per minute") {
+		t.Fatalf("message %q", ex.Payload.Error.Message)
+	}
+	if n := len(w.allLiveRooms()); n != 0 {
+		t.Fatalf("%d LiveKit rooms after a refused recreation", n)
+	}
+	if keys := w.rdb.Keys(ctx, "nest:*").Val(); len(keys) != 0 {
+		t.Fatalf("records %v", keys)
+	}
+	if keys := w.rdb.Keys(ctx, w.cfg.Redis.BotPrefix+"pending:*").Val(); len(keys) != 0 {
+		t.Fatalf("a new ID was chosen: %v", keys)
+	}
+	if evs := query(t, w.relays[0].URL, nostr.Filter{Kinds: []int{nostrx.KindRoom}, Authors: []string{w.botPub()}}); len(evs) != 0 {
+		t.Fatalf("a refused recreation published %d room events", len(evs))
+	}
+
+	// A record present means a restart in place: not a new room, not counted.
+	live := uuid.NewString()
+	w.nestsRecord(live, other.pk, nil, nil)
+	if res := restartResult(t, w.ask(other, coord(other.pk, live), "restart").Payload); res.RoomID != live || res.IsNewRoom {
+		t.Fatalf("in place: %+v", res)
+	}
+
+	spend(0)
+	// A new request (other content: the same one would get the stored answer).
+	ctx2, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	again, err := w.client(host).Send(ctx2, coord(host.pk, gone), "restart", "", "again")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := restartResult(t, again.Payload)
+	if !res.IsNewRoom || res.OriginalRoomID != gone || w.liveRoom(res.RoomID) == nil {
+		t.Fatalf("with budget left: %+v", res)
+	}
+}
+
 // TestExactlyOnce: one request published twice to one relay and once to a
 // second is answered once; stale and expired requests are never answered.
 func TestExactlyOnce(t *testing.T) {

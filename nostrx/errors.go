@@ -58,3 +58,14 @@ func CodeOf(err error) Code {
 	}
 	return CodeInternal
 }
+
+// MessageOf returns the one-line reason a client is shown for err: the
+// RequestError's own, or "internal error" for anything else, so that no
+// internal detail reaches a client.
+func MessageOf(err error) string {
+	var re *RequestError
+	if errors.As(err, &re) {
+		return re.Reason
+	}
+	return "internal error"
+}

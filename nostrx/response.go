@@ -2,7 +2,6 @@ package nostrx
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -63,11 +62,7 @@ func ResultPayload(resultType string, result any) (Payload, error) {
 // and anything else is INTERNAL with a generic message, so internal details
 // never leak to a requester.
 func ErrorPayload(resultType string, err error) Payload {
-	var re *RequestError
-	if errors.As(err, &re) {
-		return Payload{ResultType: resultType, Error: &PayloadError{Code: re.Code, Message: re.Reason}}
-	}
-	return Payload{ResultType: resultType, Error: &PayloadError{Code: CodeInternal, Message: "internal error"}}
+	return Payload{ResultType: resultType, Error: &PayloadError{Code: CodeOf(err), Message: MessageOf(err)}}
 }
 
 // ResponseSpec says to whom and about what a response is.

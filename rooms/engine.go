@@ -29,6 +29,9 @@ type State interface {
 	ChoosePendingLast(ctx context.Context, c nostrx.Coordinate, newID string, ttl time.Duration) (string, *nostr.Event, error)
 	MarkRestarted(ctx context.Context, room string, cooldown time.Duration) error
 	CoolingDown(ctx context.Context, room string) (bool, error)
+	// CountNewRoom counts a recreation under a new ID in now's minute and
+	// returns that minute's count, all replicas together.
+	CountNewRoom(ctx context.Context, now time.Time) (int64, error)
 	LastEvent(ctx context.Context, d string) (*nostr.Event, error)
 	SaveEvent(ctx context.Context, ev *nostr.Event) error
 	// Commit applies the writes that end a restart and then releases lock.
@@ -66,6 +69,11 @@ type Settings struct {
 	Cooldown         time.Duration // limits.room_cooldown
 	DependencyBudget time.Duration // limits.dependency_timeout
 	LookupTimeout    time.Duration // nostr.lookup_timeout
+	// NewRoomsPerMinute bounds recreations under a new ID, all requesters
+	// together (limits.new_rooms_per_minute; 0 = none). Any key may
+	// recreate a room at its own coordinate, so a per-requester limit
+	// alone would let fresh keys make the bot create rooms without end.
+	NewRoomsPerMinute int
 }
 
 // Engine is the recreate algorithm: authorize, then restart a room in place
@@ -269,6 +277,9 @@ func (e *Engine) recreate(ctx context.Context, req nostrx.Request, lk *RoomLock)
 	if _, err := AuthorizeByEvent(req.Room, orig, req.Requester); err != nil {
 		return nil, err
 	}
+	if err := e.newRoomBudget(ctx); err != nil {
+		return nil, err
+	}
 
 	type chosen struct {
 		id   string
@@ -315,6 +326,26 @@ func (e *Engine) recreate(ctx context.Context, req nostrx.Request, lk *RoomLock)
 	res.IsNewRoom = true
 	res.OriginalRoomID = req.Room.D
 	return res, nil
+}
+
+// newRoomBudget refuses a recreation under a new ID once this minute's
+// budget is spent, before anything is chosen or created. A recreation that
+// resumes one cut off half way counts too: it is rare, and counting it
+// keeps the check before any write.
+func (e *Engine) newRoomBudget(ctx context.Context) error {
+	if e.Set.NewRoomsPerMinute <= 0 {
+		return nil
+	}
+	n, err := retry(ctx, e.Set.DependencyBudget, func(ctx context.Context) (int64, error) {
+		return e.State.CountNewRoom(ctx, e.now())
+	})
+	if err != nil {
+		return unavailable(err)
+	}
+	if n > int64(e.Set.NewRoomsPerMinute) {
+		return nostrx.Refuse(nostrx.CodeRateLimited, "this bot recreates at most %d rooms per minute", e.Set.NewRoomsPerMinute)
+	}
+	return nil
 }
 
 // lookup fetches the newest 30312 at the requested coordinate from the

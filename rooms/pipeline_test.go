@@ -162,3 +162,27 @@ func TestChoosePendingLast(t *testing.T) {
 		t.Fatalf("ChoosePending disagrees: %q %v", id, err)
 	}
 }
+
+// TestCountNewRoom: the count is per clock minute, shared by every store on
+// the same Redis (replicas), and its key expires.
+func TestCountNewRoom(t *testing.T) {
+	s, rdb := pipelineStore(t)
+	other := NewRedisStore(rdb, "nest:", "nestbot:", time.Hour) // a second replica
+	ctx := ctxFor(t)
+	minute := time.Unix(1_800_000_000/60*60, 0)
+	for i, st := range []*RedisStore{s, other, s} {
+		n, err := st.CountNewRoom(ctx, minute.Add(time.Duration(i)*10*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != int64(i+1) {
+			t.Fatalf("count %d, want %d", n, i+1)
+		}
+	}
+	if n, err := s.CountNewRoom(ctx, minute.Add(time.Minute)); err != nil || n != 1 {
+		t.Fatalf("next minute: %d, %v", n, err)
+	}
+	if ttl := rdb.TTL(ctx, "nestbot:newrooms:30000000").Val(); ttl <= 0 || ttl > 2*time.Minute {
+		t.Fatalf("ttl %v", ttl)
+	}
+}

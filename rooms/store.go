@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/nbd-wtf/go-nostr"
@@ -177,6 +178,20 @@ func (s *RedisStore) MarkRestarted(ctx context.Context, room string, cooldown ti
 		return redisErr("mark restart of "+room, err)
 	}
 	return nil
+}
+
+// CountNewRoom counts one room recreation under a new ID against the
+// clock minute of now, across replicas, and returns the minute's count so
+// far including it.
+func (s *RedisStore) CountNewRoom(ctx context.Context, now time.Time) (int64, error) {
+	key := s.BotKey("newrooms", strconv.FormatInt(now.Unix()/60, 10))
+	pipe := s.rdb.TxPipeline()
+	n := pipe.Incr(ctx, key)
+	pipe.Expire(ctx, key, 2*time.Minute)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return 0, redisErr("count new room", err)
+	}
+	return n.Val(), nil
 }
 
 // CoolingDown reports whether room was (re)created within its cool-down.
