@@ -471,8 +471,8 @@ func (r *runner) soak(ctx context.Context, n, conc int, s *Soak) error {
 		cpu += c
 		// Close the chunk's LiveKit rooms, as their empty_timeout would in
 		// time: LiveKit keeps about one chunk of rooms, not all of them, so
-		// the bot's periodic look at every LiveKit room (its lifecycle)
-		// stays the size it would be in production.
+		// the rooms the bot's lifecycle looks after stay the number they
+		// would be in production.
 		if err := r.w.closeRooms(ctx, preps); err != nil {
 			return err
 		}

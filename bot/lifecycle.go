@@ -28,13 +28,16 @@ import (
 //     closed with ["a", <successor>, "", "successor"].
 //
 // It learns of gone rooms from LiveKit's room_finished webhook and, as a
-// fallback, from a periodic reconcile against ListRooms. Each change of a
+// fallback, from a periodic reconcile that asks ListRooms for the bot's own
+// rooms by name, so its cost does not grow with a LiveKit shared with other
+// services. Each change of a
 // room happens under the room's Redis lock (the engine's), re-reading the
 // last event and LiveKit's answer under it, so replicas and the restart
 // engine never publish one d twice or out of order. The rooms it looks
-// after are a Redis set (rooms.RedisStore.AddOwned), filled from rooms that
-// LiveKit lists and whose last saved event is the bot's and open, and at
-// start from every saved event.
+// after are a Redis set (rooms.RedisStore.AddOwned), filled by the restart
+// engine in the same transaction that saves each room event it publishes,
+// by webhooks naming a room whose last saved event is the bot's and open,
+// and at start from every saved event.
 
 // lifecycleAction is what a room needs.
 type lifecycleAction int
@@ -112,15 +115,11 @@ type lifecycle struct {
 	lk    *rooms.LiveKitRooms
 	m     *opsMetrics
 	hints chan string // room names LiveKit told about
-	// notOwned remembers LiveKit rooms (name → SID) found not to be the
-	// bot's, so each reconcile reads Redis only for rooms it has not seen;
-	// a recreated room has a new SID and is looked at again.
-	notOwned map[string]string
-	now      func() time.Time
+	now   func() time.Time
 }
 
 func newLifecycle(s *Service, lk *rooms.LiveKitRooms, m *opsMetrics) *lifecycle {
-	return &lifecycle{svc: s, lk: lk, m: m, hints: make(chan string, lifecycleHintBuffer), notOwned: map[string]string{}, now: time.Now}
+	return &lifecycle{svc: s, lk: lk, m: m, hints: make(chan string, lifecycleHintBuffer), now: time.Now}
 }
 
 // webhook takes a verified LiveKit event; it never blocks.
@@ -203,55 +202,20 @@ func (lc *lifecycle) reconcileOnce(ctx context.Context) error {
 	bot := s.PublicKey()
 	dctx, cancel := context.WithTimeout(ctx, s.cfg.Limits.DependencyTimeout)
 	defer cancel()
-	list, err := lc.lk.List(dctx)
+	owned, err := s.store.Owned(dctx)
+	if err != nil {
+		return err
+	}
+	if len(owned) == 0 {
+		return nil
+	}
+	list, err := lc.lk.List(dctx, owned)
 	if err != nil {
 		return err
 	}
 	live := make(map[string]*rooms.LiveRoom, len(list))
 	for _, r := range list {
 		live[r.Name] = r
-	}
-	owned, err := s.store.Owned(dctx)
-	if err != nil {
-		return err
-	}
-
-	// Index new rooms of the bot that LiveKit lists.
-	isOwned := make(map[string]bool, len(owned))
-	for _, d := range owned {
-		isOwned[d] = true
-	}
-	var unknown []string
-	for name, r := range live {
-		if !isOwned[name] && lc.notOwned[name] != r.SID {
-			unknown = append(unknown, name)
-		}
-	}
-	for name := range lc.notOwned {
-		if live[name] == nil {
-			delete(lc.notOwned, name)
-		}
-	}
-	if len(unknown) > 0 {
-		found, err := s.store.LastEvents(dctx, unknown)
-		if err != nil {
-			return err
-		}
-		var add []string
-		for _, name := range unknown {
-			if ev := found[name]; ev != nil && ev.PubKey == bot && roomStatus(ev) != nostrx.StatusClosed {
-				add = append(add, name)
-			} else {
-				lc.notOwned[name] = live[name].SID
-			}
-		}
-		if err := s.store.AddOwned(dctx, add...); err != nil {
-			return err
-		}
-		owned = append(owned, add...)
-	}
-	if len(owned) == 0 {
-		return nil
 	}
 
 	lasts, err := s.store.LastEvents(dctx, owned)

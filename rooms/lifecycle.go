@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -176,15 +177,23 @@ func globEscape(s string) string {
 	return b.String()
 }
 
-// List returns every room LiveKit has.
-func (l *LiveKitRooms) List(ctx context.Context) ([]*LiveRoom, error) {
-	res, err := l.client.ListRooms(ctx, &livekit.ListRoomsRequest{})
-	if err != nil {
-		return nil, livekitErr("list rooms", err)
-	}
-	out := make([]*LiveRoom, 0, len(res.Rooms))
-	for _, r := range res.Rooms {
-		out = append(out, liveRoom(r))
+// listBatch bounds the names asked for in one ListRooms call.
+const listBatch = 500
+
+// List returns the rooms among names that LiveKit has, in calls of at most
+// listBatch names, so the cost follows the bot's own rooms and not the
+// size of a LiveKit shared with other services. No names, no call: an
+// empty name list would make LiveKit list every room.
+func (l *LiveKitRooms) List(ctx context.Context, names []string) ([]*LiveRoom, error) {
+	var out []*LiveRoom
+	for batch := range slices.Chunk(names, listBatch) {
+		res, err := l.client.ListRooms(ctx, &livekit.ListRoomsRequest{Names: batch})
+		if err != nil {
+			return nil, livekitErr("list rooms", err)
+		}
+		for _, r := range res.Rooms {
+			out = append(out, liveRoom(r))
+		}
 	}
 	return out, nil
 }

@@ -2,6 +2,7 @@ package rooms
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -43,5 +44,22 @@ func TestRecreateChangesSID(t *testing.T) {
 	tok := l.client.token
 	if _, err := l.Find(ctx, "live-room"); err != nil || l.client.token != tok {
 		t.Fatalf("token not reused: %v", err)
+	}
+
+	// List asks only for the names given, in batches, and never for all.
+	got, err := l.List(ctx, []string{"live-room", "no-such-room"})
+	if err != nil || len(got) != 1 || got[0].Name != "live-room" || !seen[got[0].SID] {
+		t.Fatalf("List(live-room, no-such-room) = %+v, %v", got, err)
+	}
+	if got, err := l.List(ctx, nil); err != nil || len(got) != 0 {
+		t.Fatalf("List(nil) = %+v, %v; want nothing, not every room", got, err)
+	}
+	many := make([]string, 0, listBatch+2)
+	for i := range listBatch + 1 {
+		many = append(many, fmt.Sprintf("absent-%d", i))
+	}
+	many = append(many, "missing-room") // in the second batch
+	if got, err := l.List(ctx, many); err != nil || len(got) != 1 || got[0].Name != "missing-room" {
+		t.Fatalf("List over two batches = %+v, %v", got, err)
 	}
 }

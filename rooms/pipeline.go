@@ -170,7 +170,7 @@ func (s *RedisStore) ChoosePendingLast(ctx context.Context, c nostrx.Coordinate,
 // (and the end of the pending choice), the cool-down.
 type Writes struct {
 	Record         *Record            // PutRecord
-	Event          *nostr.Event       // SaveEvent
+	Event          *nostr.Event       // SaveEvent, and AddOwned: the engine only publishes open rooms
 	Replaced       *nostrx.Coordinate // SetReplacement(*Replaced, ReplacedBy, ReplacementTTL)
 	ReplacedBy     string
 	ReplacementTTL time.Duration
@@ -205,6 +205,7 @@ func (s *RedisStore) Commit(ctx context.Context, w Writes, lock *RoomLock) error
 		}
 		if ev != nil {
 			p.Set(ctx, s.BotKey("event", w.Event.Tags.GetD()), ev, eventTTL)
+			p.SAdd(ctx, s.ownedKey(), w.Event.Tags.GetD())
 		}
 		if w.Replaced != nil {
 			p.Set(ctx, s.BotKey(replacedKey(*w.Replaced)...), w.ReplacedBy, w.ReplacementTTL)
@@ -236,6 +237,9 @@ func (s *RedisStore) commitEach(ctx context.Context, w Writes) error {
 	}
 	if w.Event != nil {
 		if err := s.SaveEvent(ctx, w.Event); err != nil {
+			return err
+		}
+		if err := s.AddOwned(ctx, w.Event.Tags.GetD()); err != nil {
 			return err
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -106,6 +107,9 @@ func TestLockViewAndCommit(t *testing.T) {
 	}
 	if n, _ := rdb.Exists(ctx, "nestbot:pending:"+hexKey(1)+":room-a").Result(); n != 0 {
 		t.Fatal("commit kept the pending choice")
+	}
+	if owned, _ := s.Owned(ctx); !slices.Equal(owned, []string{"room-a"}) {
+		t.Fatalf("owned after commit %v: the lifecycle would not look after the room", owned)
 	}
 	if ttl := rdb.TTL(ctx, "nest:room-a").Val(); ttl <= 0 || ttl > time.Hour {
 		t.Fatalf("record TTL %s, want the room TTL", ttl)
