@@ -273,26 +273,11 @@ func (s *Service) screenNIP04(ev *nostr.Event, now time.Time) *dmCommand {
 // admit and work like a 4312, then exactly one reply in the same protocol.
 func (s *Service) handleDM(ctx context.Context, j job) {
 	cmd := j.dm
-	forget := func() {
-		s.seen.forget(cmd.id)
-		if cmd.wrapID != "" {
-			s.seen.forget(cmd.wrapID)
-		}
+	stored, ours := s.claim(ctx, j)
+	if stored != nil && !s.deliver(ctx, cmd.id, stored, s.dmReplyRelays(cmd, s.relayListsOf(ctx, cmd.sender), j.via)) {
+		s.forgetJob(j)
 	}
-	state, stored, err := s.claims.acquire(ctx, cmd.id)
-	if err != nil {
-		forget()
-		s.log.Warn("claim failed", "id", cmd.id, "err", err)
-		return
-	}
-	switch state {
-	case claimBusy, claimDone:
-		s.metrics.dropped.WithLabelValues("claimed").Inc()
-		return
-	case claimAnswered:
-		if !s.deliver(ctx, cmd.id, stored, s.dmReplyRelays(cmd, s.relayListsOf(ctx, cmd.sender), j.via)) {
-			forget()
-		}
+	if !ours {
 		return
 	}
 
@@ -310,7 +295,7 @@ func (s *Service) handleDM(ctx context.Context, j job) {
 		// help text lately, or is not served): the claim is settled.
 		if werr != nil {
 			s.claims.release(ctx, cmd.id)
-			forget()
+			s.forgetJob(j)
 			s.log.Warn("dm not answered", "id", cmd.id, "err", werr)
 			return
 		}
@@ -323,7 +308,7 @@ func (s *Service) handleDM(ctx context.Context, j job) {
 	reply, err := s.buildDMReply(cmd, text)
 	if err != nil {
 		s.claims.release(ctx, cmd.id)
-		forget()
+		s.forgetJob(j)
 		s.log.Error("build dm reply", "id", cmd.id, "err", err)
 		return
 	}

@@ -26,28 +26,11 @@ type answer struct {
 // handle processes one verified request: claim, parse, admit, work, answer.
 func (s *Service) handle(ctx context.Context, j job) {
 	ev := j.ev
-	cctx, cancel := context.WithTimeout(ctx, s.cfg.Limits.DependencyTimeout)
-	acquire := s.claims.acquire
-	if j.watching {
-		acquire = s.claims.takeOver
-	}
-	state, stored, err := acquire(cctx, ev.ID)
-	cancel()
-	if err != nil {
-		// Redis did not answer: keep the request and claim it when it does.
-		s.claimRetry(j, err)
-		return
-	}
-	switch state {
-	case claimBusy:
-		// Another instance works on it; finish it if that instance dies.
-		s.watchClaim(j)
-		return
-	case claimDone, claimGone:
-		s.metrics.dropped.WithLabelValues("claimed").Inc()
-		return
-	case claimAnswered:
+	stored, ours := s.claim(ctx, j)
+	if stored != nil {
 		s.deliver(ctx, ev.ID, stored, s.responseRelays(ev, j.via, nil))
+	}
+	if !ours {
 		return
 	}
 
@@ -86,6 +69,37 @@ func (s *Service) handle(ctx context.Context, j job) {
 		attrs = append(attrs, "err", ans.err.Error())
 	}
 	s.log.Info("request", attrs...)
+}
+
+// claim takes a job's claim for this instance, with the same rules for
+// 4312 requests and direct messages. ours is true when the work is this
+// instance's to do; stored is an answer given before but maybe not
+// delivered, to deliver again. Otherwise the job is done elsewhere, or was
+// deferred here: retried while Redis does not answer, watched while another
+// live instance holds it (and taken over if that instance dies).
+func (s *Service) claim(ctx context.Context, j job) (stored *nostr.Event, ours bool) {
+	cctx, cancel := context.WithTimeout(ctx, s.cfg.Limits.DependencyTimeout)
+	acquire := s.claims.acquire
+	if j.watching {
+		acquire = s.claims.takeOver
+	}
+	state, stored, err := acquire(cctx, j.id())
+	cancel()
+	if err != nil {
+		s.claimRetry(j, err)
+		return nil, false
+	}
+	switch state {
+	case claimBusy:
+		s.watchClaim(j)
+	case claimDone, claimGone:
+		s.metrics.dropped.WithLabelValues("claimed").Inc()
+	case claimAnswered:
+		return stored, false
+	case claimAcquired:
+		return nil, true
+	}
+	return nil, false
 }
 
 // work turns a parsed request into an answer. Every path returns exactly

@@ -402,21 +402,20 @@ func (d *deferredQueue) Len() int {
 // max_request_age: it cannot be answered unclaimed without risking a
 // second answer from another replica.
 func (s *Service) claimRetry(j job, err error) {
-	deadline := j.ev.CreatedAt.Time().Add(s.cfg.Nostr.MaxRequestAge)
 	wait := min(250*time.Millisecond<<min(j.attempt, 5), 5*time.Second)
 	j.attempt++
-	if time.Now().Add(wait).After(deadline) {
+	if time.Now().Add(wait).After(s.staleAt(j)) {
 		s.metrics.dropped.WithLabelValues("claim_failed").Inc()
-		s.seen.forget(j.ev.ID)
-		s.log.Warn("request dropped: could not be claimed before it went stale", "id", j.ev.ID, "err", err)
+		s.forgetJob(j)
+		s.log.Warn("request dropped: could not be claimed before it went stale", "id", j.id(), "err", err)
 		return
 	}
 	if j.attempt == 1 {
-		s.log.Warn("claim failed; will retry", "id", j.ev.ID, "err", err)
+		s.log.Warn("claim failed; will retry", "id", j.id(), "err", err)
 	}
 	if !s.deferred.add(j, time.Now().Add(wait)) {
 		s.metrics.dropped.WithLabelValues("deferred_full").Inc()
-		s.seen.forget(j.ev.ID)
+		s.forgetJob(j)
 	}
 }
 
@@ -436,7 +435,7 @@ func (s *Service) watchClaim(j job) {
 	wait := heartbeatTTL/2 + rand.N(heartbeatTTL/4)
 	if !s.deferred.add(j, now.Add(wait)) {
 		s.metrics.dropped.WithLabelValues("deferred_full").Inc()
-		s.seen.forget(j.ev.ID)
+		s.forgetJob(j)
 	}
 }
 
@@ -474,7 +473,7 @@ func (s *Service) runDeferred(ctx context.Context) {
 		case now := <-t.C:
 			for _, j := range s.deferred.due(now) {
 				q := s.queue
-				if s.known.Has(j.ev.PubKey) {
+				if s.known.Has(j.requester()) {
 					q = s.priority
 				}
 				s.enqueue(ctx, q, j)

@@ -152,3 +152,36 @@ func TestClaimRetryGivesUpWhenStale(t *testing.T) {
 		t.Fatal("a stale request was deferred")
 	}
 }
+
+// A direct message whose claim fails (Redis down) is kept for a retry like a
+// 4312, judged stale against max_dm_age, and forgotten with its gift wrap
+// once it is too old.
+func TestDMClaimRetry(t *testing.T) {
+	s := intakeTestService(t, nil)
+	age := s.cfg.Nostr.MaxRequestAge + time.Minute // stale for a 4312, fresh for a DM
+	if age >= s.cfg.Nostr.MaxDMAge {
+		t.Fatalf("defaults changed: max_dm_age %s", s.cfg.Nostr.MaxDMAge)
+	}
+	sender := hexPub(3)
+	fresh := &dmCommand{proto: protoNIP17, id: "rumor-1", wrapID: "wrap-1", sender: sender,
+		createdAt: nostr.Timestamp(time.Now().Add(-age).Unix()), text: "help"}
+	s.seen.Add(fresh.id)
+	s.seen.Add(fresh.wrapID)
+	s.handleDM(context.Background(), job{dm: fresh, received: time.Now()}) // Redis at a closed port
+	if s.deferred.Len() != 1 || !s.seen.Contains(fresh.id) || !s.seen.Contains(fresh.wrapID) {
+		t.Fatalf("a fresh DM whose claim failed was not deferred (deferred %d)", s.deferred.Len())
+	}
+	due := s.deferred.due(time.Now().Add(time.Minute))
+	if len(due) != 1 || due[0].dm != fresh || due[0].attempt != 1 || due[0].requester() != sender || due[0].id() != "rumor-1" {
+		t.Fatalf("deferred %+v", due)
+	}
+
+	old := &dmCommand{proto: protoNIP17, id: "rumor-2", wrapID: "wrap-2", sender: sender,
+		createdAt: nostr.Timestamp(time.Now().Add(-s.cfg.Nostr.MaxDMAge).Unix()), text: "help"}
+	s.seen.Add(old.id)
+	s.seen.Add(old.wrapID)
+	s.claimRetry(job{dm: old}, context.DeadlineExceeded)
+	if s.deferred.Len() != 0 || s.seen.Contains(old.id) || s.seen.Contains(old.wrapID) {
+		t.Fatal("a stale DM was deferred, or its ids kept")
+	}
+}
