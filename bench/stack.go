@@ -11,10 +11,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -165,28 +163,6 @@ type botProc struct {
 	logPath string
 }
 
-var (
-	spawnOnce sync.Once
-	spawnCh   chan func()
-)
-
-// onSpawnThread runs f on one OS thread that lives as long as the process:
-// Pdeathsig fires when the forking thread exits, not the process.
-func onSpawnThread(f func()) {
-	spawnOnce.Do(func() {
-		spawnCh = make(chan func())
-		go func() {
-			runtime.LockOSThread()
-			for f := range spawnCh {
-				f()
-			}
-		}()
-	})
-	done := make(chan struct{})
-	spawnCh <- func() { defer close(done); f() }
-	<-done
-}
-
 // startBot runs bin with "run --config cfgPath" and waits until it has
 // subscribed on its relay (its "subscribed" log line).
 func startBot(bin, cfgPath, logPath string, extraEnv []string) (*botProc, error) {
@@ -204,9 +180,7 @@ func startBot(bin, cfgPath, logPath string, extraEnv []string) (*botProc, error)
 	}
 	cmd.Env = append(cmd.Env, extraEnv...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	onSpawnThread(func() { err = cmd.Start() })
-	if err != nil {
+	if err := stack.StartChild(cmd); err != nil {
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
 	p := &botProc{cmd: cmd, done: make(chan struct{}), logPath: logPath}

@@ -94,7 +94,7 @@ func successorsByTag(bot string, lasts map[string]*nostr.Event) map[string]strin
 		if ev.PubKey != bot || roomStatus(ev) == nostrx.StatusClosed {
 			continue
 		}
-		spec, err := rooms.SpecFromEvent(ev)
+		spec, err := nostrx.SpecFromEvent(ev)
 		if err != nil || spec.Replaces == nil || spec.Replaces.Author != bot || spec.Replaces.D == d {
 			continue
 		}
@@ -333,7 +333,7 @@ func (lc *lifecycle) apply(ctx context.Context, d string, act lifecycleAction, s
 		return // changed under us (recreated, republished, closed): the next pass decides again
 	}
 
-	spec, err := rooms.SpecFromEvent(last)
+	spec, err := nostrx.SpecFromEvent(last)
 	if err != nil {
 		s.log.Error("lifecycle: unreadable saved event; forgetting the room", "room", d, "err", err)
 		_ = s.store.RemoveOwned(wctx, d)

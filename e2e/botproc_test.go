@@ -98,8 +98,7 @@ func (w *world) startBotProc(cfg bot.Config, name string) *botProc {
 	p.cmd.Dir = w.t.TempDir() // no config.yaml: environment only
 	p.cmd.Env = w.botEnv(cfg)
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := p.cmd.Start(); err != nil {
+	if err := stack.StartChild(p.cmd); err != nil {
 		w.t.Fatal(err)
 	}
 	go func() { p.cmd.Wait(); close(p.done) }()

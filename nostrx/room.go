@@ -172,6 +172,89 @@ func (r *RoomEvent) Hosts() []string {
 	return out
 }
 
+// SpecFromEvent reads back the RoomSpec of a 30312 built with
+// BuildRoomEvent, so that the bot can publish a new version of its own
+// event (republished, or closed) that differs only where it means to:
+// BuildRoomEvent(SpecFromEvent(ev), t) has ev's tags. Tags BuildRoomEvent
+// never writes (a role-less "p", a second Host) are dropped. Unlike
+// ParseRoomEvent, which reads anyone's event leniently (both vocabularies,
+// filtered relays) to decide who may act, it keeps values as written.
+func SpecFromEvent(ev *nostr.Event) (RoomSpec, error) {
+	var s RoomSpec
+	if ev.Kind != KindRoom {
+		return s, fmt.Errorf("room event %s: kind %d", ev.ID, ev.Kind)
+	}
+	s.D = ev.Tags.GetD()
+	if s.D == "" {
+		return s, fmt.Errorf("room event %s: no d tag", ev.ID)
+	}
+	var room, title string
+	for _, t := range ev.Tags {
+		if len(t) < 2 {
+			continue
+		}
+		v := t[1]
+		switch t[0] {
+		case "room":
+			room = first(room, v)
+		case "title":
+			title = first(title, v)
+		case "summary":
+			s.Summary = first(s.Summary, v)
+		case "image":
+			s.Image = first(s.Image, v)
+		case "color":
+			s.Color = first(s.Color, v)
+		case "t":
+			s.Topics = append(s.Topics, v)
+		case "status":
+			s.Status = first(s.Status, v)
+		case "service":
+			s.Service = first(s.Service, v)
+		case "streaming":
+			s.Streaming = first(s.Streaming, v)
+		case "starts":
+			if s.Starts == 0 {
+				s.Starts, _ = strconv.ParseInt(v, 10, 64)
+			}
+		case "relays":
+			if s.Relays == nil {
+				s.Relays = append([]string{}, t[1:]...)
+			}
+		case "p":
+			if len(t) < 4 {
+				continue
+			}
+			switch ParseRole(t[3]) {
+			case RoleHost:
+				if s.Host == "" {
+					s.Host = v
+				} else {
+					s.Admins = append(s.Admins, v)
+				}
+			case RoleAdmin:
+				s.Admins = append(s.Admins, v)
+			case RoleSpeaker:
+				s.Speakers = append(s.Speakers, v)
+			}
+		case "a":
+			c, err := ParseCoordinate(v)
+			if err != nil {
+				continue
+			}
+			if len(t) >= 4 && t[3] == "successor" {
+				if s.Successor == nil {
+					s.Successor = &c
+				}
+			} else if s.Replaces == nil {
+				s.Replaces = &c
+			}
+		}
+	}
+	s.Title = first(room, title)
+	return s, nil
+}
+
 func first(have, v string) string {
 	if have != "" {
 		return have

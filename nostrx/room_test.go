@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -420,3 +421,70 @@ func TestLiveKitEndpoint(t *testing.T) {
 		}
 	}
 }
+
+func TestSpecFromEventRoundTrip(t *testing.T) {
+	orig := Coordinate{Kind: KindRoom, Author: hexKey(9), D: "old-room"}
+	succ := Coordinate{Kind: KindRoom, Author: hexKey(8), D: "new-room"}
+	specs := map[string]RoomSpec{
+		"full": {
+			D: "room-1", Title: "Friday Nest", Summary: "weekly", Image: "https://x.example/i.png", Color: "#123456",
+			Topics: []string{"nostr", "audio"}, Status: StatusOpen, Service: "https://nests.example/api/v1/nests",
+			Streaming: "wss+livekit://lk.example", Starts: 1760000000, Relays: []string{"wss://a.example", "wss://b.example"},
+			Host: hexKey(1), Admins: []string{hexKey(2), hexKey(3)}, Speakers: []string{hexKey(4)}, Replaces: &orig,
+		},
+		"minimal, default title": {D: "room-2", Starts: 5, Host: hexKey(1)},
+		"closed with successor":  {D: "room-3", Title: "T", Status: StatusClosed, Starts: 7, Host: hexKey(1), Replaces: &orig, Successor: &succ},
+	}
+	for name, spec := range specs {
+		t.Run(name, func(t *testing.T) {
+			ev := BuildRoomEvent(spec, 100)
+			got, err := SpecFromEvent(&ev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			again := BuildRoomEvent(got, 100)
+			if !reflect.DeepEqual(again.Tags, ev.Tags) {
+				t.Fatalf("tags changed on the round trip:\n got  %v\n want %v", again.Tags, ev.Tags)
+			}
+		})
+	}
+}
+
+func TestSpecFromEventClose(t *testing.T) {
+	orig := Coordinate{Kind: KindRoom, Author: hexKey(9), D: "old-room"}
+	open := BuildRoomEvent(RoomSpec{D: "r", Title: "Nest", Starts: 3, Host: hexKey(1), Replaces: &orig}, 10)
+	spec, err := SpecFromEvent(&open)
+	if err != nil {
+		t.Fatal(err)
+	}
+	succ := Coordinate{Kind: KindRoom, Author: hexKey(2), D: "next"}
+	spec.Status, spec.Successor = StatusClosed, &succ
+	closed := BuildRoomEvent(spec, 11)
+	if st := closed.Tags.Find("status"); st[1] != "closed" {
+		t.Fatalf("status %v", st)
+	}
+	var as []nostr.Tag
+	for a := range closed.Tags.FindAll("a") {
+		as = append(as, a)
+	}
+	if len(as) != 2 || as[0][1] != orig.String() || len(as[0]) != 2 ||
+		!slices.Equal(as[1], nostr.Tag{"a", succ.String(), "", "successor"}) {
+		t.Fatalf("a tags %v", as)
+	}
+	if alt := closed.Tags.Find("alt"); alt[1] != "Closed audio room: Nest" {
+		t.Fatalf("alt %v", alt)
+	}
+}
+
+func TestSpecFromEventRejects(t *testing.T) {
+	for _, ev := range []nostr.Event{
+		{Kind: 1, Tags: nostr.Tags{{"d", "x"}}},
+		{Kind: KindRoom},
+	} {
+		if _, err := SpecFromEvent(&ev); err == nil {
+			t.Errorf("%v: no error", ev)
+		}
+	}
+}
+
+func hexKey(i int) string { return fmt.Sprintf("%064x", i) }

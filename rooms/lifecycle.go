@@ -4,9 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -196,92 +194,4 @@ func (l *LiveKitRooms) List(ctx context.Context, names []string) ([]*LiveRoom, e
 		}
 	}
 	return out, nil
-}
-
-// SpecFromEvent reads back the RoomSpec of a 30312 built with
-// nostrx.BuildRoomEvent, so that the bot can publish a new version of its own
-// event (republished, or closed) that differs only where it means to:
-// BuildRoomEvent(SpecFromEvent(ev), t) has ev's tags. Tags BuildRoomEvent
-// never writes (a role-less "p", a second Host) are dropped.
-func SpecFromEvent(ev *nostr.Event) (nostrx.RoomSpec, error) {
-	var s nostrx.RoomSpec
-	if ev.Kind != nostrx.KindRoom {
-		return s, fmt.Errorf("room event %s: kind %d", ev.ID, ev.Kind)
-	}
-	s.D = ev.Tags.GetD()
-	if s.D == "" {
-		return s, fmt.Errorf("room event %s: no d tag", ev.ID)
-	}
-	var room, title string
-	for _, t := range ev.Tags {
-		if len(t) < 2 {
-			continue
-		}
-		v := t[1]
-		switch t[0] {
-		case "room":
-			room = firstOf(room, v)
-		case "title":
-			title = firstOf(title, v)
-		case "summary":
-			s.Summary = firstOf(s.Summary, v)
-		case "image":
-			s.Image = firstOf(s.Image, v)
-		case "color":
-			s.Color = firstOf(s.Color, v)
-		case "t":
-			s.Topics = append(s.Topics, v)
-		case "status":
-			s.Status = firstOf(s.Status, v)
-		case "service":
-			s.Service = firstOf(s.Service, v)
-		case "streaming":
-			s.Streaming = firstOf(s.Streaming, v)
-		case "starts":
-			if s.Starts == 0 {
-				s.Starts, _ = strconv.ParseInt(v, 10, 64)
-			}
-		case "relays":
-			if s.Relays == nil {
-				s.Relays = append([]string{}, t[1:]...)
-			}
-		case "p":
-			if len(t) < 4 {
-				continue
-			}
-			switch nostrx.ParseRole(t[3]) {
-			case nostrx.RoleHost:
-				if s.Host == "" {
-					s.Host = v
-				} else {
-					s.Admins = append(s.Admins, v)
-				}
-			case nostrx.RoleAdmin:
-				s.Admins = append(s.Admins, v)
-			case nostrx.RoleSpeaker:
-				s.Speakers = append(s.Speakers, v)
-			}
-		case "a":
-			c, err := nostrx.ParseCoordinate(v)
-			if err != nil {
-				continue
-			}
-			if len(t) >= 4 && t[3] == "successor" {
-				if s.Successor == nil {
-					s.Successor = &c
-				}
-			} else if s.Replaces == nil {
-				s.Replaces = &c
-			}
-		}
-	}
-	s.Title = firstOf(room, title)
-	return s, nil
-}
-
-func firstOf(have, v string) string {
-	if have != "" {
-		return have
-	}
-	return v
 }

@@ -180,6 +180,17 @@ var (
 	spawnCh   chan func()
 )
 
+// StartChild starts cmd in a process group of its own (so a kill reaches
+// its children too) and with SIGKILL as its parent-death signal, forked
+// from the spawn thread: a stack process never outlives the test or bench
+// that started it, even when that one is killed.
+func StartChild(cmd *exec.Cmd) error {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	var err error
+	onSpawnThread(func() { err = cmd.Start() })
+	return err
+}
+
 func onSpawnThread(f func()) {
 	spawnOnce.Do(func() {
 		spawnCh = make(chan func())
@@ -288,9 +299,7 @@ func (s *service) launch() error {
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	cmd.Dir = filepath.Dir(s.logPath)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	onSpawnThread(func() { err = cmd.Start() })
-	if err != nil {
+	if err := StartChild(cmd); err != nil {
 		s.mu.Unlock()
 		return fmt.Errorf("exec %s: %w", s.bin, err)
 	}
