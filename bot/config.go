@@ -58,6 +58,10 @@ type NostrConfig struct {
 	LookupTimeout  time.Duration // timeout of one relay lookup (room event, relay list)
 	AllowedPubkeys []string      // lowercase hex; empty means anyone
 	DeniedPubkeys  []string      // lowercase hex; always refused
+	// AllowPrivateRelays lets the bot connect to relays that others name
+	// (request hints, rooms' relays, requesters' relay lists) on loopback,
+	// private or link-local addresses; its own Relays are always used.
+	AllowPrivateRelays bool
 }
 
 // RedisConfig is the "redis" section. Addrs, when non-empty, switches to a
@@ -155,6 +159,7 @@ var configKeys = []struct {
 	{"nostr.lookup_timeout", "3s"},
 	{"nostr.allowed_pubkeys", []string{}},
 	{"nostr.denied_pubkeys", []string{}},
+	{"nostr.allow_private_relays", false},
 
 	{"redis.url", "redis://127.0.0.1:6379/0"},
 	{"redis.addrs", []string{}},
@@ -381,6 +386,7 @@ func (l *loader) load() Config {
 	c.Nostr.LookupTimeout = l.duration("nostr.lookup_timeout")
 	c.Nostr.AllowedPubkeys = l.pubkeys("nostr.allowed_pubkeys")
 	c.Nostr.DeniedPubkeys = l.pubkeys("nostr.denied_pubkeys")
+	c.Nostr.AllowPrivateRelays = l.boolean("nostr.allow_private_relays")
 	for _, pk := range c.Nostr.DeniedPubkeys {
 		if slices.Contains(c.Nostr.AllowedPubkeys, pk) {
 			l.fail("nostr.denied_pubkeys", "%s is also in nostr.allowed_pubkeys", pk)
@@ -611,6 +617,24 @@ func (l *loader) integer(key string, lo, hi int) int {
 		return 0
 	}
 	return int(n)
+}
+
+// boolean reads true or false (YAML, or the words in an environment
+// variable); anything else is an error rather than a silent false.
+func (l *loader) boolean(key string) bool {
+	switch x := l.raw(key).(type) {
+	case bool:
+		return x
+	case string:
+		b, err := strconv.ParseBool(strings.TrimSpace(x))
+		if err != nil {
+			l.fail(key, "must be true or false, got %q", x)
+		}
+		return b
+	default:
+		l.fail(key, "must be true or false, got %s", describe(x))
+		return false
+	}
 }
 
 // kind reads a Nostr event kind.
@@ -944,6 +968,7 @@ func (n NostrConfig) LogValue() slog.Value {
 		slog.Duration("lookup_timeout", n.LookupTimeout),
 		slog.Any("allowed_pubkeys", n.AllowedPubkeys),
 		slog.Any("denied_pubkeys", n.DeniedPubkeys),
+		slog.Bool("allow_private_relays", n.AllowPrivateRelays),
 	)
 }
 

@@ -171,6 +171,7 @@ nostr:
     - ` + testNpub + `
     - ` + strings.ToUpper(pubG) + `
   denied_pubkeys: [` + pub2G + `]
+  allow_private_relays: true
 redis:
   url: rediss://user:pw@redis.example:6380/2
   addrs: [10.0.0.1:26379, "[::1]:26380"]
@@ -218,16 +219,17 @@ func TestConfigFile(t *testing.T) {
 	cfg := mustLoad(t, writeFile(t, "nestbot.yaml", fullFile))
 	want := Config{
 		Nostr: NostrConfig{
-			SecretKey:      testSecretHex,
-			Relays:         []string{"wss://relay.one", "ws://127.0.0.1:7777/path"},
-			RequestKind:    24312,
-			ResponseKind:   24313,
-			MaxRequestAge:  90 * time.Second,
-			MaxDMAge:       time.Hour,
-			ResponseTTL:    5 * time.Minute,
-			LookupTimeout:  1500 * time.Millisecond,
-			AllowedPubkeys: []string{testPubHex, pubG},
-			DeniedPubkeys:  []string{pub2G},
+			SecretKey:          testSecretHex,
+			Relays:             []string{"wss://relay.one", "ws://127.0.0.1:7777/path"},
+			RequestKind:        24312,
+			ResponseKind:       24313,
+			MaxRequestAge:      90 * time.Second,
+			MaxDMAge:           time.Hour,
+			ResponseTTL:        5 * time.Minute,
+			LookupTimeout:      1500 * time.Millisecond,
+			AllowedPubkeys:     []string{testPubHex, pubG},
+			DeniedPubkeys:      []string{pub2G},
+			AllowPrivateRelays: true,
 		},
 		Redis: RedisConfig{
 			URL:        "rediss://user:pw@redis.example:6380/2",
@@ -301,6 +303,7 @@ func TestConfigEnvOverridesFile(t *testing.T) {
 		"NESTBOT_NOSTR_MAX_DM_AGE":             "2m",
 		"NESTBOT_NOSTR_ALLOWED_PUBKEYS":        "",
 		"NESTBOT_NOSTR_DENIED_PUBKEYS":         otherPub,
+		"NESTBOT_NOSTR_ALLOW_PRIVATE_RELAYS":   " TRUE ",
 		"NESTBOT_REDIS_URL":                    "redis://env:6379/1",
 		"NESTBOT_REDIS_ADDRS":                  "",
 		"NESTBOT_REDIS_MASTER_NAME":            "",
@@ -325,6 +328,7 @@ func TestConfigEnvOverridesFile(t *testing.T) {
 		{"max dm age", cfg.Nostr.MaxDMAge, 2 * time.Minute},
 		{"allowed (emptied by env)", cfg.Nostr.AllowedPubkeys, []string{}},
 		{"denied", cfg.Nostr.DeniedPubkeys, []string{otherPub}},
+		{"allow private relays", cfg.Nostr.AllowPrivateRelays, true},
 		{"redis url", cfg.Redis.URL, "redis://env:6379/1"},
 		{"redis addrs", cfg.Redis.Addrs, []string{}},
 		{"api secret", cfg.LiveKit.APISecret, "from-env"},
@@ -520,6 +524,8 @@ func TestConfigErrors(t *testing.T) {
 		{name: "reconcile interval no unit", file: "lifecycle:\n  reconcile_interval: 60\n", wantKey: "lifecycle.reconcile_interval", wantMsg: "unit"},
 
 		// pubkeys
+		{name: "private relays not a boolean", env: map[string]string{"NESTBOT_NOSTR_ALLOW_PRIVATE_RELAYS": "yes please"}, wantKey: "nostr.allow_private_relays", wantMsg: "true or false"},
+		{name: "private relays a number", file: "nostr:\n  allow_private_relays: 2\n", wantKey: "nostr.allow_private_relays", wantMsg: "true or false"},
 		{name: "bad npub", env: map[string]string{"NESTBOT_NOSTR_ALLOWED_PUBKEYS": "npub1xyz"}, wantKey: "nostr.allowed_pubkeys"},
 		{name: "nsec as pubkey", env: map[string]string{"NESTBOT_NOSTR_ALLOWED_PUBKEYS": testSecretNsec}, wantKey: "nostr.allowed_pubkeys"},
 		{name: "short hex pubkey", env: map[string]string{"NESTBOT_NOSTR_DENIED_PUBKEYS": pub2 + "," + pub2[2:]}, wantKey: "nostr.denied_pubkeys", wantMsg: "item 2"},

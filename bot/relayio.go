@@ -21,11 +21,12 @@ type outbox struct {
 	pool   *nostr.SimplePool
 	signer *nostrx.Signer
 	log    *slog.Logger
+	policy relayPolicy
 	bg     context.Context // lives as long as the service: background retries
 }
 
-func newOutbox(ctx context.Context, signer *nostrx.Signer, log *slog.Logger) *outbox {
-	o := &outbox{signer: signer, log: log, bg: ctx}
+func newOutbox(ctx context.Context, signer *nostrx.Signer, log *slog.Logger, policy relayPolicy) *outbox {
+	o := &outbox{signer: signer, log: log, policy: policy, bg: ctx}
 	o.pool = nostr.NewSimplePool(ctx, nostr.WithAuthHandler(func(ctx context.Context, ev nostr.RelayEvent) error {
 		return signer.Sign(ev.Event)
 	}))
@@ -43,7 +44,7 @@ const publishRetries = 3
 // the other relays keep being tried in the background. It fails only when no
 // relay accepted it before ctx ended.
 func (o *outbox) Publish(ctx context.Context, ev *nostr.Event, relays []string) error {
-	relays = dedupe(relays)
+	relays = o.usable(relays)
 	if len(relays) == 0 {
 		return errors.New("no relays to publish to")
 	}
@@ -125,7 +126,7 @@ func (o *outbox) Latest(ctx context.Context, c nostrx.Coordinate, relays []strin
 	// Read until ctx ends rather than until the channel closes: the pool
 	// closes it only once every relay answered, and its connection attempt
 	// to an unresponsive relay (a request's hint) ignores ctx for 15 s.
-	events := o.pool.FetchMany(ctx, dedupe(relays), filter)
+	events := o.pool.FetchMany(ctx, o.usable(relays), filter)
 	for {
 		var re nostr.RelayEvent
 		var ok bool
@@ -144,6 +145,15 @@ func (o *outbox) Latest(ctx context.Context, c nostrx.Coordinate, relays []strin
 			best = ev
 		}
 	}
+}
+
+// usable applies the relay policy, logging what it leaves out.
+func (o *outbox) usable(urls []string) []string {
+	keep, refused := o.policy.usable(urls)
+	if len(refused) > 0 {
+		o.log.Debug("relays named by others on private addresses not used", "relays", refused)
+	}
+	return keep
 }
 
 func dedupe(urls []string) []string {

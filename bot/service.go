@@ -181,7 +181,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if err := s.store.Client().Ping(ctx).Err(); err != nil {
 		s.log.Warn("redis not reachable at start; requests will retry", "err", err)
 	}
-	s.outbox = newOutbox(ctx, s.signer, s.log)
+	s.outbox = newOutbox(ctx, s.signer, s.log, newRelayPolicy(s.cfg.Nostr.Relays, s.cfg.Nostr.AllowPrivateRelays))
 	s.engine.Events = observedEvents{s.outbox, s.known}
 	s.log.Info("nestbot starting", "npub", nostrx.Npub(s.PublicKey()), "relays", s.cfg.Nostr.Relays, "workers", s.cfg.Limits.Workers)
 

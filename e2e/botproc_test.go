@@ -65,6 +65,7 @@ func (w *world) botEnv(cfg bot.Config) []string {
 		"NESTBOT_NOSTR_SECRET_KEY=" + w.botKey,
 		"NESTBOT_NOSTR_RELAYS=" + strings.Join(cfg.Nostr.Relays, ","),
 		"NESTBOT_NOSTR_LOOKUP_TIMEOUT=" + cfg.Nostr.LookupTimeout.String(),
+		"NESTBOT_NOSTR_ALLOW_PRIVATE_RELAYS=" + strconv.FormatBool(cfg.Nostr.AllowPrivateRelays),
 		"NESTBOT_REDIS_URL=" + cfg.Redis.URL,
 		"NESTBOT_LIVEKIT_URL=" + cfg.LiveKit.URL,
 		"NESTBOT_LIVEKIT_PUBLIC_URL=" + cfg.LiveKit.PublicURL,

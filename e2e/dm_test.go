@@ -434,6 +434,45 @@ func TestDMDuplicateWrapAnsweredOnce(t *testing.T) {
 	}
 }
 
+// TestPrivateRelaysNotUsed: with nostr.allow_private_relays off (the
+// default), relays that others name on private addresses get nothing: not
+// the response (the request's hint, the requester's read relay) nor the
+// replacement room event (the room's relays tag); the bot's own loopback
+// relay is used as always.
+func TestPrivateRelaysNotUsed(t *testing.T) {
+	w := newWorld(t, 1)
+	w.cfg.Nostr.AllowPrivateRelays = false
+	inbox := stack.StartRelay(t) // loopback, not the bot's
+	r := w.run(false)
+	r.waitRelays(t, 1)
+	host := newUser(t)
+	w.publishRelayLists(host, nil, []string{inbox.URL})
+	gone := uuid.NewString()
+	w.publishRoom(host, gone, nostr.Tags{{"relays", inbox.URL}})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	ex, err := w.client(host).Send(ctx, coord(host.pk, gone), "restart", inbox.URL, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := restartResult(t, ex.Payload)
+	if !res.IsNewRoom || res.Event == nil {
+		t.Fatalf("%+v", res)
+	}
+	// The outbox logs what it leaves out before it publishes anything.
+	waitFor(t, "the private relay left out", func() bool {
+		return strings.Contains(r.logs.String(), "relays named by others on private addresses not used") &&
+			strings.Contains(r.logs.String(), inbox.URL)
+	})
+	if got := query(t, w.relays[0].URL, nostr.Filter{IDs: []string{ex.Response.ID, res.Event.ID}}); len(got) != 2 {
+		t.Fatalf("the bot's relay holds %d of the response and the room event, want 2", len(got))
+	}
+	if got := query(t, inbox.URL, nostr.Filter{Authors: []string{w.botPub()}}); len(got) != 0 {
+		t.Fatalf("the private relay got %d events from the bot", len(got))
+	}
+}
+
 // TestResponseToReadRelays: a kind 4313 answer also reaches the
 // requester's NIP-65 read relays: forwarded in the background the first
 // time (the list is not known yet), at once when it is cached.

@@ -62,6 +62,11 @@ func newWorld(t *testing.T, nRelays int) *world {
 	cfg.LiveKit.APISecret = w.lk.APISecret
 	cfg.Limits.DependencyTimeout = 5 * time.Second
 	cfg.Nostr.LookupTimeout = 2 * time.Second
+	// Every relay here is on loopback, and requesters' relay lists and
+	// hints name relays that are not the bot's: TestPrivateRelaysNotUsed
+	// covers the default.
+	cfg.Nostr.AllowPrivateRelays = true
+	cfg.HTTP.Listen = "" // no ops port shared by every test's bot; ops_test.go opens its own
 	w.cfg = cfg
 	return w
 }
