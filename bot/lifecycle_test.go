@@ -1,6 +1,7 @@
 package bot
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
 	"testing"
@@ -117,9 +118,12 @@ func TestLifecycleWebhookHints(t *testing.T) {
 	}
 }
 
+// hexPub is the i-th of a fixed set of test pubkeys: the same i gives the
+// same key in every call and run.
 func hexPub(i int) string {
-	sk := nostr.GeneratePrivateKey()
-	_ = i
-	pk, _ := nostr.GetPublicKey(sk)
+	pk, err := nostr.GetPublicKey(fmt.Sprintf("%064x", i+1))
+	if err != nil {
+		panic(err)
+	}
 	return pk
 }
