@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_model/go"
 
 	"github.com/nestbot/nestbot/bot"
+	"github.com/nestbot/nestbot/internal/flood"
 	"github.com/nestbot/nestbot/internal/stack"
 	"github.com/nestbot/nestbot/nostrx"
 )
@@ -542,13 +543,13 @@ func TestFaultClosedResubscribe(t *testing.T) {
 	id := uuid.NewString()
 	w.nestsRecord(id, host.pk, nil, nil)
 	req := signRequest(t, w, host, coord(host.pk, id), "restart", "")
-	fake.onBotREQ = func(c *fakeConn, sub string, _ nostr.Filters) {
-		if fake.botREQs.Load() == 1 {
-			c.sendJSON(nostr.ClosedEnvelope{SubscriptionID: sub, Reason: "error: shutting down, come back later"})
+	fake.OnBotREQ = func(c *flood.Conn, sub string, _ nostr.Filters) {
+		if fake.BotREQs.Load() == 1 {
+			c.SendJSON(nostr.ClosedEnvelope{SubscriptionID: sub, Reason: "error: shutting down, come back later"})
 			return
 		}
-		c.sendJSON(nostr.EOSEEnvelope(sub))
-		c.sendEvent(sub, req)
+		c.SendJSON(nostr.EOSEEnvelope(sub))
+		c.SendEvent(sub, req)
 	}
 	w.cfg.Nostr.Relays = []string{w.relays[0].URL, fake.URL}
 	w.startReplica(w.cfg)
@@ -557,7 +558,7 @@ func TestFaultClosedResubscribe(t *testing.T) {
 	if r := restartResult(t, open(t, w, host, only(got[req.ID]))); r.RoomID != id {
 		t.Fatalf("%+v", r)
 	}
-	if n := fake.botREQs.Load(); n < 2 {
+	if n := fake.BotREQs.Load(); n < 2 {
 		t.Fatalf("%d subscriptions to the relay that closed it, want a second one", n)
 	}
 }

@@ -4,9 +4,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/hex"
-	"fmt"
-	"math/rand/v2"
 	"os"
 	"regexp"
 	"strconv"
@@ -15,11 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/btcsuite/btcd/btcec/v2"
-	"github.com/btcsuite/btcd/btcec/v2/schnorr"
 	"github.com/google/uuid"
 	"github.com/nbd-wtf/go-nostr"
 
+	"github.com/nestbot/nestbot/internal/flood"
 	"github.com/nestbot/nestbot/nostrx"
 )
 
@@ -31,106 +27,6 @@ const (
 	floodLegit    = 80 // legitimate requests during the flood, one per 100 ms
 	baselineLegit = 20 // legitimate requests before the flood
 )
-
-// junkKind says what a junk event is, to check afterwards what was answered.
-type junkKind int
-
-const (
-	junkValid     junkKind = iota // valid signature, random key, someone else's room
-	junkBadSig                    // correct id, random signature
-	junkForgedID                  // valid signature, id replaced
-	junkOtherP                    // addressed to someone else
-	junkMalformed                 // broken fields
-	junkStale                     // an hour old
-)
-
-type junkEvent struct {
-	kind junkKind
-	json []byte // the event as JSON
-	id   string
-}
-
-// makeJunk builds n junk events naming the given rooms, in the mix the
-// flood sends: 15% valid signatures from random keys, 35% bad signatures,
-// 10% forged ids, 15% for another p, 15% malformed, 10% stale.
-func makeJunk(t *testing.T, bot string, rooms []nostrx.Coordinate, n int) []junkEvent {
-	t.Helper()
-	keys := make([]*btcec.PrivateKey, 500)
-	pubs := make([]string, len(keys))
-	for i := range keys {
-		var err error
-		if keys[i], err = btcec.NewPrivateKey(); err != nil {
-			t.Fatal(err)
-		}
-		pubs[i] = hex.EncodeToString(schnorr.SerializePubKey(keys[i].PubKey()))
-	}
-	now := nostr.Now()
-	out := make([]junkEvent, n)
-	var wg sync.WaitGroup
-	const parts = 2
-	for p := range parts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rng := rand.New(rand.NewPCG(uint64(p), 42))
-			for i := p; i < n; i += parts {
-				k := rng.IntN(len(keys))
-				room := rooms[rng.IntN(len(rooms))]
-				ev := nostrx.NewRequest(nostrx.DefaultRequestKind, bot, room, "restart", "", strconv.Itoa(i), now, 0)
-				ev.PubKey = pubs[k]
-				r := rng.IntN(100)
-				var kind junkKind
-				switch {
-				case r < 15:
-					kind = junkValid
-				case r < 50:
-					kind = junkBadSig
-				case r < 60:
-					kind = junkForgedID
-				case r < 75:
-					kind = junkOtherP
-					ev.Tags = nostr.Tags{{"a", room.String()}, {"p", pubs[(k+1)%len(pubs)]}, {"action", "restart"}}
-				case r < 90:
-					kind = junkMalformed
-				default:
-					kind = junkStale
-					ev.CreatedAt = now - 3600
-				}
-				ev.ID = ev.GetID()
-				switch kind {
-				case junkBadSig:
-					b := make([]byte, 64)
-					for j := range b {
-						b[j] = byte(rng.Uint32())
-					}
-					ev.Sig = hex.EncodeToString(b)
-				case junkMalformed:
-					ev.Sig = "00"
-					switch i % 3 {
-					case 0:
-						ev.ID = "not-an-id"
-					case 1:
-						ev.PubKey = ev.PubKey[:10]
-					}
-				default:
-					idb, _ := hex.DecodeString(ev.ID)
-					sig, err := schnorr.Sign(keys[k], idb, schnorr.FastSign())
-					if err != nil {
-						panic(err)
-					}
-					ev.Sig = hex.EncodeToString(sig.Serialize())
-					if kind == junkForgedID {
-						ev.ID = fmt.Sprintf("%064x", rng.Uint64())
-					}
-				}
-				b, _ := ev.MarshalJSON()
-				out[i] = junkEvent{kind: kind, json: b, id: ev.ID}
-			}
-		}()
-	}
-	wg.Wait()
-	return out
-}
 
 // TestFaultFlood: a hostile relay pushes 10,000 junk events a second into
 // the bot's subscription while hosts restart their rooms through the honest
@@ -155,23 +51,14 @@ func TestFaultFlood(t *testing.T) {
 		rooms[i] = coord(hosts[i].pk, id)
 	}
 	genStart := time.Now()
-	junk := makeJunk(t, w.botPub(), rooms, floodRate*int(floodDuration/time.Second))
+	junk, err := flood.Junk(w.botPub(), rooms, floodRate*int(floodDuration/time.Second), uint64(time.Now().UnixNano()))
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Logf("built %d junk events in %s", len(junk), time.Since(genStart).Round(time.Millisecond))
 
 	// The hostile relay remembers the bot's subscription to flood it.
-	var target atomic.Pointer[struct {
-		c   *fakeConn
-		sub string
-	}]
-	fake.onBotREQ = func(c *fakeConn, sub string, _ nostr.Filters) {
-		c.sendJSON(nostr.EOSEEnvelope(sub))
-		if len(sub) > 8 && sub[:8] == "nestbot-" {
-			target.Store(&struct {
-				c   *fakeConn
-				sub string
-			}{c, sub})
-		}
-	}
+	fake.TargetBot()
 	proc := w.startBotProc(cfg, "bot")
 	pid := proc.pid()
 
@@ -267,37 +154,14 @@ func TestFaultFlood(t *testing.T) {
 
 	// The flood.
 	var floodSent atomic.Int64
+	var floodNanos atomic.Int64
 	var rssPeak atomic.Int64
 	floodDone := make(chan struct{})
 	go func() {
 		defer close(floodDone)
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-		per := floodRate / 100
-		next := 0
-		for next < len(junk) {
-			<-tick.C
-			tg := target.Load()
-			if tg == nil {
-				continue
-			}
-			for range per {
-				if next >= len(junk) {
-					break
-				}
-				msg := make([]byte, 0, len(junk[next].json)+40)
-				msg = append(msg, `["EVENT",`...)
-				msg = strconv.AppendQuote(msg, tg.sub)
-				msg = append(msg, ',')
-				msg = append(msg, junk[next].json...)
-				msg = append(msg, ']')
-				if err := tg.c.send(msg); err != nil {
-					break
-				}
-				next++
-				floodSent.Add(1)
-			}
-		}
+		n, took := fake.Flood(ctx, junk, floodRate, true)
+		floodSent.Store(n)
+		floodNanos.Store(int64(took))
 	}()
 	sampleDone := make(chan struct{})
 	go func() {
@@ -313,7 +177,6 @@ func TestFaultFlood(t *testing.T) {
 			}
 		}
 	}()
-	floodStart := time.Now()
 	time.Sleep(time.Second) // let the flood build up
 	var floodIDs []string
 	for i := baselineLegit; i < n; i++ {
@@ -324,7 +187,7 @@ func TestFaultFlood(t *testing.T) {
 	}
 	under := latencies(floodIDs, 60*time.Second)
 	<-floodDone
-	floodTook := time.Since(floodStart)
+	floodTook := time.Duration(floodNanos.Load())
 	<-sampleDone
 	hwm := procStatus(pid, "VmHWM")
 
@@ -339,11 +202,11 @@ func TestFaultFlood(t *testing.T) {
 	}
 	var validIDs, invalidIDs []string
 	for _, j := range junk {
-		switch j.kind {
-		case junkValid:
-			validIDs = append(validIDs, j.id)
-		case junkBadSig, junkForgedID:
-			invalidIDs = append(invalidIDs, j.id)
+		switch j.Kind {
+		case flood.Valid:
+			validIDs = append(validIDs, j.ID)
+		case flood.BadSig, flood.ForgedID:
+			invalidIDs = append(invalidIDs, j.ID)
 		}
 	}
 	if bad := responsesTo(t, []string{honest}, w.botPub(), invalidIDs); len(bad) != 0 {

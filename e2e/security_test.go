@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/nbd-wtf/go-nostr"
 
+	"github.com/nestbot/nestbot/internal/flood"
 	"github.com/nestbot/nestbot/nostrx"
 )
 
@@ -49,12 +50,12 @@ func TestFaultForgedEvents(t *testing.T) {
 	randomID.ID = randomHex(32)
 
 	var mu sync.Mutex
-	var conn *fakeConn
+	var conn *flood.Conn
 	var sub string
-	fake.onBotREQ = func(c *fakeConn, s string, _ nostr.Filters) {
-		c.sendJSON(nostr.EOSEEnvelope(s))
+	fake.OnBotREQ = func(c *flood.Conn, s string, _ nostr.Filters) {
+		c.SendJSON(nostr.EOSEEnvelope(s))
 		for _, ev := range []nostr.Event{badSig, tampered, stolenID, randomID} {
-			c.sendEvent(s, ev)
+			c.SendEvent(s, ev)
 		}
 		mu.Lock()
 		conn, sub = c, s
@@ -78,7 +79,7 @@ func TestFaultForgedEvents(t *testing.T) {
 	}
 	// The forger now relays the real request too: a duplicate, not a second answer.
 	mu.Lock()
-	conn.sendEvent(sub, real)
+	conn.SendEvent(sub, real)
 	mu.Unlock()
 	waitFor(t, "the forger's copy of the real request dropped as a duplicate", func() bool {
 		return counter(t, svc, "nestbot_events_dropped_total", map[string]string{"reason": "duplicate"}) >= 1
