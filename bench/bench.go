@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"github.com/nbd-wtf/go-nostr"
+
+	"github.com/nestbot/nestbot/internal/flood"
 )
 
 // Options are nestbench's flags.
@@ -31,6 +33,7 @@ type Options struct {
 	Soak            int           // restarts of the CPU and memory run
 	SoakConcurrency int           // concurrency of the soak
 	Warmup          int           // restarts before anything is measured
+	Flood           int           // junk events a second in the flood run; 0 skips it
 	Variants        []string      // "pure" and/or "libsecp"
 	BotBin          string        // a prebuilt bot binary instead of building one
 	CPUProfile      string        // write the bot's CPU profile here (builds bench/profbot)
@@ -64,6 +67,7 @@ type Settings struct {
 	Soak            int    `json:"soak_restarts"`
 	SoakConcurrency int    `json:"soak_concurrency"`
 	Warmup          int    `json:"warmup"`
+	Flood           int    `json:"flood_rate"`
 	BotLimits       string `json:"bot_limits"`
 }
 
@@ -77,6 +81,7 @@ type Run struct {
 	Recreate   Latency      `json:"recreate_new_id"`
 	Throughput []Latency    `json:"throughput"`
 	Soak       Soak         `json:"soak"`
+	Flood      FloodRun     `json:"flood"`
 	Targets    []Target     `json:"targets"`
 	BotLog     BotLogCounts `json:"bot_log"`
 	Profile    string       `json:"cpu_profile,omitempty"`
@@ -156,7 +161,7 @@ func Bench(ctx context.Context, root string, o Options) (*Results, error) {
 		Machine: Machine{NProc: runtime.NumCPU(), CPU: cpuModel(), GoVersion: runtime.Version(), Kernel: kernel()},
 		Settings: Settings{
 			N: o.N, ThroughputN: o.ThroughputN, Concurrency: o.Concurrency, Soak: o.Soak,
-			SoakConcurrency: o.SoakConcurrency, Warmup: o.Warmup,
+			SoakConcurrency: o.SoakConcurrency, Warmup: o.Warmup, Flood: o.Flood,
 			BotLimits: "restarts_per_minute=1000000 (default 5), new_rooms_per_minute=0 (no limit; default 60), room_cooldown=10s (default; every request is for a room of its own), workers=16, queue=1024, dependency_timeout=30s, log.level=info",
 		},
 	}
@@ -218,10 +223,20 @@ func benchVariant(ctx context.Context, root, variant string, o Options) (*Run, e
 		return nil, err
 	}
 
+	// The hostile relay is in the bot's relays from the start, idle until
+	// the flood run, the last one (its memory would count in the soak's).
+	var hostile *flood.Relay
+	var extraRelays []string
+	if o.Flood > 0 {
+		hostile = flood.StartRelay()
+		hostile.TargetBot()
+		defer hostile.Close()
+		extraRelays = append(extraRelays, hostile.URL)
+	}
 	botSK := nostr.GeneratePrivateKey()
 	bot, _ := nostr.GetPublicKey(botSK)
 	cfgPath := filepath.Join(dir, "bot.yaml")
-	if err := os.WriteFile(cfgPath, []byte(botConfig(w, botSK)), 0o600); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(botConfig(w, botSK, extraRelays...)), 0o600); err != nil {
 		return nil, err
 	}
 	proc, err := startBot(bin, cfgPath, filepath.Join(dir, "bot.log"), env)
@@ -291,6 +306,12 @@ func benchVariant(ctx context.Context, root, variant string, o Options) (*Run, e
 	if o.Soak > 0 {
 		o.logf("%s: soak, %d restarts in place at concurrency %d (CPU and RSS)", variant, o.Soak, o.SoakConcurrency)
 		if err := r.soak(ctx, o.Soak, o.SoakConcurrency, &run.Soak); err != nil {
+			return nil, err
+		}
+	}
+	if hostile != nil {
+		o.logf("%s: flood, %d restarts in place one at a time while a hostile relay sends %d junk events/s", variant, o.N, o.Flood)
+		if run.Flood, err = r.flood(ctx, hostile, o.N, o.Flood); err != nil {
 			return nil, err
 		}
 	}
@@ -430,7 +451,7 @@ func (r *runner) soak(ctx context.Context, n, conc int, s *Soak) error {
 	const chunk = 1000
 	var all []outcome
 	var elapsed, cpu time.Duration
-	var peak atomic.Int64
+	var peak int64
 	var times []time.Duration
 	for lo := 0; lo < n; lo += chunk {
 		preps, err := prepareHosts(r.bot, min(chunk, n-lo))
@@ -440,29 +461,12 @@ func (r *runner) soak(ctx context.Context, n, conc int, s *Soak) error {
 		if err := r.w.setupInPlace(ctx, preps); err != nil {
 			return err
 		}
-		stop := make(chan struct{})
-		sampled := make(chan struct{})
-		go func() {
-			defer close(sampled)
-			t := time.NewTicker(50 * time.Millisecond)
-			defer t.Stop()
-			for {
-				if rss, _, err := memStatus(r.pid); err == nil && rss > peak.Load() {
-					peak.Store(rss)
-				}
-				select {
-				case <-stop:
-					return
-				case <-t.C:
-				}
-			}
-		}()
+		stopSampling := sampleRSS(r.pid)
 		off := r.proc.logSize()
 		outs, e, c, err := r.batch(ctx, preps, conc)
 		ctxSleep(ctx, 100*time.Millisecond)
 		times = append(times, r.proc.handleTimes(off)...)
-		close(stop)
-		<-sampled
+		peak = max(peak, stopSampling())
 		if err != nil {
 			return err
 		}
@@ -484,7 +488,7 @@ func (r *runner) soak(ctx context.Context, n, conc int, s *Soak) error {
 	if err != nil {
 		return err
 	}
-	s.PeakRSS, s.HWM, s.AfterRSS = mb(peak.Load()), mb(hwm), mb(after)
+	s.PeakRSS, s.HWM, s.AfterRSS = mb(peak), mb(hwm), mb(after)
 	// Go returns freed heap to the OS gradually (the background
 	// scavenger); a second reading shows what the bot keeps.
 	ctxSleep(ctx, settleTime-2*time.Second)
@@ -555,6 +559,10 @@ func targets(r *Run) []Target {
 		{Name: "recreate p50", Want: "<= 10 ms", Got: r.Recreate.P50, Met: r.Recreate.OK > 0 && r.Recreate.P50 <= 10},
 		{Name: "throughput (best level)", Want: ">= 200 restarts/s", Got: best, Met: best >= 200},
 		{Name: "idle RSS", Want: "<= 30 MB", Got: r.Soak.IdleRSS, Met: r.Soak.IdleRSS > 0 && r.Soak.IdleRSS <= 30},
+	}
+	if r.Flood.N > 0 {
+		t = append(t, Target{Name: "restart in place p99 under flood", Want: "<= 100 ms", Got: r.Flood.P99,
+			Met: r.Flood.OK == r.Flood.N && r.Flood.P99 <= 100})
 	}
 	if r.Soak.N > 0 {
 		t = append(t,

@@ -113,7 +113,17 @@ func PrintTable(w io.Writer, res *Results) {
 			return fmt.Sprintf("%.1f (%.2f×)", r.Soak.SettledRSS, r.Soak.SettledRatio)
 		})
 	}
-	row("bot log warnings / errors", func(r *Run) string { return fmt.Sprintf("%d / %d", r.BotLog.Warn, r.BotLog.Error) })
+	if res.Settings.Flood > 0 {
+		row(fmt.Sprintf("flood: junk sent, events/s (target %d)", res.Settings.Flood), func(r *Run) string {
+			return fmt.Sprintf("%d, %.0f/s", r.Flood.JunkSent, r.Flood.JunkPerSec)
+		})
+		row("flood: restart in place, e2e ms p50 / p90 / p99 / max", func(r *Run) string { return dist(&r.Flood.Latency) })
+		row("flood: restart in place, bot's own ms p50 / p90 / p99", func(r *Run) string { return bot(&r.Flood.Latency) })
+		row("flood: restart in place, errors", func(r *Run) string { return errs(&r.Flood.Latency) })
+		row("flood: bot CPU ms per restart, junk included", func(r *Run) string { return fmt.Sprintf("%.3f", r.Flood.CPUPerReq) })
+		row("flood: RSS peak, MB", func(r *Run) string { return fmt.Sprintf("%.1f", r.Flood.PeakRSS) })
+	}
+	row("bot log warnings / errors (the flood's overload reports are warnings)", func(r *Run) string { return fmt.Sprintf("%d / %d", r.BotLog.Warn, r.BotLog.Error) })
 	fmt.Fprintln(w)
 	for _, r := range res.Runs {
 		fmt.Fprintf(w, "targets, %s (bot %s, tags %q, cgo %s):\n", r.Variant, r.Bot.Path, r.Bot.Tags, r.Bot.CGO)

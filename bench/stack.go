@@ -126,11 +126,15 @@ func buildBot(root, pkg, out string, libsecp bool) error {
 // off, since the recreate scenario makes 200 rooms in seconds; the room cool-down stays
 // at its default, 10 s, and never applies because every request is for a
 // room of its own. Everything else is the default.
-func botConfig(w *world, secret string) string {
+func botConfig(w *world, secret string, extraRelays ...string) string {
+	relays := fmt.Sprintf("%q", w.relay.URL)
+	for _, r := range extraRelays {
+		relays += fmt.Sprintf(", %q", r)
+	}
 	return fmt.Sprintf(`# written by nestbench
 nostr:
   secret_key: %q
-  relays: [%q]
+  relays: [%s]
   max_request_age: 120s
   lookup_timeout: 3s
 redis:
@@ -153,7 +157,7 @@ limits:
 log:
   level: info
   format: text
-`, secret, w.relay.URL, w.redis.URL, w.lk.URL, w.lk.WSURL, w.lk.APIKey, w.lk.APISecret)
+`, secret, relays, w.redis.URL, w.lk.URL, w.lk.WSURL, w.lk.APIKey, w.lk.APISecret)
 }
 
 // botProc is the bot running as a child process.

@@ -38,6 +38,7 @@ func main() {
 	flag.IntVar(&o.Soak, "soak", 2000, "restarts in the CPU and memory run (the documented figures use 10000; 0 skips it)")
 	flag.IntVar(&o.SoakConcurrency, "soak-c", 8, "concurrency of the soak")
 	flag.IntVar(&o.Warmup, "warmup", 20, "restarts before measuring (not counted)")
+	flag.IntVar(&o.Flood, "flood", 10000, "junk events a second a hostile relay sends during the last run, -n restarts in place one at a time (0 skips it)")
 	flag.BoolVar(&libsecp, "libsecp", false, "build the bot with -tags libsecp256k1 (cgo) instead of pure Go")
 	flag.BoolVar(&both, "both", false, "measure the pure Go and the libsecp256k1 builds one after the other, each on a fresh stack")
 	flag.StringVar(&o.BotBin, "bot", "", "run this prebuilt bot binary (e.g. bin/nestbot from make build) instead of building one")
@@ -68,6 +69,9 @@ func main() {
 	}
 	if o.N < 1 || o.ThroughputN < 1 || o.SoakConcurrency < 1 {
 		fail(fmt.Errorf("-n, -throughput-n and -soak-c must be positive"))
+	}
+	if o.Flood < 0 || o.Soak < 0 || o.Warmup < 0 {
+		fail(fmt.Errorf("-flood, -soak and -warmup must not be negative"))
 	}
 	o.Log = os.Stderr
 	for _, kv := range strings.Split(botEnv, ",") {
