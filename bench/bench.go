@@ -143,6 +143,9 @@ const settleTime = 15 * time.Second
 type BotLogCounts struct {
 	Warn  int `json:"warn"`
 	Error int `json:"error"`
+	// The flood run's bot, whose overload reports are warnings.
+	FloodWarn  int `json:"flood_warn"`
+	FloodError int `json:"flood_error"`
 }
 
 // Target is one goal of issue 5 and whether this run met it.
@@ -223,23 +226,17 @@ func benchVariant(ctx context.Context, root, variant string, o Options) (*Run, e
 		return nil, err
 	}
 
-	// The hostile relay is in the bot's relays from the start, idle until
-	// the flood run, the last one (its memory would count in the soak's).
-	var hostile *flood.Relay
-	var extraRelays []string
-	if o.Flood > 0 {
-		hostile = flood.StartRelay()
-		hostile.TargetBot()
-		defer hostile.Close()
-		extraRelays = append(extraRelays, hostile.URL)
-	}
 	botSK := nostr.GeneratePrivateKey()
 	bot, _ := nostr.GetPublicKey(botSK)
-	cfgPath := filepath.Join(dir, "bot.yaml")
-	if err := os.WriteFile(cfgPath, []byte(botConfig(w, botSK, extraRelays...)), 0o600); err != nil {
-		return nil, err
+	// launch starts the bot as name, on the bench's relay and extraRelays.
+	launch := func(name string, env []string, extraRelays ...string) (*botProc, error) {
+		cfgPath := filepath.Join(dir, name+".yaml")
+		if err := os.WriteFile(cfgPath, []byte(botConfig(w, botSK, extraRelays...)), 0o600); err != nil {
+			return nil, err
+		}
+		return startBot(bin, cfgPath, filepath.Join(dir, name+".log"), env)
 	}
-	proc, err := startBot(bin, cfgPath, filepath.Join(dir, "bot.log"), env)
+	proc, err := launch("bot", env)
 	if err != nil {
 		return nil, err
 	}
@@ -309,17 +306,36 @@ func benchVariant(ctx context.Context, root, variant string, o Options) (*Run, e
 			return nil, err
 		}
 	}
-	if hostile != nil {
-		o.logf("%s: flood, %d restarts in place one at a time while a hostile relay sends %d junk events/s", variant, o.N, o.Flood)
-		if run.Flood, err = r.flood(ctx, hostile, o.N, o.Flood); err != nil {
-			return nil, err
-		}
-	}
 	stopped = true
 	if err := proc.stop(); err != nil {
 		return nil, err
 	}
 	run.BotLog = BotLogCounts{Warn: proc.countLines("level=WARN"), Error: proc.countLines("level=ERROR")}
+
+	// The flood runs on a bot started again with the hostile relay among
+	// its relays, so that the runs above publish to one relay as before,
+	// and without the profiler (the profile is the runs above).
+	if o.Flood > 0 {
+		o.logf("%s: flood, %d restarts in place one at a time while a hostile relay sends %d junk events/s", variant, o.N, o.Flood)
+		hostile := flood.StartRelay()
+		defer hostile.Close()
+		hostile.TargetBot()
+		fenv := slices.DeleteFunc(slices.Clone(env), func(kv string) bool { return strings.HasPrefix(kv, "NESTBENCH_") })
+		fproc, err := launch("bot-flood", fenv, hostile.URL)
+		if err != nil {
+			return nil, err
+		}
+		defer fproc.stop()
+		r.proc, r.pid = fproc, fproc.pid()
+		if run.Flood, err = r.flood(ctx, hostile, o.N, o.Flood); err != nil {
+			return nil, err
+		}
+		if err := fproc.stop(); err != nil {
+			return nil, err
+		}
+		run.BotLog.FloodWarn = fproc.countLines("level=WARN")
+		run.BotLog.FloodError = fproc.countLines("level=ERROR")
+	}
 	run.Targets = targets(run)
 	return run, nil
 }

@@ -46,8 +46,11 @@ func (r *runner) flood(ctx context.Context, hostile *flood.Relay, n, rate int) (
 	if err != nil {
 		return fr, err
 	}
-	if !hostile.Targeted() {
-		return fr, errors.New("the bot never subscribed on the hostile relay")
+	for deadline := time.Now().Add(10 * time.Second); !hostile.Targeted(); {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fr, errors.New("the bot never subscribed on the hostile relay")
+		}
+		ctxSleep(ctx, 50*time.Millisecond)
 	}
 
 	fctx, stopFlood := context.WithCancel(ctx)

@@ -123,7 +123,12 @@ func PrintTable(w io.Writer, res *Results) {
 		row("flood: bot CPU ms per restart, junk included", func(r *Run) string { return fmt.Sprintf("%.3f", r.Flood.CPUPerReq) })
 		row("flood: RSS peak, MB", func(r *Run) string { return fmt.Sprintf("%.1f", r.Flood.PeakRSS) })
 	}
-	row("bot log warnings / errors (the flood's overload reports are warnings)", func(r *Run) string { return fmt.Sprintf("%d / %d", r.BotLog.Warn, r.BotLog.Error) })
+	row("bot log warnings / errors", func(r *Run) string { return fmt.Sprintf("%d / %d", r.BotLog.Warn, r.BotLog.Error) })
+	if res.Settings.Flood > 0 {
+		row("flood: bot log warnings (overload reports) / errors", func(r *Run) string {
+			return fmt.Sprintf("%d / %d", r.BotLog.FloodWarn, r.BotLog.FloodError)
+		})
+	}
 	fmt.Fprintln(w)
 	for _, r := range res.Runs {
 		fmt.Fprintf(w, "targets, %s (bot %s, tags %q, cgo %s):\n", r.Variant, r.Bot.Path, r.Bot.Tags, r.Bot.CGO)

@@ -28,6 +28,15 @@ var (
 	botBinErr  error
 )
 
+// TestMain removes the bot binary the fault suite built (50 MB a run).
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if botBin != "" {
+		os.RemoveAll(filepath.Dir(botBin))
+	}
+	os.Exit(code)
+}
+
 // nestbotBinary builds cmd/nestbot once per test binary.
 func nestbotBinary(t *testing.T) string {
 	t.Helper()
