@@ -144,14 +144,26 @@ func nextMsg[T nostr.Envelope](t *testing.T, r *scriptRelay) T {
 	}
 }
 
-func TestListenerAuthThenSubscribe(t *testing.T) {
+// scriptedListener is a service whose only relay is a script relay, and
+// that relay's listener, not yet running.
+func scriptedListener(t *testing.T) (*scriptRelay, *Service, *listener) {
+	t.Helper()
 	relay := newScriptRelay(t)
 	s := intakeTestService(t, func(c *Config) { c.Nostr.Relays = []string{relay.url} })
-	l := s.listeners[0]
+	return relay, s, s.listeners[0]
+}
+
+// runUntilDone runs f until the test ends, then cancels it and waits.
+func runUntilDone(t *testing.T, f func(ctx context.Context)) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { l.run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
+	go func() { f(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+func TestListenerAuthThenSubscribe(t *testing.T) {
+	relay, s, l := scriptedListener(t)
+	runUntilDone(t, l.run)
 
 	req := nextMsg[*nostr.ReqEnvelope](t, relay)
 	f := req.Filters[0]
@@ -199,13 +211,8 @@ func TestListenerAuthThenSubscribe(t *testing.T) {
 }
 
 func TestListenerReconnectsAfterClosed(t *testing.T) {
-	relay := newScriptRelay(t)
-	s := intakeTestService(t, func(c *Config) { c.Nostr.Relays = []string{relay.url} })
-	l := s.listeners[0]
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { l.run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
+	relay, _, l := scriptedListener(t)
+	runUntilDone(t, l.run)
 
 	first := nextMsg[*nostr.ReqEnvelope](t, relay)
 	relay.sendFinal(nostr.ClosedEnvelope{SubscriptionID: first.SubscriptionID, Reason: "error: shutting down"})
@@ -222,14 +229,9 @@ func TestListenerReconnectsAfterClosed(t *testing.T) {
 // buffer are dropped unread and asked for again, from the oldest dropped
 // one, once the backlog is gone.
 func TestListenerOverflowCatchUp(t *testing.T) {
-	relay := newScriptRelay(t)
-	s := intakeTestService(t, func(c *Config) { c.Nostr.Relays = []string{relay.url} })
-	l := s.listeners[0]
+	relay, s, l := scriptedListener(t)
 	l.normal = make(chan inbound, 2) // tiny, and no verifier running
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { l.session(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
+	runUntilDone(t, func(ctx context.Context) { l.session(ctx) })
 
 	req := nextMsg[*nostr.ReqEnvelope](t, relay)
 	relay.send(t, nostr.EOSEEnvelope(req.SubscriptionID))

@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nbd-wtf/go-nostr"
+
 	"github.com/nestbot/nestbot/bot"
 	"github.com/nestbot/nestbot/internal/stack"
 )
@@ -225,4 +227,21 @@ func (w *world) startReplica(cfg bot.Config) (*bot.Service, func()) {
 // waitCtx is a context for one step of a fault test.
 func waitCtx(d time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), d)
+}
+
+// sendAsync publishes req as u and waits for its answer, up to within, in
+// the background: the test injects its fault meanwhile. The channel gets
+// the exchange, or nil (and the test an error) when none came.
+func (w *world) sendAsync(u *user, req nostr.Event, within time.Duration) <-chan *bot.Exchange {
+	answer := make(chan *bot.Exchange, 1)
+	go func() {
+		ctx, cancel := waitCtx(within)
+		defer cancel()
+		ex, err := w.client(u).SendEvent(ctx, req)
+		if err != nil {
+			w.t.Error(err)
+		}
+		answer <- ex
+	}()
+	return answer
 }

@@ -264,16 +264,7 @@ func TestFaultRedisRestarted(t *testing.T) {
 
 	w.redis.Kill()
 	req := signRequest(t, w, host, coord(host.pk, id), "restart", "")
-	answer := make(chan *bot.Exchange, 1)
-	go func() {
-		ctx, cancel := waitCtx(60 * time.Second)
-		defer cancel()
-		ex, err := w.client(host).SendEvent(ctx, req)
-		if err != nil {
-			t.Error(err)
-		}
-		answer <- ex
-	}()
+	answer := w.sendAsync(host, req, 60*time.Second)
 	time.Sleep(3 * time.Second) // the request arrives and cannot be claimed
 	down := time.Now()
 	w.redis.Start()
@@ -355,16 +346,7 @@ func TestFaultBotKilledMidRecreate(t *testing.T) {
 	a := w.startBotProc(cfg, "bot-a")
 
 	req := signRequest(t, w, host, coord(host.pk, oldID), "restart", "")
-	answer := make(chan *bot.Exchange, 1)
-	go func() {
-		ctx, cancel := waitCtx(120 * time.Second)
-		defer cancel()
-		ex, err := w.client(host).SendEvent(ctx, req)
-		if err != nil {
-			t.Error(err)
-		}
-		answer <- ex
-	}()
+	answer := w.sendAsync(host, req, 120*time.Second)
 	ctx := context.Background()
 	pendingKey := "nestbot:pending:" + host.pk + ":" + oldID
 	waitFor(t, "bot A inside the recreation (new ID chosen, claim held)", func() bool {
