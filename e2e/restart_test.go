@@ -70,6 +70,52 @@ func TestRestartInPlace(t *testing.T) {
 	}
 }
 
+// TestRestartInPlaceCutOff: a restart in place cut off between LiveKit's
+// new room and the commit (the bot died; its mark says which room it had
+// deleted) is completed by the next restart without recreating the room a
+// second time: same SID, record refreshed, cool-down set, mark gone. A mark
+// naming the room LiveKit still has means the cut-off came before the new
+// room existed: then the room is recreated.
+func TestRestartInPlaceCutOff(t *testing.T) {
+	w := newWorld(t, 1)
+	w.start()
+	ctx := context.Background()
+	host := newUser(t)
+	mark := func(id, oldSID string) {
+		if err := w.rdb.Set(ctx, w.cfg.Redis.BotPrefix+"recreating:"+id, "sid:"+oldSID, time.Minute).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	done := uuid.NewString() // the cut-off restart had made its new room
+	w.nestsRecord(done, host.pk, nil, nil)
+	_, recBefore := w.record(done)
+	made := w.createLiveRoom(done)
+	mark(done, "RM_deleted_before_the_cut")
+	res := restartResult(t, w.ask(host, coord(host.pk, done), "restart").Payload)
+	if res.RoomID != done || res.Message != "Nest restarted" {
+		t.Fatalf("result %+v", res)
+	}
+	if now := w.liveRoom(done); now == nil || now.Sid != made.Sid {
+		t.Fatalf("LiveKit room recreated again: %s → %v", made.Sid, now)
+	}
+	if _, rec := w.record(done); rec.RestartedAt == recBefore.RestartedAt {
+		t.Fatal("record not refreshed")
+	}
+	if w.rdb.Exists(ctx, w.cfg.Redis.BotPrefix+"recreating:"+done).Val() != 0 || w.rdb.Exists(ctx, w.cfg.Redis.BotPrefix+"last:"+done).Val() != 1 {
+		t.Fatal("mark kept or cool-down not set")
+	}
+
+	early := uuid.NewString() // cut off before its new room existed
+	w.nestsRecord(early, host.pk, nil, nil)
+	old := w.createLiveRoom(early)
+	mark(early, old.Sid)
+	restartResult(t, w.ask(host, coord(host.pk, early), "restart").Payload)
+	if now := w.liveRoom(early); now == nil || now.Sid == old.Sid {
+		t.Fatalf("LiveKit room not recreated: %s → %v", old.Sid, now)
+	}
+}
+
 // TestRecreateUnderNewID: the record is gone; an admin of the original room
 // gets a new room, the host stays admin, and the replacement 30312 is on
 // the relay with every tag the contract names.

@@ -29,6 +29,8 @@ type State interface {
 	ChoosePendingLast(ctx context.Context, c nostrx.Coordinate, newID string, ttl time.Duration) (string, *nostr.Event, error)
 	MarkRestarted(ctx context.Context, room string, cooldown time.Duration) error
 	CoolingDown(ctx context.Context, room string) (bool, error)
+	MarkRecreating(ctx context.Context, room, oldSID string, ttl time.Duration) error
+	Recreating(ctx context.Context, room string) (oldSID string, marked bool, err error)
 	// CountNewRoom counts a recreation under a new ID in now's minute and
 	// returns that minute's count, all replicas together.
 	CountNewRoom(ctx context.Context, now time.Time) (int64, error)
@@ -42,7 +44,9 @@ type State interface {
 type LiveKit interface {
 	Find(ctx context.Context, name string) (*LiveRoom, error)
 	Ensure(ctx context.Context, name, metadata string) (*LiveRoom, error)
-	Recreate(ctx context.Context, name, metadata string) (*LiveRoom, error)
+	// Recreate calls gone, when not nil, between the deletion of the old
+	// room and the creation of the new one, with the old room's SID.
+	Recreate(ctx context.Context, name, metadata string, gone func(oldSID string)) (*LiveRoom, error)
 }
 
 // RoomEvents is the Nostr side of Engine: reading a room's newest 30312 and
@@ -237,11 +241,17 @@ func (e *Engine) restartInPlace(ctx context.Context, req nostrx.Request, target 
 	now := e.now()
 	rec.Status = StatusActive
 	rec.RestartedAt = now.UnixMilli()
-	room, err := retry(ctx, e.Set.DependencyBudget, func(ctx context.Context) (*LiveRoom, error) {
-		return e.LiveKit.Recreate(ctx, rec.ID, roomMetadata(rec))
-	})
+	room, err := e.recreatedBefore(ctx, rec.ID, pre)
 	if err != nil {
-		return nil, unavailable(err)
+		return nil, err
+	}
+	if room == nil {
+		room, err = retry(ctx, e.Set.DependencyBudget, func(ctx context.Context) (*LiveRoom, error) {
+			return e.LiveKit.Recreate(ctx, rec.ID, roomMetadata(rec), func(oldSID string) { e.markRecreating(ctx, rec.ID, oldSID) })
+		})
+		if err != nil {
+			return nil, unavailable(err)
+		}
 	}
 	w := Writes{Restarted: rec.ID, Cooldown: e.Set.Cooldown}
 	var published *nostr.Event
@@ -267,6 +277,62 @@ func (e *Engine) restartInPlace(ctx context.Context, req nostrx.Request, target 
 		return nil, err
 	}
 	return e.result(target, rec, req.Requester, role, MsgRestarted, room.SID, published)
+}
+
+// markTTL is how long the mark of a restart in place outlives a cut-off
+// restart: long enough for a replica, or the bot started again, to take the
+// request over within max_request_age (default 2 minutes).
+func (e *Engine) markTTL() time.Duration {
+	return 3*e.Set.DependencyBudget + e.Set.LookupTimeout + 2*time.Minute
+}
+
+// markRecreating remembers, between the deletion of a room's LiveKit room
+// and the creation of the new one, which room was deleted. It is best
+// effort: without the mark a restart cut off after the create would
+// recreate the room once more on resume; failing the restart for it would
+// leave the room deleted.
+func (e *Engine) markRecreating(ctx context.Context, room, oldSID string) {
+	mctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	_ = e.State.MarkRecreating(mctx, room, oldSID, e.markTTL())
+}
+
+// recreatedBefore returns room's LiveKit room when an earlier restart in
+// place was cut off after it deleted the old room (its mark is there) and
+// LiveKit already has a different one: that restart's new room, which
+// this restart completes instead of recreating it again. nil means
+// recreate.
+func (e *Engine) recreatedBefore(ctx context.Context, room string, pre *RoomView) (*LiveRoom, error) {
+	oldSID, marked := "", false
+	if pre != nil && pre.RecreatingErr == nil {
+		oldSID, marked = pre.RecreatingSID, pre.Recreating
+	} else {
+		type mark struct {
+			sid string
+			ok  bool
+		}
+		m, err := retry(ctx, e.Set.DependencyBudget, func(ctx context.Context) (mark, error) {
+			sid, ok, err := e.State.Recreating(ctx, room)
+			return mark{sid, ok}, err
+		})
+		if err != nil {
+			return nil, unavailable(err)
+		}
+		oldSID, marked = m.sid, m.ok
+	}
+	if !marked {
+		return nil, nil
+	}
+	live, err := retry(ctx, e.Set.DependencyBudget, func(ctx context.Context) (*LiveRoom, error) {
+		return e.LiveKit.Find(ctx, room)
+	})
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	if live != nil && live.SID != oldSID {
+		return live, nil
+	}
+	return nil, nil
 }
 
 func (e *Engine) recreate(ctx context.Context, req nostrx.Request, lk *RoomLock) (*Result, error) {

@@ -180,7 +180,14 @@ func (l *LiveKitRooms) Ensure(ctx context.Context, name, metadata string) (*Live
 // not (nothing found, yet the delete removed a room), the old SID is
 // unknown, so the room created next is recreated once more, which yields a
 // room LiveKit made after the delete.
-func (l *LiveKitRooms) Recreate(ctx context.Context, name, metadata string) (*LiveRoom, error) {
+//
+// gone, when not nil, is called once, before the create that makes the new
+// room, with the SID of the room that create replaces: the old room,
+// already deleted ("" when there was none), or, when the look-up missed
+// it, the stand-in made in its place and deleted next. The caller can
+// remember it, so that a restart cut off after the create can tell that
+// LiveKit's room is already the new one.
+func (l *LiveKitRooms) Recreate(ctx context.Context, name, metadata string, gone func(oldSID string)) (*LiveRoom, error) {
 	type found struct {
 		room *LiveRoom
 		err  error
@@ -207,6 +214,13 @@ func (l *LiveKitRooms) Recreate(ctx context.Context, name, metadata string) (*Li
 			return nil, err
 		}
 		old, deleted = r, false
+	}
+	if gone != nil {
+		oldSID := ""
+		if old != nil {
+			oldSID = old.SID
+		}
+		gone(oldSID)
 	}
 	for attempt := 0; ; attempt++ {
 		if old != nil && !deleted {

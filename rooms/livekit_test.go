@@ -18,9 +18,13 @@ func TestRecreateChangesSID(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
-	r, err := l.Recreate(ctx, "missing-room", `{"n":0}`)
+	var gone []string
+	r, err := l.Recreate(ctx, "missing-room", `{"n":0}`, func(old string) { gone = append(gone, old) })
 	if err != nil || r == nil || r.SID == "" {
 		t.Fatalf("recreate a missing room: %+v %v", r, err)
+	}
+	if len(gone) != 1 || gone[0] != "" {
+		t.Fatalf("gone called with %q for a room that did not exist", gone)
 	}
 	prev, err := l.Ensure(ctx, "live-room", `{"n":0}`)
 	if err != nil {
@@ -28,9 +32,15 @@ func TestRecreateChangesSID(t *testing.T) {
 	}
 	seen := map[string]bool{prev.SID: true}
 	for i := range 20 {
-		r, err := l.Recreate(ctx, "live-room", `{"n":1}`)
+		gone = nil
+		r, err := l.Recreate(ctx, "live-room", `{"n":1}`, func(old string) { gone = append(gone, old) })
 		if err != nil {
 			t.Fatalf("recreate %d: %v", i, err)
+		}
+		// The SID of the room deleted (rarely a stand-in the look-up missed),
+		// once, before the new room was made.
+		if len(gone) != 1 || gone[0] == "" || gone[0] == r.SID {
+			t.Fatalf("recreate %d: gone called with %q, new SID %s", i, gone, r.SID)
 		}
 		if seen[r.SID] {
 			t.Fatalf("recreate %d came back with an earlier SID %s", i, r.SID)

@@ -68,6 +68,11 @@ type RoomView struct {
 	CoolingErr     error
 	Last           *nostr.Event // the last 30312 the bot published for it
 	LastErr        error
+	// Recreating: a restart in place was cut off after its LiveKit room
+	// RecreatingSID was deleted (see RedisStore.MarkRecreating).
+	Recreating    bool
+	RecreatingSID string
+	RecreatingErr error
 }
 
 // singleServer reports whether a pipeline goes to one server over one
@@ -95,6 +100,7 @@ func (s *RedisStore) LockView(ctx context.Context, c nostrx.Coordinate, ttl time
 	rec := pipe.Get(ctx, s.recordPrefix+c.D)
 	cool := pipe.Exists(ctx, s.BotKey("last", c.D))
 	last := pipe.Get(ctx, s.BotKey("event", c.D))
+	mark := pipe.Get(ctx, s.recreatingKey(c.D))
 	_, _ = pipe.Exec(ctx) // each command carries its own result or error
 	ok, err := locked.Result()
 	if err != nil {
@@ -117,6 +123,7 @@ func (s *RedisStore) LockView(ctx context.Context, c nostrx.Coordinate, ttl time
 		v.Cooling = n > 0
 	}
 	v.Last, v.LastErr = decodeEvent(last, c.D)
+	v.RecreatingSID, v.Recreating, v.RecreatingErr = decodeMark(mark, c.D)
 	return l, v, nil
 }
 
@@ -127,6 +134,7 @@ func (s *RedisStore) readView(ctx context.Context, c nostrx.Coordinate) RoomView
 	v.Record, v.RecordErr = s.Record(ctx, c.D)
 	v.Cooling, v.CoolingErr = s.CoolingDown(ctx, c.D)
 	v.Last, v.LastErr = s.LastEvent(ctx, c.D)
+	v.RecreatingSID, v.Recreating, v.RecreatingErr = s.Recreating(ctx, c.D)
 	return v
 }
 
@@ -174,7 +182,7 @@ type Writes struct {
 	Replaced       *nostrx.Coordinate // SetReplacement(*Replaced, ReplacedBy, ReplacementTTL)
 	ReplacedBy     string
 	ReplacementTTL time.Duration
-	Restarted      string // MarkRestarted(Restarted, Cooldown)
+	Restarted      string // MarkRestarted(Restarted, Cooldown), and the end of its recreation mark
 	Cooldown       time.Duration
 }
 
@@ -213,6 +221,7 @@ func (s *RedisStore) Commit(ctx context.Context, w Writes, lock *RoomLock) error
 		}
 		if w.Restarted != "" {
 			p.Set(ctx, s.BotKey("last", w.Restarted), time.Now().UnixMilli(), w.Cooldown)
+			p.Del(ctx, s.recreatingKey(w.Restarted))
 		}
 		if release {
 			p.Eval(ctx, unlockSource, []string{lock.key}, lock.token)
@@ -251,6 +260,9 @@ func (s *RedisStore) commitEach(ctx context.Context, w Writes) error {
 	if w.Restarted != "" {
 		if err := s.MarkRestarted(ctx, w.Restarted, w.Cooldown); err != nil {
 			return err
+		}
+		if err := s.rdb.Del(ctx, s.recreatingKey(w.Restarted)).Err(); err != nil {
+			return redisErr("end recreation mark of "+w.Restarted, err)
 		}
 	}
 	return nil

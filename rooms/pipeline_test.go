@@ -54,9 +54,15 @@ func TestLockViewAndCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	if err := s.MarkRecreating(ctx, "room-a", "RM_old", time.Minute); err != nil {
+		t.Fatal(err)
+	}
 	lk, v, err := s.LockView(ctx, c, time.Minute)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !v.Recreating || v.RecreatingSID != "RM_old" || v.RecreatingErr != nil {
+		t.Fatalf("recreation mark in the view: %v %q %v", v.Recreating, v.RecreatingSID, v.RecreatingErr)
 	}
 	want := s.readView(ctx, c)
 	if v.Replacement != "room-b" || v.Record == nil || v.Record.Host != hexKey(1) || !v.Cooling || v.Last == nil || v.Last.CreatedAt != 100 {
@@ -107,6 +113,9 @@ func TestLockViewAndCommit(t *testing.T) {
 	}
 	if n, _ := rdb.Exists(ctx, "nestbot:pending:"+hexKey(1)+":room-a").Result(); n != 0 {
 		t.Fatal("commit kept the pending choice")
+	}
+	if _, marked, err := s.Recreating(ctx, "room-a"); marked || err != nil {
+		t.Fatalf("recreation mark after the commit: %v %v", marked, err)
 	}
 	if owned, _ := s.Owned(ctx); !slices.Equal(owned, []string{"room-a"}) {
 		t.Fatalf("owned after commit %v: the lifecycle would not look after the room", owned)
@@ -188,5 +197,20 @@ func TestCountNewRoom(t *testing.T) {
 	}
 	if ttl := rdb.TTL(ctx, "nestbot:newrooms:30000000").Val(); ttl <= 0 || ttl > 2*time.Minute {
 		t.Fatalf("ttl %v", ttl)
+	}
+}
+
+// A mark for a room that had no LiveKit room is still a mark.
+func TestRecreatingMarkWithoutOldRoom(t *testing.T) {
+	s, _ := pipelineStore(t)
+	ctx := ctxFor(t)
+	if _, marked, err := s.Recreating(ctx, "r"); marked || err != nil {
+		t.Fatalf("no mark: %v %v", marked, err)
+	}
+	if err := s.MarkRecreating(ctx, "r", "", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if sid, marked, err := s.Recreating(ctx, "r"); !marked || sid != "" || err != nil {
+		t.Fatalf("mark of a room without one: %q %v %v", sid, marked, err)
 	}
 }

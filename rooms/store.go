@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nbd-wtf/go-nostr"
@@ -178,6 +179,36 @@ func (s *RedisStore) MarkRestarted(ctx context.Context, room string, cooldown ti
 		return redisErr("mark restart of "+room, err)
 	}
 	return nil
+}
+
+// recreatingKey marks a restart in place of room between the deletion of
+// its LiveKit room and the commit; the value is "sid:" and the deleted
+// room's SID, so that an empty SID (no room was there) is still a mark.
+func (s *RedisStore) recreatingKey(room string) string { return s.BotKey("recreating", room) }
+
+// MarkRecreating notes that room's LiveKit room oldSID ("" for none) is
+// gone and its replacement is being created.
+func (s *RedisStore) MarkRecreating(ctx context.Context, room, oldSID string, ttl time.Duration) error {
+	if err := s.rdb.Set(ctx, s.recreatingKey(room), "sid:"+oldSID, ttl).Err(); err != nil {
+		return redisErr("mark recreation of "+room, err)
+	}
+	return nil
+}
+
+// Recreating returns the mark MarkRecreating left for room, if any.
+func (s *RedisStore) Recreating(ctx context.Context, room string) (oldSID string, marked bool, err error) {
+	return decodeMark(s.rdb.Get(ctx, s.recreatingKey(room)), room)
+}
+
+func decodeMark(cmd *redis.StringCmd, room string) (string, bool, error) {
+	v, err := cmd.Result()
+	if errors.Is(err, redis.Nil) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, redisErr("recreation mark of "+room, err)
+	}
+	return strings.TrimPrefix(v, "sid:"), true, nil
 }
 
 // CountNewRoom counts one room recreation under a new ID against the
