@@ -5,11 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"runtime"
 	"slices"
-	"sync"
 	"time"
-	"weak"
 
 	"github.com/nbd-wtf/go-nostr"
 	"github.com/nbd-wtf/go-nostr/nip04"
@@ -58,28 +55,6 @@ const maxDMContent = 64 << 10
 // helpEvery is how often one sender may get the help text for a message
 // that is not a command, so two bots answering each other stop at once.
 const helpEvery = 10 * time.Minute
-
-// dmState is the direct-message state of one Service. It lives in a side
-// table (dmStates) rather than in Service so that this feature needs no
-// field in service.go; it holds no reference to its Service, so the entry
-// goes when the Service does.
-type dmState struct {
-	lists *relayLists
-}
-
-var dmStates sync.Map // weak.Pointer[Service] → *dmState
-
-func (s *Service) dmState() *dmState {
-	key := weak.Make(s)
-	if v, ok := dmStates.Load(key); ok {
-		return v.(*dmState)
-	}
-	v, loaded := dmStates.LoadOrStore(key, &dmState{lists: newRelayLists()})
-	if !loaded {
-		runtime.AddCleanup(s, func(k weak.Pointer[Service]) { dmStates.Delete(k) }, key)
-	}
-	return v.(*dmState)
-}
 
 // dmFilters are the subscription filters for direct messages to the bot.
 // Gift wraps are backdated by up to two days (NIP-59), so their filter

@@ -77,7 +77,7 @@ func (r *relayLists) cached(pubkey string) (relayList, bool) {
 // one pubkey share one lookup. A lookup that finds nothing (or nothing in
 // time) yields empty lists; callers then use the bot's relays alone.
 func (s *Service) relayListsOf(ctx context.Context, pubkey string) relayList {
-	return s.dmState().lists.get(ctx, s.outbox.bg, pubkey, s.cfg.Nostr.LookupTimeout, s.fetchRelayLists)
+	return s.relayLists.get(ctx, s.outbox.bg, pubkey, s.cfg.Nostr.LookupTimeout, s.fetchRelayLists)
 }
 
 // get is relayListsOf with the lookup passed in: fetch runs detached from
@@ -201,7 +201,7 @@ func addRelay(out []string, url string) []string {
 // bounded background task looks the list up and, once it is known,
 // forwards the very same response (taken from the bot's relays) there.
 func (s *Service) requesterReadRelays(req *nostr.Event, already []string) []string {
-	lists := s.dmState().lists
+	lists := s.relayLists
 	if l, ok := lists.cached(req.PubKey); ok {
 		return l.Read
 	}

@@ -66,7 +66,7 @@ func TestRelayListsLookup(t *testing.T) {
 			t.Fatalf("lists %+v, want %+v", l, want)
 		}
 	}
-	if l, ok := s.dmState().lists.cached(pk); !ok || !slices.Equal(l.DM, want.DM) {
+	if l, ok := s.relayLists.cached(pk); !ok || !slices.Equal(l.DM, want.DM) {
 		t.Fatalf("not cached: %+v %v", l, ok)
 	}
 
@@ -74,7 +74,7 @@ func TestRelayListsLookup(t *testing.T) {
 	if l := s.relayListsOf(ctx, nobody); len(l.DM)+len(l.Read) != 0 {
 		t.Fatalf("lists of a pubkey that published none: %+v", l)
 	}
-	if _, ok := s.dmState().lists.cached(nobody); !ok {
+	if _, ok := s.relayLists.cached(nobody); !ok {
 		t.Fatal("a miss is not cached")
 	}
 }

@@ -39,6 +39,7 @@ type Service struct {
 	// once across all relays, so that junk never takes every core.
 	verifySlots chan struct{}
 	ready       chan struct{}
+	relayLists  *relayLists // requesters' 10050 and 10002 lists, cached
 
 	listsOnce       sync.Once
 	allowed, denied map[string]bool
@@ -111,16 +112,17 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 		return nil, err
 	}
 	s := &Service{
-		cfg:      cfg,
-		log:      log,
-		signer:   signer,
-		store:    rooms.NewRedisStore(rdb, cfg.Redis.KeyPrefix, cfg.Redis.BotPrefix, cfg.Redis.RoomTTL),
-		seen:     newSeenSet(cfg.Limits.SeenCache),
-		queue:    make(chan job, cfg.Limits.Queue),
-		priority: make(chan job, cfg.Limits.Queue),
-		known:    newKnownSet(knownPubkeys),
-		deferred: newDeferredQueue(cfg.Limits.Queue),
-		ready:    make(chan struct{}),
+		cfg:        cfg,
+		log:        log,
+		signer:     signer,
+		store:      rooms.NewRedisStore(rdb, cfg.Redis.KeyPrefix, cfg.Redis.BotPrefix, cfg.Redis.RoomTTL),
+		seen:       newSeenSet(cfg.Limits.SeenCache),
+		queue:      make(chan job, cfg.Limits.Queue),
+		priority:   make(chan job, cfg.Limits.Queue),
+		known:      newKnownSet(knownPubkeys),
+		deferred:   newDeferredQueue(cfg.Limits.Queue),
+		ready:      make(chan struct{}),
+		relayLists: newRelayLists(),
 
 		verifySlots: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2)),
 	}
