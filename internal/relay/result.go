@@ -56,10 +56,11 @@ func classify(ok bool, reason string) (Class, string) {
 }
 
 // Retry says whether an event that got c from a relay may be sent to that
-// relay again: never after an OK or a considered refusal.
+// relay again: never after an OK, a considered refusal, or auth-required
+// (Pool.Publish already authenticated and sent once more).
 func (c Class) Retry() bool {
 	switch c {
-	case Accepted, Refused:
+	case Accepted, Refused, AuthRequired:
 		return false
 	}
 	return true
