@@ -127,14 +127,16 @@ func Parse(data []byte) (Message, error) {
 }
 
 // Excerpt makes text from a relay safe for one log attribute: at most n
-// bytes of it, Go-quoted so that a newline or a control character can never
-// start a line of its own in the log, with "…" when it was cut.
+// bytes of it, with quotes, backslashes, control and non-ASCII characters
+// escaped as in a Go string (so a newline can never start a line of its
+// own in the log, whatever the handler), and "…" when it was cut.
 func Excerpt(s string, n int) string {
 	cut := len(s) > n
 	if cut {
 		s = s[:n]
 	}
 	q := strconv.QuoteToASCII(s)
+	q = q[1 : len(q)-1]
 	if cut {
 		q += "…"
 	}

@@ -89,7 +89,7 @@ func TestParse(t *testing.T) {
 
 func TestExcerptCannotStartALogLine(t *testing.T) {
 	got := Excerpt("x\ntime=2026 level=INFO msg=forged", 10)
-	if strings.ContainsAny(got, "\n\r") || !strings.HasSuffix(got, "…") {
+	if strings.ContainsAny(got, "\n\r") || !strings.HasSuffix(got, "…") || !strings.HasPrefix(got, `x\n`) {
 		t.Fatalf("excerpt %q", got)
 	}
 }

@@ -37,6 +37,7 @@ var Accept = Reply{OK: true}
 type Arrival struct {
 	ID string
 	At time.Time
+	Ev *nostr.Event
 }
 
 // Relay is a programmable relay on a loopback port.
@@ -118,6 +119,19 @@ func (r *Relay) Arrivals(id string) []Arrival {
 	var out []Arrival
 	for _, a := range r.arrivals {
 		if a.ID == id {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// ArrivalsOf lists the EVENTs received that match f, in order.
+func (r *Relay) ArrivalsOf(f nostr.Filter) []Arrival {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []Arrival
+	for _, a := range r.arrivals {
+		if f.Matches(a.Ev) {
 			out = append(out, a)
 		}
 	}
@@ -231,7 +245,7 @@ func (r *Relay) serve(w http.ResponseWriter, req *http.Request) {
 				continue
 			}
 			r.mu.Lock()
-			r.arrivals = append(r.arrivals, Arrival{ID: ev.ID, At: time.Now()})
+			r.arrivals = append(r.arrivals, Arrival{ID: ev.ID, At: time.Now(), Ev: &ev})
 			r.seen[ev.ID]++
 			nth := r.seen[ev.ID]
 			policy := r.policy
