@@ -66,6 +66,10 @@ const (
 	// named by others.
 	strangerLookupTimeout = 2 * time.Second
 	strangerLookups       = 8
+	// strangerSends bounds the attempts on one relay named by others (a
+	// hint, a room's or requester's relay): the bot's own relays carry the
+	// delivery guarantee.
+	strangerSends = 3
 	// maxSendLoops bounds send loops running in the background.
 	maxSendLoops = 1024
 	// refusalWarnEvery is how often one relay and refusal class is logged
@@ -177,7 +181,7 @@ func (o *outbox) sendLoop(ctx context.Context, url string, ev *nostr.Event) rela
 			return res // cut off by the caller, not the relay's doing
 		}
 		o.observe(ev, res)
-		if !res.Class.Retry() {
+		if !res.Class.Retry() || (!o.own[url] && attempt >= strangerSends) {
 			return res
 		}
 		select {
