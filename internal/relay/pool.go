@@ -15,8 +15,10 @@
 //     NOTICE with a newline forged a log line of the bot's own;
 //   - frames may be 32 MiB.
 //
-// Here a Pool holds at most one connection per relay URL, at most
-// MaxPerHost per host and MaxConns to relays named by others, closes
+// Here a Pool holds at most one connection per relay URL; to relays named
+// by others at most MaxPerHost per host and MaxConns in all (the bot's own
+// relays are outside both caps, so a stranger naming paths on the host of
+// one of them cannot take its place); it closes
 // connections to those as soon as their last user is done and the bot's
 // own after IdleTimeout, reads at most MaxMessage bytes a frame, parses
 // frames with Parse (which never panics), and logs relay messages through
@@ -46,14 +48,14 @@ type Signer interface {
 type Options struct {
 	// Trusted are the bot's own relays (normalized by nostr.NormalizeURL):
 	// they may be on private addresses, stay connected while idle for
-	// IdleTimeout, and do not count against MaxConns. Every other relay is
-	// a stranger's.
+	// IdleTimeout, and count against neither cap. Every other relay is a
+	// stranger's.
 	Trusted []string
 	// AllowPrivate lets connections to strangers' relays reach private
 	// addresses too (nostr.allow_private_relays).
 	AllowPrivate bool
 	MaxConns     int           // connections to strangers' relays at once (default 32)
-	MaxPerHost   int           // connections to one host, any port or path (default 4)
+	MaxPerHost   int           // connections to strangers' relays on one host, any port or path (default 4)
 	IdleTimeout  time.Duration // a trusted relay's unused connection is closed after this (default 60 s)
 	MaxMessage   int64         // bytes per frame (default 1 MiB)
 	DialTimeout  time.Duration // default 10 s
@@ -167,7 +169,7 @@ func (p *Pool) acquire(ctx context.Context, raw string) (*conn, error) {
 			p.mu.Unlock()
 			return c, nil
 		}
-		if !p.dialing[u] && p.perHost[host] < p.opt.MaxPerHost && (!stranger || p.strange < p.opt.MaxConns) {
+		if !p.dialing[u] && (!stranger || (p.perHost[host] < p.opt.MaxPerHost && p.strange < p.opt.MaxConns)) {
 			break
 		}
 		if !p.dialing[u] && p.evictIdle(host, stranger) {
@@ -183,8 +185,8 @@ func (p *Pool) acquire(ctx context.Context, raw string) (*conn, error) {
 		p.mu.Lock()
 	}
 	p.dialing[u] = true
-	p.perHost[host]++
 	if stranger {
+		p.perHost[host]++
 		p.strange++
 	}
 	p.mu.Unlock()
@@ -213,21 +215,25 @@ func (p *Pool) acquire(ctx context.Context, raw string) (*conn, error) {
 }
 
 func (p *Pool) uncount(host string, stranger bool) {
+	if !stranger {
+		return
+	}
 	p.perHost[host]--
 	if p.perHost[host] <= 0 {
 		delete(p.perHost, host)
 	}
-	if stranger {
-		p.strange--
-	}
+	p.strange--
 }
 
-// evictIdle closes one unused connection that frees the cap in the way:
-// on host when that host is full, else any stranger's. p.mu is held.
+// evictIdle closes one unused stranger's connection that frees the cap in
+// the way: on host when that host is full, else any. p.mu is held.
 func (p *Pool) evictIdle(host string, stranger bool) bool {
+	if !stranger {
+		return false
+	}
 	hostFull := p.perHost[host] >= p.opt.MaxPerHost
 	for _, c := range p.conns {
-		if c.refs != 0 || (hostFull && c.host != host) || (!hostFull && (!stranger || !c.stranger)) {
+		if c.refs != 0 || !c.stranger || (hostFull && c.host != host) {
 			continue
 		}
 		p.forget(c)

@@ -344,3 +344,26 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// A stranger holding the per-host cap on the host of a trusted relay does
+// not keep the bot from its own relay.
+func TestTrustedOutsideCaps(t *testing.T) {
+	r := relaytest.Start(t)
+	r.SetPolicy(func(ev *nostr.Event) bool { return ev.Content == "held" }, func(_ *nostr.Event, _ int) relaytest.Reply {
+		return relaytest.Reply{Silent: true}
+	})
+	p := testPool(t, Options{Trusted: []string{r.URL}, MaxPerHost: 1, MaxConns: 1})
+	held := make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		defer close(held)
+		p.Publish(ctx, r.URL+"/stranger", signed(t, "held"))
+	}()
+	waitFor(t, "the stranger's connection", func() bool { n, _ := r.Conns(); return n == 1 })
+	if res := p.Publish(ctxT(t), r.URL, signed(t, "own")); res.Class != Accepted {
+		t.Fatalf("own relay behind a stranger's cap: %+v", res)
+	}
+	cancel()
+	<-held
+}
