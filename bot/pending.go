@@ -25,14 +25,14 @@ import (
 // Keys (one request's keys share the hash tag {<request id>}, one slot in
 // a Redis Cluster):
 //
-//	<bot_prefix>pending:{<id>}        hash: event (signed JSON), relays
+//	<bot_prefix>answer:{<id>}         hash: event (signed JSON), relays
 //	                                  (JSON list), deadline (unix ms),
 //	                                  refused:<relay> (a relay that refused
 //	                                  for good: never sent to again); TTL
 //	                                  deadline + 1 h
-//	<bot_prefix>pending:{<id>}:lease  the instance sending it now; PX
+//	<bot_prefix>answer:{<id>}:lease   the instance sending it now; PX
 //	                                  pendingLease, renewed while it sends
-//	<bot_prefix>pending               sorted set of pending ids, scored by
+//	<bot_prefix>answers               sorted set of pending ids, scored by
 //	                                  deadline (unix ms): the retrier's index
 type pendingStore struct {
 	rdb      redis.UniversalClient
@@ -57,9 +57,9 @@ const (
 	firstAnswerWait = 2 * publishTimeout
 )
 
-func (p *pendingStore) key(id string) string   { return p.prefix + "pending:{" + id + "}" }
-func (p *pendingStore) lease(id string) string { return p.prefix + "pending:{" + id + "}:lease" }
-func (p *pendingStore) index() string          { return p.prefix + "pending" }
+func (p *pendingStore) key(id string) string   { return p.prefix + "answer:{" + id + "}" }
+func (p *pendingStore) lease(id string) string { return p.prefix + "answer:{" + id + "}:lease" }
+func (p *pendingStore) index() string          { return p.prefix + "answers" }
 
 type pendingAnswer struct {
 	id       string

@@ -302,7 +302,7 @@ func TestFaultPublishPendingAcrossRestart(t *testing.T) {
 	req := w.restartRoom(host)
 	answer := w.sendAsync(host, req, 90*time.Second)
 	waitFor(t, "answer pending in Redis", func() bool {
-		return w.rdb.Exists(context.Background(), "nestbot:pending:{"+req.ID+"}").Val() == 1
+		return w.rdb.Exists(context.Background(), "nestbot:answer:{"+req.ID+"}").Val() == 1
 	})
 	answers := nostr.Filter{Kinds: []int{nostrx.DefaultResponseKind}, Tags: nostr.TagMap{"e": {req.ID}}}
 	waitFor(t, "a refused copy", func() bool { return len(rs[0].ArrivalsOf(answers)) > 0 })
@@ -314,7 +314,7 @@ func TestFaultPublishPendingAcrossRestart(t *testing.T) {
 		t.Fatal("no answer after the restart")
 	}
 	waitFor(t, "delivered answer no longer pending", func() bool {
-		return w.rdb.Exists(context.Background(), "nestbot:pending:{"+req.ID+"}").Val() == 0
+		return w.rdb.Exists(context.Background(), "nestbot:answer:{"+req.ID+"}").Val() == 0
 	})
 	waitFor(t, "claim done", func() bool { return w.rdb.Get(context.Background(), "nestbot:claim:"+req.ID).Val() == "done" })
 }
@@ -348,7 +348,7 @@ func TestFaultPublishReplicas(t *testing.T) {
 				owner = i
 			}
 		}
-		return owner >= 0 && w.rdb.Exists(context.Background(), "nestbot:pending:{"+req.ID+"}").Val() == 1
+		return owner >= 0 && w.rdb.Exists(context.Background(), "nestbot:answer:{"+req.ID+"}").Val() == 1
 	})
 	stops[owner]()
 	before := len(rs[0].Stored(nostr.Filter{Kinds: []int{nostrx.DefaultResponseKind}}))
@@ -375,4 +375,43 @@ func TestFaultPublishReplicas(t *testing.T) {
 		t.Fatalf("%v replicas worked on the request, want 1", answered)
 	}
 	t.Logf("FIGURES replicas-pending: copies_sent_in_all=%d", len(answerArrivals(rs[0], ex)))
+}
+
+// An answer no relay accepts within nostr.response_ttl is given up: one
+// ERROR line, the counter, and nothing left in Redis.
+func TestFaultPublishGivenUp(t *testing.T) {
+	w, rs := progWorld(t, 1)
+	rs[0].SetPolicy(w.isAnswer, func(_ *nostr.Event, _ int) relaytest.Reply {
+		return relaytest.Reply{Reason: "error: never"}
+	})
+	w.cfg.Nostr.ResponseTTL = 3 * time.Second
+	svc, log, _ := w.startLogged(w.cfg)
+	host := newUser(t)
+	req := w.restartRoom(host)
+	ctx, cancel := waitCtx(5 * time.Second)
+	defer cancel()
+	if err := rs0Publish(ctx, w, host, req); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "answer given up", func() bool { return counter(t, svc, "nestbot_answers_given_up_total", nil) == 1 })
+	if n := log.lines("level=ERROR", "answer given up", "id="+req.ID); n != 1 {
+		t.Fatalf("%d ERROR lines", n)
+	}
+	if n := w.rdb.Exists(context.Background(), "nestbot:answer:{"+req.ID+"}", "nestbot:answer:{"+req.ID+"}:lease").Val(); n != 0 {
+		t.Fatalf("%d keys left for the given-up answer", n)
+	}
+	if n := w.rdb.ZCard(context.Background(), "nestbot:answers").Val(); n != 0 {
+		t.Fatalf("%d answers still indexed", n)
+	}
+}
+
+// rs0Publish publishes req to the requester's relays without waiting for
+// an answer.
+func rs0Publish(ctx context.Context, w *world, u *user, req nostr.Event) error {
+	for _, url := range w.clientRelays {
+		if err := publishUntilAccepted(url, req, 5*time.Second); err != nil {
+			return err
+		}
+	}
+	return nil
 }
