@@ -284,6 +284,7 @@ func (s *session) read(ctx context.Context) error {
 				}
 			}
 		case *nostr.OKEnvelope:
+			s.l.svc.log.Debug("relay OK", "relay", s.l.url, "event", relay.Excerpt(env.EventID, 64), "ok", env.OK, "reason", relay.Excerpt(env.Reason, 200))
 			s.mu.Lock()
 			mine := env.EventID == s.authID && s.authID != ""
 			if mine {
@@ -343,6 +344,7 @@ func (s *session) eose(ctx context.Context, id string) error {
 // authenticates and subscribes again; any other reason for the main
 // subscription ends the session, so that it is retried with backoff.
 func (s *session) closed(ctx context.Context, id, reason string) error {
+	s.l.svc.log.Debug("relay CLOSED", "relay", s.l.url, "sub", relay.Excerpt(id, 64), "reason", relay.Excerpt(reason, 200))
 	s.mu.Lock()
 	if id == s.catchup && id != "" {
 		s.catchup = "" // l.lost stays: the next catch-up tries again
