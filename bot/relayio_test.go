@@ -1,0 +1,59 @@
+package bot
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nbd-wtf/go-nostr"
+
+	"github.com/nestbot/nestbot/internal/flood"
+	"github.com/nestbot/nestbot/internal/relay"
+	"github.com/nestbot/nestbot/nostrx"
+)
+
+// Look-ups on relays named by others share a small budget and end after
+// strangerLookupTimeout: silent hints cannot hold more than strangerLookups
+// connections, nor a caller longer than the timeout (plus the wait for a
+// slot, bounded by the same timeout).
+func TestStrangerLookupBudget(t *testing.T) {
+	silent := flood.StartRelay()
+	t.Cleanup(silent.Close)
+	silent.Silent.Store(true)
+	s := testService(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s.outbox = newOutbox(ctx, s.signer, s.log, newRelayPolicy(nil, true), nil, nil)
+	defer s.outbox.close()
+	// Lift the per-host cap (every test relay is on 127.0.0.1) so that the
+	// budget is what bounds the look-ups.
+	s.outbox.pool = relay.NewPool(relay.Options{AllowPrivate: true, MaxPerHost: 100, MaxConns: 100})
+
+	const n = 3 * strangerLookups
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			lctx, cancel := context.WithTimeout(ctx, time.Minute)
+			defer cancel()
+			c := nostrx.Coordinate{Kind: nostrx.KindRoom, Author: nostr.GeneratePrivateKey(), D: "x"}
+			ev, err := s.outbox.Latest(lctx, c, []string{fmt.Sprintf("%s/p%d", silent.URL, i)})
+			if ev != nil || err != nil {
+				t.Errorf("silent relay: %v %v", ev, err)
+			}
+			if lctx.Err() != nil {
+				t.Error("a look-up on a silent hint ran until its caller's deadline")
+			}
+		}()
+	}
+	wg.Wait()
+	if silent.Accepted.Load() == 0 {
+		t.Fatal("no look-up reached the relay: the test proves nothing")
+	}
+	if most := silent.MostOpen.Load(); most > strangerLookups {
+		t.Fatalf("%d look-ups at once on strangers' relays, budget %d", most, strangerLookups)
+	}
+}
