@@ -57,3 +57,28 @@ func TestStrangerLookupBudget(t *testing.T) {
 		t.Fatalf("%d look-ups at once on strangers' relays, budget %d", most, strangerLookups)
 	}
 }
+
+// /readyz names the bot's relays refusing every write for writesStale, and
+// clears once one accepts again.
+func TestReadyzWritesFailing(t *testing.T) {
+	o := newOutbox(context.Background(), nil, testService(t).log, newRelayPolicy([]string{"wss://own.example"}, false), []string{"wss://own.example"}, nil)
+	defer o.close()
+	ev := &nostr.Event{ID: "x", Kind: 4313}
+	now := time.Now()
+	o.observe(ev, relay.Result{URL: "wss://own.example", Class: relay.RateLimited})
+	o.observe(ev, relay.Result{URL: "wss://stranger.example", Class: relay.Accepted}) // not one of the bot's relays
+	if why := o.writesFailing(now.Add(writesStale / 2)); why != "" {
+		t.Fatalf("not ready after %s: %s", writesStale/2, why)
+	}
+	ready := readiness{
+		relays: func() int { return 1 }, redis: func(context.Context) error { return nil }, livekit: func(context.Context) error { return nil },
+		writes: func() string { return o.writesFailing(now.Add(writesStale + time.Second)) },
+	}
+	if why := ready.check(context.Background(), o.log); why != "no configured relay has accepted a write for 2m0s" {
+		t.Fatalf("readyz reason %q", why)
+	}
+	o.observe(ev, relay.Result{URL: "wss://own.example", Class: relay.Accepted})
+	if why := ready.check(context.Background(), o.log); why != "" {
+		t.Fatalf("still not ready after an OK: %s", why)
+	}
+}
