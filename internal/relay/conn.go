@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -108,9 +109,18 @@ func (c *conn) dispatch(m Message) {
 		c.pool.log.Debug("relay CLOSED", "relay", c.url, "sub", Excerpt(m.SubID, 64), "reason", Excerpt(m.Reason, 200))
 		c.mu.Lock()
 		s := c.subs[m.SubID]
-		delete(c.subs, m.SubID)
-		c.mu.Unlock()
+		retry := s != nil && !s.authTried && c.pool.opt.Signer != nil && strings.HasPrefix(m.Reason, "auth-required:")
 		if s != nil {
+			s.authTried = true
+		}
+		if !retry {
+			delete(c.subs, m.SubID)
+		}
+		c.mu.Unlock()
+		if retry {
+			// NIP-42: authenticate, then ask once more, off the reader.
+			go c.reauth(s, m.Reason)
+		} else if s != nil {
 			s.end(m.Reason)
 		}
 	case "OK":
@@ -132,6 +142,23 @@ func (c *conn) dispatch(m Message) {
 		if first {
 			close(c.gotChal)
 		}
+	}
+}
+
+// reauth answers a subscription's auth-required CLOSED: AUTH, then the
+// same REQ again; when that fails the subscription ends with reason.
+func (c *conn) reauth(s *Sub, reason string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*c.pool.opt.WriteTimeout)
+	defer cancel()
+	err := c.auth(ctx)
+	if err == nil {
+		err = c.write(ctx, append([]any{"REQ", s.id}, anySlice(s.filters)...))
+	}
+	if err != nil {
+		c.mu.Lock()
+		delete(c.subs, s.id)
+		c.mu.Unlock()
+		s.end(reason)
 	}
 }
 
@@ -261,6 +288,8 @@ type Sub struct {
 	events    chan *nostr.Event
 	eoseCh    chan struct{}
 	endCh     chan struct{}
+	filters   nostr.Filters
+	authTried bool // an auth-required CLOSED was answered once; c.mu guards it
 	closeOnce sync.Once
 	mu        sync.Mutex
 	eosed     bool
@@ -276,7 +305,7 @@ func (c *conn) subscribe(ctx context.Context, filters nostr.Filters) (*Sub, erro
 	c.mu.Lock()
 	c.seq++
 	id := "q" + strconv.Itoa(c.seq)
-	s := &Sub{c: c, id: id, events: make(chan *nostr.Event, subBuffer), eoseCh: make(chan struct{}), endCh: make(chan struct{})}
+	s := &Sub{c: c, id: id, filters: filters, events: make(chan *nostr.Event, subBuffer), eoseCh: make(chan struct{}), endCh: make(chan struct{})}
 	s.Events = s.events
 	c.subs[id] = s
 	c.mu.Unlock()

@@ -367,3 +367,22 @@ func TestTrustedOutsideCaps(t *testing.T) {
 	cancel()
 	<-held
 }
+
+// A relay that wants AUTH before REQ: the query authenticates and asks again.
+func TestQueryAuthenticates(t *testing.T) {
+	r := relaytest.Start(t)
+	r.RequireAuthForReads()
+	ev := signed(t, "stored")
+	open := testPool(t, Options{Signer: keySigner{nostr.GeneratePrivateKey()}})
+	if res := open.Publish(ctxT(t), r.URL, ev); !res.OK() {
+		t.Fatalf("publish: %+v", res)
+	}
+	got, err := open.Query(ctxT(t), r.URL, nostr.Filters{{IDs: []string{ev.ID}}}, 10)
+	if err != nil || len(got) != 1 {
+		t.Fatalf("query with auth: %v %v", got, err)
+	}
+	anon := testPool(t, Options{})
+	if _, err := anon.Query(ctxT(t), r.URL, nostr.Filters{{IDs: []string{ev.ID}}}, 10); err == nil || !strings.Contains(err.Error(), "auth-required") {
+		t.Fatalf("query without a signer: %v", err)
+	}
+}

@@ -47,6 +47,7 @@ type Relay struct {
 	mu        sync.Mutex
 	policy    func(ev *nostr.Event, nth int) Reply
 	authWrite bool
+	authRead  bool
 	events    []*nostr.Event
 	arrivals  []Arrival
 	seen      map[string]int
@@ -112,6 +113,14 @@ func (r *Relay) RequireAuthForWrites() {
 	r.mu.Unlock()
 }
 
+// RequireAuthForReads makes the relay send a NIP-42 challenge on connect
+// and close REQs with "auth-required:" until the connection authenticated.
+func (r *Relay) RequireAuthForReads() {
+	r.mu.Lock()
+	r.authRead = true
+	r.mu.Unlock()
+}
+
 // Arrivals lists the EVENTs received with id, in order.
 func (r *Relay) Arrivals(id string) []Arrival {
 	r.mu.Lock()
@@ -170,7 +179,7 @@ func (r *Relay) serve(w http.ResponseWriter, req *http.Request) {
 	r.open++
 	r.max = max(r.max, r.open)
 	r.subs[c] = map[string]nostr.Filters{}
-	authWrite := r.authWrite
+	authWrite, authRead := r.authWrite, r.authRead
 	r.mu.Unlock()
 	defer func() {
 		r.mu.Lock()
@@ -178,7 +187,7 @@ func (r *Relay) serve(w http.ResponseWriter, req *http.Request) {
 		delete(r.subs, c)
 		r.mu.Unlock()
 	}()
-	if authWrite {
+	if authWrite || authRead {
 		c.send([]any{"AUTH", c.challenge})
 	}
 	for {
@@ -196,6 +205,10 @@ func (r *Relay) serve(w http.ResponseWriter, req *http.Request) {
 		case "REQ":
 			var id string
 			_ = json.Unmarshal(parts[1], &id)
+			if authRead && !c.authed {
+				c.send([]any{"CLOSED", id, "auth-required: reads need NIP-42"})
+				continue
+			}
 			var fs nostr.Filters
 			for _, p := range parts[2:] {
 				var f nostr.Filter
