@@ -236,3 +236,34 @@ func TestFaultRefusalNotSentToHint(t *testing.T) {
 		t.Fatalf("the bot published %d events to the hint of a refused request", n)
 	}
 }
+
+// Item 2, the other way in: a kind 10050 naming a hostile relay, then a
+// NIP-17 help. The bot (a real process) replies there too, stays up, and
+// answers a real restart after.
+func TestFaultHostileDMRelayNoCrash(t *testing.T) {
+	w := newWorld(t, 1)
+	evil := startFakeRelay(t)
+	evil.OnConnect = func(c *flood.Conn) {
+		for _, f := range flood.MalformedFrames {
+			if c.Send([]byte(f)) != nil {
+				return
+			}
+		}
+	}
+	p := w.startBotProc(w.cfg, "bot")
+	u := newUser(t)
+	w.publishRelayLists(u, []string{evil.URL}, nil)
+	w.sendDM(u, w.relayURLs(), "nip17", "help")
+	waitFor(t, "the bot connected to the hostile DM relay", func() bool { return evil.Accepted.Load() > 0 })
+	host := newUser(t)
+	id := uuid.NewString()
+	w.nestsRecord(id, host.pk, nil, nil)
+	if r := restartResult(t, w.ask(host, coord(host.pk, id), "restart").Payload); r.RoomID != id {
+		t.Fatalf("%+v", r)
+	}
+	select {
+	case <-p.done:
+		t.Fatalf("the bot exited:\n%s", p.log())
+	default:
+	}
+}
