@@ -35,7 +35,9 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	svc, err := bot.New(cfg, bot.NewLogger(os.Stderr, cfg.Log))
+	log := bot.NewLogger(os.Stderr, cfg.Log)
+	bot.RouteLibraryLogs(log)
+	svc, err := bot.New(cfg, log)
 	if err != nil {
 		return err
 	}
