@@ -101,14 +101,16 @@ func (c *Client) SendEvent(ctx context.Context, req nostr.Event) (*Exchange, err
 	for _, u := range c.Relays {
 		go func() { results <- pool.Publish(ctx, u, &req) }()
 	}
+	// The first OK is enough: a relay that never answers must not hold the
+	// request back (the others' sends go on while the answer is awaited).
 	errs = nil
 	for range c.Relays {
 		r := <-results
 		if r.OK() {
 			accepted++
-		} else {
-			errs = append(errs, fmt.Errorf("%s: %s: %s", r.URL, r.Class, relay.Excerpt(r.Reason, 200)))
+			break
 		}
+		errs = append(errs, fmt.Errorf("%s: %s: %s", r.URL, r.Class, relay.Excerpt(r.Reason, 200)))
 	}
 	if accepted == 0 {
 		return nil, fmt.Errorf("no relay accepted the request: %w", errors.Join(errs...))
