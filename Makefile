@@ -21,9 +21,13 @@ run: deps
 test: deps
 	$(MAKE) --no-print-directory vet unit e2e faults relay-check fuzz
 
+## vet: go vet and staticcheck (pinned; fetched from the Go module proxy on first use)
+STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 vet:
 	$(GO) vet ./...
 	$(GO) vet -tags faults ./e2e/
+	$(STATICCHECK) ./...
+	$(STATICCHECK) -tags faults ./e2e/
 
 ## unit: every package but e2e, with the race detector
 unit:

@@ -186,7 +186,7 @@ func (w *world) nestsRecord(id, host string, admins, speakers []string) {
 		"futureField": map[string]any{"kept": true},
 	}
 	b, _ := json.Marshal(rec)
-	if err := w.rdb.SetEx(context.Background(), "nest:"+id, b, 86400*time.Second).Err(); err != nil {
+	if err := w.rdb.Set(context.Background(), "nest:"+id, b, 86400*time.Second).Err(); err != nil {
 		w.t.Fatal(err)
 	}
 }
