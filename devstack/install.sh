@@ -26,6 +26,8 @@ mkdir -p "$BIN"
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 dpkg-query -W -f='${Status}' libsecp256k1-dev 2>/dev/null | grep -q 'install ok installed' || need+=(libsecp256k1-dev)
+# chromium: the browser the web page tests drive (puppeteer-core, web/test)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if ((${#need[@]})); then
 	sudo=()
 	[ "$(id -u)" -eq 0 ] || sudo=(sudo)
@@ -33,7 +35,7 @@ if ((${#need[@]})); then
 	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
 	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"
 else
-	say "apt: redis-server and libsecp256k1-dev already installed"
+	say "apt: redis-server, libsecp256k1-dev and chromium already installed"
 fi
 say "redis: $(redis-server --version | cut -d' ' -f1-3)"
 
