@@ -14,6 +14,7 @@ import (
 	"github.com/nbd-wtf/go-nostr"
 
 	"github.com/nestbot/nestbot/internal/stack"
+	"github.com/nestbot/nestbot/nostrx"
 )
 
 // The JavaScript client library (clients/js) and the restart page (web/)
@@ -70,6 +71,20 @@ func jsWorld(t *testing.T) *world {
 // look like this deployment's.
 func streamingEndpoint(w *world) string {
 	return "ws+livekit://" + w.lk.Addr
+}
+
+// publishLocalRoom publishes u's own 30312 for a room of this deployment
+// (its service and streaming endpoint), with no Nests record.
+func publishLocalRoom(t *testing.T, w *world, u *user, d string) {
+	t.Helper()
+	ev := nostr.Event{Kind: nostrx.KindRoom, CreatedAt: nostr.Now(), Tags: nostr.Tags{
+		{"d", d}, {"title", "Evening Nest"}, {"summary", "a room whose record is gone"}, {"status", "live"},
+		{"service", w.cfg.Nests.ServiceURL}, {"streaming", streamingEndpoint(w)}, {"p", u.pk, "", "host"},
+	}}
+	if err := u.signer.Sign(&ev); err != nil {
+		t.Fatal(err)
+	}
+	w.publish(ev)
 }
 
 // TestJSClientLibrary runs clients/js's node tests: the offline ones (room

@@ -67,6 +67,7 @@ function outcome(kind, tone, title, ...parts) {
   const box = $('outcome')
   box.hidden = false
   box.dataset.outcome = kind
+  box.dataset.seq = String(Number(box.dataset.seq ?? 0) + 1) // tells a watcher that a new outcome is shown
   box.dataset.tone = tone
   $('outcome-h').textContent = title
   const body = $('outcome-body')
