@@ -32,9 +32,15 @@ type pageView struct {
 }
 
 type browserRun struct {
-	Steps       []pageView `json:"steps"`
-	Console     []string   `json:"console"`
-	SignerCalls []string   `json:"signerCalls"`
+	Steps []pageView `json:"steps"`
+	// Progress is what the page showed while the signer held the request.
+	Progress struct {
+		Text            string `json:"text"`
+		Busy            string `json:"busy"`
+		RestartDisabled bool   `json:"restartDisabled"`
+	} `json:"progress"`
+	Console     []string `json:"console"`
+	SignerCalls []string `json:"signerCalls"`
 }
 
 func (r browserRun) step(t *testing.T, name string) pageView {
@@ -109,6 +115,9 @@ func TestWebConsole(t *testing.T) {
 		st := run.step(t, "connect").Status
 		if st == nil || st.Live != "Yes" || st.Record != "Present" || st.Participants != "0" {
 			t.Fatalf("status shown: %+v", st)
+		}
+		if p := run.Progress; !strings.Contains(p.Text, "signer") || p.Busy != "true" || !p.RestartDisabled {
+			t.Fatalf("while the signer held the request the page showed %+v", p)
 		}
 		v := run.step(t, "restart")
 		if v.outcome() != "restarted" || !strings.Contains(v.Title, "Restarted") || !strings.Contains(v.Text, "same address") {

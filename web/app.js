@@ -220,8 +220,17 @@ async function doRestart() {
       $('adopt').hidden = !res.template
       if (res.template) $('adopt').focus()
     }
-    if (!res.isNewRoom) {
-      status(room, opts()).then(showStatus, () => {})
+    // Show the live room's status now, quietly (no progress line): after a
+    // new ID that is the new room, which is also what the box now names.
+    if (res.isNewRoom) {
+      roomInput.value = res.naddr
+      currentRoom()
+    }
+    progress('Checking the room now…')
+    try {
+      showStatus(await status(res.naddr, { ...opts(), onProgress: undefined }))
+    } catch {
+      $('status-section').hidden = true // stale: it described the room before the restart
     }
   } catch (err) {
     explain(err, 'restart')

@@ -545,7 +545,10 @@ export async function adopt(answer, opts = /** @type {any} */ ({})) {
   if (!d || !D_PATTERN.test(d)) throw new InputError('the template has no valid d tag')
   if (typeof result.roomId === 'string' && result.roomId !== d) throw new InputError(`the template is for room ${d}, the answer for ${result.roomId}`)
   if (template.content !== undefined && typeof template.content !== 'string') throw new InputError('the template\'s content is not a string')
-  const createdAt = Number.isSafeInteger(template.created_at) && template.created_at > 0 ? template.created_at : Math.floor(Date.now() / 1000)
+  // The template's created_at is when the bot made the replacement; the
+  // host's own version is at least as new (docs/protocol.md allows the
+  // signer's clock), so clients that age rooms out see it as fresh.
+  const createdAt = Math.max(Number.isSafeInteger(template.created_at) ? template.created_at : 0, Math.floor(Date.now() / 1000))
 
   const signer = toSigner(opts.signer)
   const me = await signer.getPublicKey()

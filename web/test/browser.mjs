@@ -26,10 +26,28 @@ if (!input) {
 const sk = hexToBytes(input.sk)
 const WAIT = 60_000 // bounds every wait; the page's own timeout is shorter
 
-// signer answers the shim's calls: a NIP-07 extension's behaviour.
+// signer answers the shim's calls: a NIP-07 extension's behaviour. While a
+// gate is set, it holds the signing of a request (kind 4312) the way an
+// extension holds it until the user approves, so that the page's progress
+// can be seen and photographed without racing it.
 const calls = []
+let gate = null
+function holdNextRequest() {
+  let reached, release
+  const g = { reached: new Promise(r => { reached = r }), released: new Promise(r => { release = r }) }
+  g.arrive = reached
+  g.release = release
+  gate = g
+  return g
+}
 async function signer(op, ...args) {
   calls.push(op)
+  if (op === 'signEvent' && args[0]?.kind === 4312 && gate) {
+    const g = gate
+    gate = null
+    g.arrive()
+    await g.released
+  }
   switch (op) {
     case 'getPublicKey': return getPublicKey(sk)
     case 'signEvent': return finalizeEvent(args[0], sk)
@@ -108,7 +126,19 @@ try {
   out.steps.push({ step: 'connect', ...connected })
   await snap(connected.outcome ? `status-${connected.outcome}` : 'status')
 
-  const restarted = await press('restart')
+  // Restart, with the signer held: the page must say what it waits for.
+  const held = holdNextRequest()
+  const pressed = press('restart')
+  await held.reached
+  await page.waitForFunction(() => !document.getElementById('progress').hidden, { timeout: WAIT, polling: 50 })
+  out.progress = await page.evaluate(() => ({
+    text: document.getElementById('progress-text').textContent,
+    busy: document.getElementById('main').getAttribute('aria-busy'),
+    restartDisabled: document.getElementById('restart').disabled,
+  }))
+  await snap('waiting')
+  held.release()
+  const restarted = await pressed
   out.steps.push({ step: 'restart', ...restarted })
   await snap(restarted.outcome ?? 'restart')
 

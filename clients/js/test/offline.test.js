@@ -229,6 +229,7 @@ test('adopt: refuses an answer without a template, signs and publishes one with 
     const got = await adopt({ ...RESULT, roomId: 'new-id', isNewRoom: true, template }, { signer: sk })
     assert.equal(got.event.pubkey, getPublicKey(sk))
     assert.deepEqual(got.event.tags, template.tags)
+    assert.ok(got.event.created_at >= Math.floor(Date.now() / 1000) - 5, 'signed at the signer\'s clock, not the template\'s old one')
     assert.equal(relay.received[0].id, got.event.id)
     assert.equal(nip19.decode(got.naddr).data.identifier, 'new-id')
     await assert.rejects(adopt({ roomId: 'other', template }, { signer: sk }), /template is for room new-id/)
