@@ -95,7 +95,7 @@ function currentRoom() {
   const text = roomInput.value
   try {
     const room = parseRoom(text)
-    $('room-parsed').textContent = `Room ${room.identifier}, hosted by ${toNpub(room.pubkey).slice(0, 16)}…`
+    $('room-parsed').textContent = `Room ${room.identifier}, published by ${toNpub(room.pubkey).slice(0, 16)}…`
     roomInput.removeAttribute('aria-invalid')
     return room
   } catch (err) {
@@ -290,7 +290,7 @@ roomInput.addEventListener('change', () => { if (roomInput.value.trim()) current
 if (roomInput.value.trim()) {
   try {
     const room = parseRoom(roomInput.value)
-    $('room-parsed').textContent = `Room ${room.identifier}, hosted by ${toNpub(room.pubkey).slice(0, 16)}…`
+    $('room-parsed').textContent = `Room ${room.identifier}, published by ${toNpub(room.pubkey).slice(0, 16)}…`
   } catch {
     // shown when used
   }
