@@ -57,16 +57,34 @@ func runNode(t *testing.T, dir string, env []string, args ...string) []byte {
 
 // jsWorld is a started bot whose limits let one requester ask many times in
 // a minute, with its kind 10002 already on the relay (the library reads it).
+// Its nests.console_url names the page, so its profile must say so.
 func jsWorld(t *testing.T) *world {
 	t.Helper()
+	t.Setenv("NESTBOT_NESTS_CONSOLE_URL", consoleURL)
 	w := newWorld(t, 1)
 	w.cfg.Limits.RestartsPerMinute = 1000
 	w.start()
 	waitFor(t, "the bot's relay list (kind 10002) on the relay", func() bool {
 		return len(query(t, w.relays[0].URL, nostr.Filter{Kinds: []int{10002}, Authors: []string{w.botPub()}})) > 0
 	})
+	// The bot's kind 0 names the restart page as its website.
+	waitFor(t, "the bot's profile (kind 0) naming the restart page", func() bool {
+		for _, ev := range query(t, w.relays[0].URL, nostr.Filter{Kinds: []int{0}, Authors: []string{w.botPub()}}) {
+			var p struct {
+				Website string `json:"website"`
+				Bot     bool   `json:"bot"`
+			}
+			if json.Unmarshal([]byte(ev.Content), &p) == nil && p.Website == consoleURL && p.Bot {
+				return true
+			}
+		}
+		return false
+	})
 	return w
 }
+
+// consoleURL is where the tests' bot says its restart page is.
+const consoleURL = "https://console.nests.example/restart/"
 
 // streamingEndpoint is the bot's own LiveKit endpoint, as its replacement
 // rooms name it ("ws+livekit://host:port"), so that rooms made by the tests
