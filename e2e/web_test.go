@@ -43,6 +43,11 @@ type browserRun struct {
 	} `json:"progress"`
 	Console     []string `json:"console"`
 	SignerCalls []string `json:"signerCalls"`
+	A11y        struct {
+		Unnamed []string `json:"unnamed"`
+		Lang    string   `json:"lang"`
+		Focus   string   `json:"focus"`
+	} `json:"a11y"`
 }
 
 func (r browserRun) step(t *testing.T, name string) pageView {
@@ -95,6 +100,16 @@ func browse(t *testing.T, dir, base, name, sk, room string, adopt bool) browserR
 		t.Fatalf("browser output is not JSON: %v: %s", err, out)
 	}
 	t.Logf("%s: %d steps, signer calls %v; screenshots in %s", name, len(run.Steps), run.SignerCalls, filepath.Join(dir, "test", "screenshots"))
+	// Whatever the scenario: no script error or CSP refusal, every control
+	// named for assistive technology, the outcome focused.
+	for _, line := range run.Console {
+		if strings.HasPrefix(line, "pageerror") || strings.HasPrefix(line, "error") {
+			t.Errorf("the page logged %q", line)
+		}
+	}
+	if len(run.A11y.Unnamed) > 0 || run.A11y.Lang != "en" || (run.A11y.Focus != "outcome" && run.A11y.Focus != "adopt") {
+		t.Errorf("accessibility: %+v", run.A11y)
+	}
 	return run
 }
 

@@ -147,6 +147,20 @@ try {
     out.steps.push({ step: 'adopt', ...adopted })
     await snap(adopted.outcome ?? 'adopt')
   }
+  // Accessibility: every control has a name in Chromium's accessibility
+  // tree, and the result took the focus so a screen reader reads it.
+  const tree = await page.accessibility.snapshot({ interestingOnly: true })
+  const unnamed = []
+  const walk = n => {
+    if (['button', 'textbox', 'link', 'checkbox', 'combobox'].includes(n.role) && !(n.name ?? '').trim()) unnamed.push(n.role)
+    for (const c of n.children ?? []) walk(c)
+  }
+  if (tree) walk(tree)
+  out.a11y = {
+    unnamed,
+    lang: await page.evaluate(() => document.documentElement.lang),
+    focus: await page.evaluate(() => document.activeElement?.id ?? ''),
+  }
   out.signerCalls = calls
   process.stdout.write(JSON.stringify(out) + '\n')
 } catch (err) {
