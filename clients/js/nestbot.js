@@ -338,7 +338,10 @@ export async function status(room, opts) {
  * @returns {Promise<Exchange>}
  */
 export async function ask(room, action, opts = /** @type {AskOptions} */ ({})) {
-  const coord = typeof room === 'object' && room?.coordinate ? room : parseRoom(room)
+  // A Room from parseRoom is checked again: its coordinate is what is signed.
+  const coord = room && typeof room === 'object'
+    ? { ...parseRoom(String(room.coordinate)), relays: (Array.isArray(room.relays) ? room.relays : []).filter(isRelayURL) }
+    : parseRoom(room)
   const signer = toSigner(opts.signer)
   const bot = parsePubkey(opts.bot)
   const reason = opts.reason ?? ''
@@ -350,6 +353,7 @@ export async function ask(room, action, opts = /** @type {AskOptions} */ ({})) {
   const ownPool = !opts.pool
   const pool = opts.pool ?? new SimplePool()
   let sub
+  let timerHandle
   try {
     throwIfAborted(opts.signal)
     let relays = opts.relays
@@ -405,11 +409,10 @@ export async function ask(room, action, opts = /** @type {AskOptions} */ ({})) {
     // a relay that does neither.
 
     const timer = new Promise((_, reject) => {
-      const t = setTimeout(() => {
+      timerHandle = setTimeout(() => {
         if (problems.length) reject(new InvalidAnswerError(`no valid answer within ${timeout} ms: ${problems.join('; ')}`, { problems, requestId: request.id }))
         else reject(new TimeoutError(`the bot did not answer within ${timeout} ms (${phase})`, { phase, requestId: request.id, timeout }))
       }, Math.max(0, deadline - Date.now()))
-      answer.finally(() => clearTimeout(t)).catch(() => {})
     })
     timer.catch(() => {})
     const aborted = abortPromise(opts.signal)
@@ -450,6 +453,7 @@ export async function ask(room, action, opts = /** @type {AskOptions} */ ({})) {
     }
     return { request, response, payload, relays }
   } finally {
+    clearTimeout(timerHandle)
     sub?.close()
     if (ownPool) pool.destroy()
   }

@@ -237,3 +237,10 @@ test('adopt: refuses an answer without a template, signs and publishes one with 
     await relay.close()
   }
 })
+
+test('a Room object is checked again before it is signed', async () => {
+  await assert.rejects(
+    restart({ coordinate: `30311:${PK}:${D}`, relays: [] }, { signer: generateSecretKey(), bot: PK, relays: ['ws://127.0.0.1:1'], timeout: 1000 }),
+    err => err instanceof InputError && /kind 30311/.test(err.message),
+  )
+})
