@@ -17,7 +17,7 @@ WEB_LISTEN ?= 127.0.0.1:8080
 run: deps web
 	bash devstack/up.sh
 	$(GO) build -o bin/nestweb ./cmd/nestweb
-	NESTBOT_NOSTR_RELAYS=$(RELAY_URL) bin/nestweb --config $(CONFIG) --dir web --listen $(WEB_LISTEN) & web=$$!; trap 'kill $$web' EXIT; \
+	NESTBOT_NOSTR_RELAYS=$(RELAY_URL) bin/nestweb --config $(CONFIG) --dir web --listen $(WEB_LISTEN) & web=$$!; trap 'kill $$web 2>/dev/null || true' EXIT; \
 	NESTBOT_NOSTR_RELAYS=$(RELAY_URL) NESTBOT_NESTS_CONSOLE_URL=http://$(WEB_LISTEN)/ $(GO) run ./cmd/nestbot run --config $(CONFIG)
 
 ## test: vet, unit tests with the race detector, end-to-end tests on the real stack, the fault suite, the relay module, fuzz smoke,
