@@ -250,6 +250,7 @@ async function doAdopt() {
       'It is now published under your own key, so you can rename it, add speakers and close it from your app.',
       ['Open your room', roomLink(got.naddr)])
     roomInput.value = got.naddr
+    currentRoom()
   } catch (err) {
     explain(err, 'adopt')
     $('adopt').hidden = false
