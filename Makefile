@@ -57,7 +57,7 @@ web:
 ## against the real stack (build tag web). Screenshots of each page state land in web/test/screenshots/.
 web-test: web
 	$(GO) vet -tags web ./e2e/
-	$(GO) test -tags web -count=1 -timeout 10m -run '^(TestJSClientLibrary|TestWebConsole)$$' -v ./e2e/
+	$(GO) test -tags web -count=1 -timeout 10m -run '^(TestJSClientLibrary|TestWebConsole|TestWebConsoleTimeout)$$' -v ./e2e/
 
 ## stack-up / stack-down: persistent local stack on 127.0.0.1 (redis 6379, livekit 7880, relay 7777)
 stack-up: deps

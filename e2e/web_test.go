@@ -87,10 +87,10 @@ func webPage(t *testing.T, w *world) (dir, base string) {
 }
 
 // browse opens the page for room as the holder of sk and returns what it showed.
-func browse(t *testing.T, dir, base, name, sk, room string, adopt bool) browserRun {
+func browse(t *testing.T, dir, base, name, sk, room string, adopt bool, query ...string) browserRun {
 	t.Helper()
 	in, _ := json.Marshal(map[string]any{
-		"url": base + "/?room=" + url.QueryEscape(room),
+		"url": base + "/?room=" + url.QueryEscape(room) + strings.Join(query, ""),
 		"sk":  sk, "name": name, "adopt": adopt,
 		"screenshots": filepath.Join(dir, "test", "screenshots"),
 	})
@@ -203,6 +203,29 @@ func TestWebConsole(t *testing.T) {
 			t.Fatalf("a stranger's restart changed the LiveKit room: %v → %v", before.Sid, after)
 		}
 	})
+}
+
+// TestWebConsoleTimeout opens the page for a bot that is not there: the
+// page must say so in words instead of waiting forever.
+func TestWebConsoleTimeout(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs the real stack, node and chromium (make deps)")
+	}
+	w := jsWorld(t)
+	dir, base := webPage(t, w)
+	host := newUser(t)
+	id := uuid.NewString()
+	w.nestsRecord(id, host.pk, nil, nil)
+	absent := newUser(t) // a bot key nobody runs
+	run := browse(t, dir, base, "timeout", host.sk, coord(host.pk, id).Naddr(w.relays[0].URL), false,
+		"&bot="+nostrx.Npub(absent.pk), "&timeout=2000")
+	v := run.step(t, "restart")
+	if v.outcome() != "timeout" || v.Title != "No answer from nestbot" || !strings.Contains(v.Text, "did not answer within 2 seconds") {
+		t.Fatalf("timeout shown: %+v", v)
+	}
+	if _, rec := w.record(id); rec == nil {
+		t.Fatal("the record vanished although no bot answered")
+	}
 }
 
 // answerHasTemplate reads u's newest restart answer from the relay and says

@@ -455,7 +455,7 @@ export async function ask(room, action, opts = /** @type {AskOptions} */ ({})) {
   } finally {
     clearTimeout(timerHandle)
     sub?.close()
-    if (ownPool) pool.destroy()
+    if (ownPool) destroyLater(pool)
   }
 }
 
@@ -520,7 +520,7 @@ export async function botRelays(bot, opts = {}) {
     }
     return relays
   } finally {
-    if (!opts.pool) pool.destroy()
+    if (!opts.pool) destroyLater(pool)
   }
 }
 
@@ -620,6 +620,13 @@ function abortPromise(signal) {
     if (signal.aborted) fail()
     else signal.addEventListener('abort', fail, { once: true })
   })
+}
+
+// destroyLater closes a pool's connections once the CLOSE messages of its
+// subscriptions have gone out: nostr-tools sends them a microtask after
+// close(), and a socket closed before that makes browsers log an error.
+function destroyLater(pool) {
+  setTimeout(() => pool.destroy(), 0)
 }
 
 // copy drops nostr-tools' cached "verified" mark so verifyEvent really checks.
