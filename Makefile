@@ -30,8 +30,10 @@ STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 vet:
 	$(GO) vet ./...
 	$(GO) vet -tags faults ./e2e/
+	$(GO) vet -tags web ./e2e/
 	$(STATICCHECK) ./...
 	$(STATICCHECK) -tags faults ./e2e/
+	$(STATICCHECK) -tags web ./e2e/
 
 ## unit: every package but e2e, with the race detector
 unit:
