@@ -175,9 +175,8 @@ func (s *Service) fetchIdentity(ctx context.Context, relays []string) map[int]ma
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for re := range s.outbox.pool.FetchMany(fctx, []string{url}, filter) {
-				ev := re.Event
-				if ev == nil || ev.PubKey != s.PublicKey() || !ev.CheckID() {
+			for _, ev := range s.outbox.query(fctx, []string{url}, filter, 16) {
+				if ev.PubKey != s.PublicKey() {
 					continue
 				}
 				mu.Lock()

@@ -80,6 +80,7 @@ func runCmd(load func() (bot.Config, error)) *cobra.Command {
 				return err
 			}
 			log := bot.NewLogger(os.Stderr, cfg.Log)
+			bot.RouteLibraryLogs(log)
 			svc, err := bot.New(cfg, log)
 			if err != nil {
 				return err
