@@ -24,7 +24,7 @@ func (s *Service) background() []func(context.Context) {
 	if s.cfg.HTTP.Listen != "" {
 		ready := readiness{
 			relays:  s.RelaysConnected,
-			redis:   func(ctx context.Context) error { return s.store.Client().Ping(ctx).Err() },
+			redis:   func(ctx context.Context) error { return s.store.Ping(ctx) },
 			livekit: func(ctx context.Context) error { _, err := lk.Find(ctx, readyProbeRoom); return err },
 		}
 		keys := auth.NewSimpleKeyProvider(s.cfg.LiveKit.APIKey, s.cfg.LiveKit.APISecret)

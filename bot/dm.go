@@ -329,10 +329,10 @@ func (s *Service) dmAnswer(ctx context.Context, cmd *dmCommand, p dmParsed) (tex
 		if !s.serves(cmd.sender) {
 			return "", "other", "not_served", room, nil
 		}
-		first, err := s.store.Client().SetNX(ctx, s.cfg.Redis.BotPrefix+"dmhelp:"+cmd.sender, 1, helpEvery).Result()
+		first, err := s.store.FirstHelp(ctx, cmd.sender, helpEvery)
 		if err != nil {
 			// Without Redis, replicas cannot agree: stay silent rather than risk a loop.
-			return "", "other", "", room, fmt.Errorf("help limit: %w", err)
+			return "", "other", "", room, err
 		}
 		if !first {
 			return "", "other", "help_limited", room, nil

@@ -3,7 +3,6 @@ package bot
 import (
 	"context"
 	"errors"
-	"fmt"
 	"slices"
 	"strconv"
 	"time"
@@ -11,7 +10,6 @@ import (
 	"github.com/nbd-wtf/go-nostr"
 
 	"github.com/nestbot/nestbot/nostrx"
-	"github.com/nestbot/nestbot/rooms"
 )
 
 // answer is one request's outcome on its way to becoming a response.
@@ -166,20 +164,22 @@ func (s *Service) admit(ctx context.Context, req nostrx.Request) error {
 }
 
 // rateAllow counts a request against its requester's one-minute window in
-// Redis, so the limit holds across replicas.
+// Redis, so the limit holds across replicas; a Redis error is retried
+// within dependency_timeout (a failover passes).
 func (s *Service) rateAllow(ctx context.Context, pubkey string) (bool, error) {
-	window := time.Now().Unix() / 60
-	key := fmt.Sprintf("%srate:%s:%d", s.cfg.Redis.BotPrefix, pubkey, window)
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Limits.DependencyTimeout)
 	defer cancel()
-	rdb := s.store.Client()
-	pipe := rdb.TxPipeline()
-	n := pipe.Incr(ctx, key)
-	pipe.Expire(ctx, key, 2*time.Minute)
-	if _, err := pipe.Exec(ctx); err != nil {
-		return false, fmt.Errorf("rate limit: %w: %w", rooms.ErrUnavailable, err)
+	now := time.Now()
+	var ok bool
+	err := retryRedis(ctx, func(ctx context.Context) error {
+		var err error
+		ok, err = s.store.RateAllow(ctx, pubkey, now, s.cfg.Limits.RestartsPerMinute)
+		return err
+	})
+	if err != nil {
+		return false, err
 	}
-	return n.Val() <= int64(s.cfg.Limits.RestartsPerMinute), nil
+	return ok, nil
 }
 
 // responseRelays: the bot's relays, the relay the request came from, its

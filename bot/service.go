@@ -129,7 +129,7 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	s.metrics = newMetrics(func() float64 { return float64(len(s.queue) + len(s.priority)) })
 	s.overload = newOverload(s.metrics.reg, func() float64 { return float64(s.deferred.Len()) })
 	s.claims = &claims{
-		rdb: rdb, prefix: cfg.Redis.BotPrefix, instance: newInstanceID(),
+		store: s.store, instance: newInstanceID(), step: cfg.Limits.DependencyTimeout,
 		lease: 3*cfg.Limits.DependencyTimeout + cfg.Nostr.LookupTimeout + 30*time.Second,
 		ttl:   2*max(cfg.Nostr.MaxRequestAge, cfg.Nostr.MaxDMAge) + time.Hour,
 	}
@@ -180,7 +180,7 @@ func (s *Service) Ready() <-chan struct{} { return s.ready }
 // Run serves until ctx ends, then stops listening, lets in-flight requests
 // finish for up to ShutdownGrace, and returns.
 func (s *Service) Run(ctx context.Context) error {
-	if err := s.store.Client().Ping(ctx).Err(); err != nil {
+	if err := s.store.Ping(ctx); err != nil {
 		s.log.Warn("redis not reachable at start; requests will retry", "err", err)
 	}
 	s.outbox = newOutbox(ctx, s.signer, s.log, newRelayPolicy(s.cfg.Nostr.Relays, s.cfg.Nostr.AllowPrivateRelays))

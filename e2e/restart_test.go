@@ -63,7 +63,7 @@ func TestRestartInPlace(t *testing.T) {
 			t.Fatalf("room metadata %q", after.Metadata)
 		}
 		// let the next requester in without waiting out the cool-down
-		w.rdb.Del(context.Background(), "nestbot:last:"+id)
+		w.rdb.Del(context.Background(), "nestbot:{"+id+"}:last")
 	}
 	if evs := query(t, w.relays[0].URL, nostr.Filter{Kinds: []int{nostrx.KindRoom}, Authors: []string{w.botPub()}}); len(evs) != 0 {
 		t.Fatalf("restart in place published %d room events", len(evs))
@@ -200,7 +200,7 @@ func TestRecreateUnderNewID(t *testing.T) {
 	}
 
 	// A later request for the old room leads to the replacement: no third room.
-	w.rdb.Del(context.Background(), "nestbot:last:"+res.RoomID)
+	w.rdb.Del(context.Background(), "nestbot:{"+res.RoomID+"}:last")
 	again := restartResult(t, w.ask(host, coord(host.pk, oldID), "restart").Payload)
 	if again.RoomID != res.RoomID || !again.IsNewRoom || again.OriginalRoomID != oldID {
 		t.Fatalf("second request for the old room: %+v", again)
@@ -395,7 +395,7 @@ func TestExactlyOnce(t *testing.T) {
 	w.stop()
 	w.start()
 	waitFor(t, "claim marked delivered", func() bool {
-		return w.rdb.Get(context.Background(), "nestbot:claim:"+req.ID).Val() == "done"
+		return w.rdb.Get(context.Background(), "nestbot:{"+req.ID+"}:claim").Val() == "done"
 	})
 	ids := map[string]bool{}
 	for _, r := range w.relays {

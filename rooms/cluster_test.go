@@ -1,0 +1,145 @@
+package rooms
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/nestbot/nestbot/internal/stack"
+	"github.com/nestbot/nestbot/nostrx"
+)
+
+// TestStoreOnCluster runs every multi-key step of a restart on a real
+// six-node Redis Cluster: the lock with the batched reads, the pending
+// choice, the commit of a recreation under a new ID (the old room's and
+// the new room's keys are in different slots), SetReplacement, and the
+// claim scripts, taking over a claim whose owner's lease ended. Before
+// the hash-tagged layout the commit failed with CROSSSLOT and the claim
+// take-over with "Script attempted to access a non local key".
+func TestStoreOnCluster(t *testing.T) {
+	c := stack.StartRedisCluster(t)
+	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs()})
+	t.Cleanup(func() { cc.Close() })
+	for _, wait := range []int{0, 1} {
+		s := NewRedisStore(cc, "nest:", "nestbot:", time.Hour)
+		s.SetWait(wait, time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		host := hexKey(1)
+		old := nostrx.Coordinate{Kind: nostrx.KindRoom, Author: host, D: "gone-" + string(rune('a'+wait))}
+
+		lk, view, err := s.LockView(ctx, old, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if view.Record != nil || view.RecordErr != nil || view.ReplacementErr != nil || view.LastErr != nil {
+			t.Fatalf("view of a gone room: %+v", view)
+		}
+		newID, last, err := s.ChoosePendingLast(ctx, old, "new-"+old.D, time.Hour)
+		if err != nil || newID != "new-"+old.D || last != nil {
+			t.Fatalf("ChoosePendingLast = %q %v %v", newID, last, err)
+		}
+		rec := &Record{ID: newID, Host: host, Status: StatusActive}
+		if err := s.PutRecord(ctx, rec); err != nil {
+			t.Fatal(err)
+		}
+		ev := nostrx.BuildRoomEvent(nostrx.RoomSpec{D: newID, Starts: 1, Host: host}, 42)
+		if err := s.Commit(ctx, Writes{Event: &ev, Replaced: &old, ReplacedBy: newID, ReplacementTTL: time.Hour,
+			Restarted: newID, Cooldown: time.Minute}, lk); err != nil {
+			t.Fatalf("commit of a recreation on a cluster: %v", err)
+		}
+		if got, err := s.Replacement(ctx, old); err != nil || got != newID {
+			t.Fatalf("replacement = %q, %v", got, err)
+		}
+		if got, err := s.PendingReplacement(ctx, old); err != nil || got != "" {
+			t.Fatalf("pending after commit = %q, %v", got, err)
+		}
+		if n := cc.Exists(ctx, s.keys.Lock(old.D)).Val(); n != 0 {
+			t.Fatal("lock not released by the commit")
+		}
+		if cool, err := s.CoolingDown(ctx, newID); err != nil || !cool {
+			t.Fatalf("cool-down of the new room: %v %v", cool, err)
+		}
+		if got, err := s.LastEvent(ctx, newID); err != nil || got == nil || got.CreatedAt != 42 {
+			t.Fatalf("last event = %v, %v", got, err)
+		}
+		if err := s.SetReplacement(ctx, old, newID, time.Hour); err != nil {
+			t.Fatalf("SetReplacement on a cluster: %v", err)
+		}
+		// In place: record, event, cool-down and release.
+		lk2, view2, err := s.LockView(ctx, nostrx.Coordinate{Kind: nostrx.KindRoom, Author: host, D: newID}, time.Minute)
+		if err != nil || view2.Record == nil || !view2.Cooling || view2.Last == nil {
+			t.Fatalf("view of the new room: %+v %v", view2, err)
+		}
+		ev2 := nostrx.BuildRoomEvent(nostrx.RoomSpec{D: newID, Starts: 1, Host: host}, 43)
+		if err := s.Commit(ctx, Writes{Record: rec, Event: &ev2, Restarted: newID, Cooldown: time.Minute}, lk2); err != nil {
+			t.Fatalf("commit in place on a cluster: %v", err)
+		}
+		if rooms, err := s.EventRooms(ctx); err != nil || !contains(rooms, newID) {
+			t.Fatalf("EventRooms = %v, %v", rooms, err)
+		}
+
+		// Claims: a's lease ends (it is never renewed), b takes over.
+		id := "req-" + old.D
+		if res, err := s.Claim(ctx, id, "aaaa", time.Minute, 300*time.Millisecond, true); err != nil || res != "acquired" {
+			t.Fatalf("claim = %q, %v", res, err)
+		}
+		if res, err := s.Claim(ctx, id, "bbbb", time.Minute, time.Second, false); err != nil || res != "busy" {
+			t.Fatalf("claim of a live owner = %q, %v", res, err)
+		}
+		for {
+			res, err := s.Claim(ctx, id, "bbbb", time.Minute, time.Second, false)
+			if err != nil {
+				t.Fatalf("take-over on a cluster: %v", err)
+			}
+			if res == "acquired" {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if ok, err := s.RenewClaim(ctx, id, "aaaa", time.Second); err != nil || ok {
+			t.Fatalf("renewal by the old owner = %v, %v", ok, err)
+		}
+		if ok, err := s.RenewClaim(ctx, id, "bbbb", time.Second); err != nil || !ok {
+			t.Fatalf("renewal by the owner = %v, %v", ok, err)
+		}
+		if v := cc.Get(ctx, s.keys.Claim(id)).Val(); !strings.HasPrefix(v, "w:bbbb:") {
+			t.Fatalf("claim value %q", v)
+		}
+		if err := s.ReleaseClaim(ctx, id, "bbbb"); err != nil || cc.Exists(ctx, s.keys.Claim(id)).Val() != 0 {
+			t.Fatalf("release: %v", err)
+		}
+	}
+}
+
+func contains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// TestLockWaitIsUnavailable: a restart that waits for a room's lock for
+// its whole budget is answered UNAVAILABLE (nothing changed; try again),
+// not INTERNAL.
+func TestLockWaitIsUnavailable(t *testing.T) {
+	s, _ := pipelineStore(t)
+	ctx := ctxFor(t)
+	host := hexKey(1)
+	room := nostrx.Coordinate{Kind: nostrx.KindRoom, Author: host, D: "busy-room"}
+	unlock, err := s.Lock(ctx, room.D, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	e := &Engine{State: s, Signer: hostSigner{}, Set: Settings{DependencyBudget: 200 * time.Millisecond, LookupTimeout: time.Second}}
+	_, err = e.Restart(ctx, nostrx.Request{ID: "r", Requester: host, Action: nostrx.ActionRestart, Room: room})
+	if code := nostrx.CodeOf(err); code != nostrx.CodeUnavailable {
+		t.Fatalf("lock wait ran out: code %s (%v), want UNAVAILABLE", code, err)
+	}
+}
