@@ -11,7 +11,6 @@ import (
 
 	"github.com/nbd-wtf/go-nostr"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/nestbot/nestbot/nostrx"
 	"github.com/nestbot/nestbot/rooms"
@@ -115,7 +114,7 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 		cfg:        cfg,
 		log:        log,
 		signer:     signer,
-		store:      rooms.NewRedisStore(rdb, cfg.Redis.KeyPrefix, cfg.Redis.BotPrefix, cfg.Redis.RoomTTL),
+		store:      newStore(rdb, cfg.Redis),
 		seen:       newSeenSet(cfg.Limits.SeenCache),
 		queue:      make(chan job, cfg.Limits.Queue),
 		priority:   make(chan job, cfg.Limits.Queue),
@@ -152,23 +151,6 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 		s.listeners = append(s.listeners, newListener(url, s))
 	}
 	return s, nil
-}
-
-// newRedis builds one client for a single server (redis.url) or, with
-// redis.addrs, a Cluster or Sentinel client that still takes credentials,
-// database and TLS from redis.url.
-func newRedis(c RedisConfig) (redis.UniversalClient, error) {
-	opt, err := redis.ParseURL(c.URL)
-	if err != nil {
-		return nil, &ConfigError{Key: "redis.url", Reason: "not a valid redis URL"}
-	}
-	if len(c.Addrs) == 0 {
-		return redis.NewClient(opt), nil
-	}
-	return redis.NewUniversalClient(&redis.UniversalOptions{
-		Addrs: c.Addrs, MasterName: c.MasterName, Username: opt.Username, Password: opt.Password,
-		DB: opt.DB, TLSConfig: opt.TLSConfig,
-	}), nil
 }
 
 // PublicKey is the bot's hex public key: requests are addressed to it.
