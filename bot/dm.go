@@ -14,6 +14,7 @@ import (
 	"github.com/nbd-wtf/go-nostr/nip59"
 
 	"github.com/nestbot/nestbot/nostrx"
+	"github.com/nestbot/nestbot/rooms"
 )
 
 // Direct messages: the same commands as kind 4312 requests, typed by a
@@ -268,6 +269,10 @@ func (s *Service) handleDM(ctx context.Context, j job) {
 	if text == "" {
 		// Nothing to say (not a command, and the sender already got the
 		// help text lately, or is not served): the claim is settled.
+		if errors.Is(werr, rooms.ErrIncomplete) {
+			s.resumeLater(j, werr)
+			return
+		}
 		if werr != nil {
 			s.claims.release(ctx, cmd.id)
 			s.forgetJob(j)
@@ -353,6 +358,9 @@ func (s *Service) dmAnswer(ctx context.Context, cmd *dmCommand, p dmParsed) (tex
 	}
 	ans := s.work(ctx, req, p.err)
 	action = req.Action
+	if ans.resume {
+		return "", action, ans.outcome, ans.room, ans.err // finished later: handleDM resumes it
+	}
 	if ans.payload.Error != nil {
 		code := ans.payload.Error.Code
 		return s.refusalText(cmd.sender, code, ans.payload.Error.Message, p), action, ans.outcome, ans.room, ans.err

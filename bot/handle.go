@@ -10,6 +10,7 @@ import (
 	"github.com/nbd-wtf/go-nostr"
 
 	"github.com/nestbot/nestbot/nostrx"
+	"github.com/nestbot/nestbot/rooms"
 )
 
 // answer is one request's outcome on its way to becoming a response.
@@ -19,6 +20,9 @@ type answer struct {
 	relays  []string          // where to publish, beyond the bot's relays
 	outcome string            // "ok" or an error code, for logs and metrics
 	err     error             // the internal error behind an INTERNAL or UNAVAILABLE answer
+	// resume: the restart failed after a public change (rooms.ErrIncomplete)
+	// and must be finished, not answered; see resumeLater.
+	resume bool
 }
 
 // handle processes one verified request: claim, parse, admit, work, answer.
@@ -34,6 +38,10 @@ func (s *Service) handle(ctx context.Context, j job) {
 
 	req, perr := nostrx.ParseRequest(ev)
 	ans := s.work(ctx, req, perr)
+	if ans.resume {
+		s.resumeLater(j, ans.err)
+		return
+	}
 	resp, err := nostrx.BuildResponse(s.signer, nostrx.ResponseSpec{
 		Kind: s.cfg.Nostr.ResponseKind, Requester: ev.PubKey, RequestID: ev.ID, Room: ans.room,
 		CreatedAt: nostr.Now(), TTL: s.cfg.Nostr.ResponseTTL,
@@ -133,6 +141,9 @@ func (s *Service) work(ctx context.Context, req nostrx.Request, perr error) answ
 		return answer{payload: p, room: req.Room, outcome: "ok"}
 	default:
 		res, err := s.engine.Restart(ctx, req)
+		if errors.Is(err, rooms.ErrIncomplete) {
+			return answer{resume: true, err: err, room: req.Room, outcome: "incomplete"}
+		}
 		if err != nil {
 			return fail(err)
 		}
@@ -144,6 +155,29 @@ func (s *Service) work(ctx context.Context, req nostrx.Request, perr error) answ
 			s.metrics.published.WithLabelValues(strconv.Itoa(nostrx.KindRoom)).Inc()
 		}
 		return answer{payload: p, room: res.Room, relays: res.Relays, outcome: "ok"}
+	}
+}
+
+// resumeLater runs a restart that failed after a public change again, with
+// backoff, while its request is younger than max_request_age. The claim
+// stays this instance's (its heartbeat renews it), so no other replica
+// starts it meanwhile; if this instance dies, the replica that takes the
+// claim over finishes it. Either way the requester gets the result, never
+// a failure for a room that was already changed.
+func (s *Service) resumeLater(j job, err error) {
+	wait := min(250*time.Millisecond<<min(j.attempt, 5), 5*time.Second)
+	j.attempt++
+	if time.Now().Add(wait).After(s.staleAt(j)) {
+		s.metrics.dropped.WithLabelValues("incomplete").Inc()
+		s.claims.release(context.Background(), j.id())
+		s.forgetJob(j)
+		s.log.Error("restart left incomplete: its request went stale before it could be finished", "id", j.id(), "err", err)
+		return
+	}
+	s.log.Warn("restart incomplete after a public change; finishing it", "id", j.id(), "attempt", j.attempt, "err", err)
+	if !s.deferred.add(j, time.Now().Add(wait)) {
+		s.metrics.dropped.WithLabelValues("deferred_full").Inc()
+		s.forgetJob(j)
 	}
 }
 

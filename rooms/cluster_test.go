@@ -2,10 +2,14 @@ package rooms
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nbd-wtf/go-nostr"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/nestbot/nestbot/internal/stack"
@@ -141,5 +145,74 @@ func TestLockWaitIsUnavailable(t *testing.T) {
 	_, err = e.Restart(ctx, nostrx.Request{ID: "r", Requester: host, Action: nostrx.ActionRestart, Room: room})
 	if code := nostrx.CodeOf(err); code != nostrx.CodeUnavailable {
 		t.Fatalf("lock wait ran out: code %s (%v), want UNAVAILABLE", code, err)
+	}
+}
+
+// flakyEvents refuses every publish while down, as relays that all
+// refuse or are unreachable.
+type flakyEvents struct {
+	down      atomic.Bool
+	published []*nostr.Event
+}
+
+func (f *flakyEvents) Latest(context.Context, nostrx.Coordinate, []string) (*nostr.Event, error) {
+	return nil, nil
+}
+
+func (f *flakyEvents) Publish(_ context.Context, ev *nostr.Event, _ []string) error {
+	if f.down.Load() {
+		return errors.New("no relay accepted it")
+	}
+	f.published = append(f.published, ev)
+	return nil
+}
+
+// TestRecreateAfterPublicChangeIsIncomplete: a recreation whose LiveKit
+// room exists but whose replacement event no relay accepts is not a
+// failure to answer (UNAVAILABLE) but ErrIncomplete, and running it again
+// finishes the same new room, with one replacement event and the mapping.
+func TestRecreateAfterPublicChangeIsIncomplete(t *testing.T) {
+	s, _ := pipelineStore(t)
+	lk := stack.StartLiveKit(t)
+	lkRooms := NewLiveKitRooms(lk.URL, lk.APIKey, lk.APISecret, RoomOptions{MaxParticipants: 10, EmptyTimeout: time.Minute, DepartureTimeout: time.Minute})
+	ctx := ctxFor(t)
+	sk := fmt.Sprintf("%064x", 7)
+	signer, err := nostrx.NewSigner(sk, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := hexKey(1)
+	events := &flakyEvents{}
+	events.down.Store(true)
+	e := &Engine{State: s, LiveKit: lkRooms, Events: events, Signer: signer,
+		Tokens: Tokens{APIKey: lk.APIKey, APISecret: lk.APISecret, TTL: time.Minute},
+		Set:    Settings{Cooldown: time.Minute, DependencyBudget: 300 * time.Millisecond, LookupTimeout: 300 * time.Millisecond, NewRoomsPerMinute: 1}}
+	old := nostrx.Coordinate{Kind: nostrx.KindRoom, Author: host, D: "gone-room"}
+	req := nostrx.Request{ID: "req-1", Requester: host, Action: nostrx.ActionRestart, Room: old}
+
+	_, err = e.Restart(ctx, req)
+	if !errors.Is(err, ErrIncomplete) {
+		t.Fatalf("publish refused after the room was created: %v (code %s), want ErrIncomplete", err, nostrx.CodeOf(err))
+	}
+	pending, err := s.PendingReplacement(ctx, old)
+	if err != nil || pending == "" {
+		t.Fatalf("pending choice after the cut: %q %v", pending, err)
+	}
+	if live, err := lkRooms.Find(ctx, pending); err != nil || live == nil {
+		t.Fatalf("new LiveKit room %s: %v %v", pending, live, err)
+	}
+
+	events.down.Store(false)
+	// The budget of one new room per minute is spent by the first attempt:
+	// finishing it must not count again.
+	res, err := e.Restart(ctx, req)
+	if err != nil {
+		t.Fatalf("resume: %v", err)
+	}
+	if res.RoomID != pending || !res.IsNewRoom || len(events.published) != 1 {
+		t.Fatalf("resume finished room %s (pending %s), new %v, %d events", res.RoomID, pending, res.IsNewRoom, len(events.published))
+	}
+	if got, err := s.Replacement(ctx, old); err != nil || got != pending {
+		t.Fatalf("replacement = %q, %v", got, err)
 	}
 }

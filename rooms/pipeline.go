@@ -77,6 +77,9 @@ type RoomView struct {
 	Recreating    bool
 	RecreatingSID string
 	RecreatingErr error
+	// Pending is the new ID a recreation of c that did not finish chose.
+	Pending    string
+	PendingErr error
 }
 
 // singleServer reports whether a pipeline goes to one server over one
@@ -99,6 +102,7 @@ func (s *RedisStore) LockView(ctx context.Context, c nostrx.Coordinate, ttl time
 	cool := pipe.Exists(ctx, s.keys.Cooldown(c.D))
 	last := pipe.Get(ctx, s.keys.Event(c.D))
 	mark := pipe.Get(ctx, s.recreatingKey(c.D))
+	pending := pipe.Get(ctx, s.keys.Pending(c))
 	var rec *redis.StringCmd
 	if single {
 		rec = pipe.Get(ctx, s.keys.RecordKey(c.D))
@@ -128,6 +132,7 @@ func (s *RedisStore) LockView(ctx context.Context, c nostrx.Coordinate, ttl time
 	}
 	v.Last, v.LastErr = decodeEvent(last, c.D)
 	v.RecreatingSID, v.Recreating, v.RecreatingErr = decodeMark(mark, c.D)
+	v.Pending, v.PendingErr = decodeString(pending, "pending replacement of "+c.String())
 	return l, v, nil
 }
 
@@ -139,6 +144,7 @@ func (s *RedisStore) readView(ctx context.Context, c nostrx.Coordinate) RoomView
 	v.Cooling, v.CoolingErr = s.CoolingDown(ctx, c.D)
 	v.Last, v.LastErr = s.LastEvent(ctx, c.D)
 	v.RecreatingSID, v.Recreating, v.RecreatingErr = s.Recreating(ctx, c.D)
+	v.Pending, v.PendingErr = s.PendingReplacement(ctx, c)
 	return v
 }
 
