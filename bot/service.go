@@ -167,7 +167,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	s.outbox = newOutbox(ctx, s.signer, s.log, newRelayPolicy(s.cfg.Nostr.Relays, s.cfg.Nostr.AllowPrivateRelays))
 	s.engine.Events = observedEvents{s.outbox, s.known}
-	s.log.Info("nestbot starting", "npub", nostrx.Npub(s.PublicKey()), "relays", s.cfg.Nostr.Relays, "workers", s.cfg.Limits.Workers)
+	s.log.Info("nestbot starting", "npub", nostrx.Npub(s.PublicKey()), "relays", s.cfg.Nostr.Relays, "workers", s.cfg.Limits.Workers, "instance", s.claims.instance)
 
 	hbCtx, stopHeartbeat := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopHeartbeat()
