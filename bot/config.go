@@ -188,7 +188,7 @@ var configKeys = []struct {
 	{"redis.sentinel_password", ""},
 	{"redis.tls_ca_file", ""},
 	{"redis.wait_replicas", 0},
-	{"redis.wait_timeout", "100ms"},
+	{"redis.wait_timeout", "250ms"},
 
 	{"livekit.url", "http://127.0.0.1:7880"},
 	{"livekit.public_url", "ws://127.0.0.1:7880"},

@@ -91,7 +91,7 @@ func defaultConfig() Config {
 			BotPrefix:   "nestbot:",
 			RoomTTL:     24 * time.Hour,
 			Mode:        "auto",
-			WaitTimeout: 100 * time.Millisecond,
+			WaitTimeout: 250 * time.Millisecond,
 		},
 		LiveKit: LiveKitConfig{
 			URL:              "http://127.0.0.1:7880",

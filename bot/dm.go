@@ -292,7 +292,7 @@ func (s *Service) handleDM(ctx context.Context, j job) {
 		s.log.Error("build dm reply", "id", cmd.id, "err", err)
 		return
 	}
-	if err := s.claims.answered(ctx, cmd.id, &reply); err != nil {
+	if err := s.storeAnswer(ctx, j, &reply); err != nil {
 		s.log.Warn("store dm reply", "id", cmd.id, "err", err)
 	}
 	var l relayList

@@ -50,7 +50,7 @@ func (s *Service) handle(ctx context.Context, j job) {
 		s.log.Error("build response", "id", ev.ID, "err", err)
 		return
 	}
-	if err := s.claims.answered(ctx, ev.ID, &resp); err != nil {
+	if err := s.storeAnswer(ctx, j, &resp); err != nil {
 		s.log.Warn("store response", "id", ev.ID, "err", err)
 	}
 	delivered := s.deliver(ctx, ev.ID, &resp, s.responseRelays(ev, j.via, ans.relays))
@@ -156,6 +156,18 @@ func (s *Service) work(ctx context.Context, req nostrx.Request, perr error) answ
 		}
 		return answer{payload: p, room: res.Room, relays: res.Relays, outcome: "ok"}
 	}
+}
+
+// storeAnswer stores a request's response in its claim before it is
+// published, retrying while the request is younger than its max age: a
+// response published but not stored would leave the claim in its working
+// state, and the replica that takes it over after a failover would answer
+// a second time. Only when Redis stays away that long is the response
+// published unstored (an answer, at the risk of a second one).
+func (s *Service) storeAnswer(ctx context.Context, j job, resp *nostr.Event) error {
+	sctx, cancel := context.WithDeadline(ctx, s.staleAt(j))
+	defer cancel()
+	return retryRedis(sctx, func(ctx context.Context) error { return s.claims.answered(ctx, j.id(), resp) })
 }
 
 // resumeLater runs a restart that failed after a public change again, with

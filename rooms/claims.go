@@ -96,17 +96,12 @@ func (s *RedisStore) Claim(ctx context.Context, id, owner string, keep, lease ti
 		res, err = claimScript.Run(ctx, c, []string{key}, args...).Text()
 		return err
 	}
-	var err error
-	if s.waitReplicas > 0 {
-		err = s.onConn(ctx, key, func(c *redis.Conn) error {
-			if c == nil {
-				return run(s.rdb)
-			}
-			return run(c)
-		})
-	} else {
-		err = run(s.rdb)
-	}
+	err := s.onConn(ctx, key, func(c *redis.Conn) error {
+		if c == nil || s.waitReplicas <= 0 {
+			return run(s.rdb)
+		}
+		return run(c)
+	})
 	if err != nil {
 		return "", redisErr("claim "+id, err)
 	}
@@ -124,8 +119,17 @@ func (s *RedisStore) RenewClaim(ctx context.Context, id, owner string, lease tim
 }
 
 // SetClaim stores one of the bot's answered states as request id's claim.
+// With SetWait it waits for the replicas, so that a failover right after
+// does not bring back the working state and a second answer.
 func (s *RedisStore) SetClaim(ctx context.Context, id, value string, ttl time.Duration) error {
-	if err := s.rdb.Set(ctx, s.keys.Claim(id), value, ttl).Err(); err != nil {
+	key := s.keys.Claim(id)
+	err := s.onConn(ctx, key, func(c *redis.Conn) error {
+		if c == nil || s.waitReplicas <= 0 {
+			return s.rdb.Set(ctx, key, value, ttl).Err()
+		}
+		return c.Set(ctx, key, value, ttl).Err()
+	})
+	if err != nil {
 		return redisErr("set claim "+id, err)
 	}
 	return nil

@@ -311,9 +311,12 @@ func (s *RedisStore) tx(ctx context.Context, key string, fn func(redis.Pipeliner
 }
 
 // onConn runs fn on one connection to the master of key's slot and then,
-// with SetWait, WAITs there for the replicas. A WAIT that times out is not
-// an error: the writes are done; they are only not yet on a replica.
+// with SetWait, WAITs there for the replicas.
+// Without SetWait fn gets nil and uses the client.
 func (s *RedisStore) onConn(ctx context.Context, key string, fn func(*redis.Conn) error) error {
+	if s.waitReplicas <= 0 {
+		return fn(nil)
+	}
 	var node *redis.Client
 	switch c := s.rdb.(type) {
 	case *redis.Client:
@@ -337,7 +340,17 @@ func (s *RedisStore) onConn(ctx context.Context, key string, fn func(*redis.Conn
 		return err
 	}
 	if s.waitReplicas > 0 {
-		_ = conn.Wait(ctx, s.waitReplicas, s.waitTimeout).Err()
+		// WAIT answering fewer replicas than asked (its timeout) is fine:
+		// the write is done, the bot goes on. WAIT failing is not: the
+		// connection broke, maybe with the master, before the write
+		// reached a replica, so the caller writes it again (every write
+		// through here is idempotent), on the new master if there is one.
+		if err := conn.Wait(ctx, s.waitReplicas, s.waitTimeout).Err(); err != nil {
+			if cc, ok := s.rdb.(*redis.ClusterClient); ok {
+				cc.ReloadState(ctx)
+			}
+			return fmt.Errorf("wait for replicas: %w", err)
+		}
 	}
 	return nil
 }
