@@ -172,6 +172,16 @@ func (s *Service) Run(ctx context.Context) error {
 	hbCtx, stopHeartbeat := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopHeartbeat()
 	go s.claims.heartbeat(hbCtx)
+	go func() {
+		// Keys of the layout before hash tags (rooms/keys.go), once.
+		mctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		if n, err := s.store.MigrateKeys(mctx); err != nil {
+			s.log.Warn("migrate redis keys", "moved", n, "err", err)
+		} else if n > 0 {
+			s.log.Info("migrated redis keys to the hash-tagged layout", "moved", n)
+		}
+	}()
 
 	// Work outlives ctx by the grace period so a SIGTERM never cuts a
 	// recreation half way when it can be finished.

@@ -216,3 +216,41 @@ func TestRecreateAfterPublicChangeIsIncomplete(t *testing.T) {
 		t.Fatalf("replacement = %q, %v", got, err)
 	}
 }
+
+// TestMigrateKeys: the long-lived keys of the layout before hash tags are
+// found under their new names after MigrateKeys, with their TTL; a key the
+// new version already wrote wins; other names are left alone.
+func TestMigrateKeys(t *testing.T) {
+	s, rdb := pipelineStore(t)
+	ctx := ctxFor(t)
+	a := hexKey(1)
+	c := nostrx.Coordinate{Kind: nostrx.KindRoom, Author: a, D: "old-room"}
+	rdb.Set(ctx, "nestbot:replaced:"+a+":old-room", "new-room", time.Hour)
+	rdb.Set(ctx, "nestbot:pending:"+a+":other-room", "pending-room", time.Hour)
+	rdb.Set(ctx, "nestbot:event:new-room", `{"kind":30312}`, 0)
+	rdb.Set(ctx, "nestbot:event:kept", "old", 0)
+	rdb.Set(ctx, s.keys.Event("kept"), "new", 0)
+	rdb.Set(ctx, "nestbot:replaced:nonsense", "x", 0)
+	n, err := s.MigrateKeys(ctx)
+	if err != nil || n != 3 {
+		t.Fatalf("MigrateKeys = %d, %v; want 3", n, err)
+	}
+	if got, err := s.Replacement(ctx, c); err != nil || got != "new-room" {
+		t.Fatalf("replacement after migration = %q, %v", got, err)
+	}
+	if ttl := rdb.TTL(ctx, s.keys.Replaced(c)).Val(); ttl <= 0 || ttl > time.Hour {
+		t.Fatalf("migrated TTL %v", ttl)
+	}
+	if got, _ := s.PendingReplacement(ctx, nostrx.Coordinate{Kind: nostrx.KindRoom, Author: a, D: "other-room"}); got != "pending-room" {
+		t.Fatalf("pending after migration = %q", got)
+	}
+	if got := rdb.Get(ctx, s.keys.Event("kept")).Val(); got != "new" {
+		t.Fatalf("a key the new version wrote was overwritten: %q", got)
+	}
+	if rdb.Exists(ctx, "nestbot:replaced:"+a+":old-room", "nestbot:event:kept").Val() != 0 || rdb.Exists(ctx, "nestbot:replaced:nonsense").Val() != 1 {
+		t.Fatal("old keys not removed, or a foreign key touched")
+	}
+	if n, err := s.MigrateKeys(ctx); err != nil || n != 0 {
+		t.Fatalf("second MigrateKeys = %d, %v", n, err)
+	}
+}
