@@ -186,6 +186,7 @@ func (s *Service) resumeLater(j job, err error) {
 		s.log.Error("restart left incomplete: its request went stale before it could be finished", "id", j.id(), "err", err)
 		return
 	}
+	s.metrics.retries.WithLabelValues("resume").Inc()
 	s.log.Warn("restart incomplete after a public change; finishing it", "id", j.id(), "attempt", j.attempt, "err", err)
 	if !s.deferred.add(j, time.Now().Add(wait)) {
 		s.metrics.dropped.WithLabelValues("deferred_full").Inc()
