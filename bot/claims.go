@@ -88,12 +88,12 @@ func (c *claims) heartbeat(ctx context.Context) {
 			ids = append(ids, id)
 		}
 		c.mu.Unlock()
-		for _, id := range ids {
-			rctx, cancel := context.WithTimeout(ctx, c.ownerLease()/3)
-			ok, err := c.store.RenewClaim(rctx, id, c.instance, c.ownerLease())
-			cancel()
-			if err == nil && !ok {
-				c.hold(id, false) // answered, or taken over: no longer ours
+		rctx, cancel := context.WithTimeout(ctx, c.ownerLease()/3)
+		held, _ := c.store.RenewClaims(rctx, ids, c.instance, c.ownerLease())
+		cancel()
+		for i, ok := range held {
+			if !ok {
+				c.hold(ids[i], false) // answered, or taken over: no longer ours
 			}
 		}
 	}

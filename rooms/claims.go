@@ -118,6 +118,31 @@ func (s *RedisStore) RenewClaim(ctx context.Context, id, owner string, lease tim
 	return n == 1, nil
 }
 
+// RenewClaims is RenewClaim for many claims in one pipelined round trip
+// (one per node on a cluster), so that a slow Redis delays every renewal
+// by one timeout, not one per claim. held[i] is false when owner no
+// longer holds ids[i]; a claim whose renewal failed is reported held.
+func (s *RedisStore) RenewClaims(ctx context.Context, ids []string, owner string, lease time.Duration) ([]bool, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.Cmd, len(ids))
+	for i, id := range ids {
+		cmds[i] = renewClaimScript.Eval(ctx, pipe, []string{s.keys.Claim(id)}, owner, lease.Milliseconds())
+	}
+	_, err := pipe.Exec(ctx)
+	held := make([]bool, len(ids))
+	for i, c := range cmds {
+		n, cerr := c.Int()
+		held[i] = cerr != nil || n == 1
+	}
+	if err != nil {
+		return held, redisErr("renew claims", err)
+	}
+	return held, nil
+}
+
 // SetClaim stores one of the bot's answered states as request id's claim.
 // With SetWait it waits for the replicas, so that a failover right after
 // does not bring back the working state and a second answer.

@@ -110,6 +110,9 @@ func TestStoreOnCluster(t *testing.T) {
 		if ok, err := s.RenewClaim(ctx, id, "bbbb", time.Second); err != nil || !ok {
 			t.Fatalf("renewal by the owner = %v, %v", ok, err)
 		}
+		if held, err := s.RenewClaims(ctx, []string{id, "req-never"}, "bbbb", time.Second); err != nil || len(held) != 2 || !held[0] || held[1] {
+			t.Fatalf("pipelined renewal = %v, %v", held, err)
+		}
 		if v := cc.Get(ctx, s.keys.Claim(id)).Val(); !strings.HasPrefix(v, "w:bbbb:") {
 			t.Fatalf("claim value %q", v)
 		}
