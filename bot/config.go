@@ -20,9 +20,10 @@ import (
 	"github.com/decred/dcrd/dcrec/secp256k1/v4"
 	"github.com/nbd-wtf/go-nostr"
 	"github.com/nbd-wtf/go-nostr/nip19"
-	"github.com/redis/go-redis/v9"
 	"github.com/spf13/viper"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/nestbot/nestbot/rooms"
 )
 
 // Config is the whole validated configuration. LoadConfig is the only way to
@@ -793,7 +794,7 @@ func (l *loader) redisURL(key string) string {
 		l.fail(key, "is not a valid URL (want redis://[user:password@]host:port/db, rediss:// or unix://)")
 		return ""
 	}
-	if _, err := redis.ParseURL(s); err != nil {
+	if err := rooms.ValidRedisURL(s); err != nil {
 		l.fail(key, "%s: %s", u.Redacted(), strings.TrimPrefix(err.Error(), "redis: "))
 		return ""
 	}

@@ -102,10 +102,17 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nostr.secret_key: %w", err)
 	}
-	rdb, err := newRedis(cfg.Redis)
+	store, err := rooms.OpenRedisStore(rooms.RedisOptions{
+		URL: cfg.Redis.URL, Mode: cfg.Redis.Mode, Addrs: cfg.Redis.Addrs, MasterName: cfg.Redis.MasterName,
+		SentinelUsername: cfg.Redis.SentinelUsername, SentinelPassword: cfg.Redis.SentinelPassword, TLSCAFile: cfg.Redis.TLSCAFile,
+	}, cfg.Redis.KeyPrefix, cfg.Redis.BotPrefix, cfg.Redis.RoomTTL)
+	if oe := (*rooms.OptionError)(nil); errors.As(err, &oe) {
+		return nil, &ConfigError{Key: oe.Key, Reason: oe.Reason}
+	}
 	if err != nil {
 		return nil, err
 	}
+	store.SetWait(cfg.Redis.WaitReplicas, cfg.Redis.WaitTimeout)
 	endpoint, err := nostrx.LiveKitEndpoint(cfg.LiveKit.PublicURL)
 	if err != nil {
 		return nil, err
@@ -114,7 +121,7 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 		cfg:        cfg,
 		log:        log,
 		signer:     signer,
-		store:      newStore(rdb, cfg.Redis),
+		store:      store,
 		seen:       newSeenSet(cfg.Limits.SeenCache),
 		queue:      make(chan job, cfg.Limits.Queue),
 		priority:   make(chan job, cfg.Limits.Queue),

@@ -1,4 +1,4 @@
-package bot
+package rooms
 
 import (
 	"context"
@@ -7,30 +7,62 @@ import (
 	"errors"
 	"net"
 	"os"
+	"time"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/nestbot/nestbot/rooms"
 )
 
-// newRedis builds the client redis.mode asks for. Credentials, database
-// and TLS (rediss://) come from redis.url in every mode; the sentinels
-// may have credentials of their own. "auto" keeps go-redis's inference:
-// addrs with master_name is Sentinel, several addrs a Cluster, none the
-// single server at url; "cluster" makes even one seed address a cluster.
-func newRedis(c RedisConfig) (redis.UniversalClient, error) {
+// RedisOptions say how to reach Redis: the bot's "redis" section.
+type RedisOptions struct {
+	URL              string   // redis://, rediss:// or unix://; credentials, db and TLS in every mode
+	Mode             string   // auto, single, cluster or sentinel
+	Addrs            []string // cluster nodes or sentinels
+	MasterName       string   // Sentinel master name
+	SentinelUsername string
+	SentinelPassword string
+	TLSCAFile        string // PEM bundle to verify the servers with
+}
+
+// OptionError is a RedisOptions field that cannot be used, named by its
+// configuration key.
+type OptionError struct{ Key, Reason string }
+
+func (e *OptionError) Error() string { return e.Key + ": " + e.Reason }
+
+// ValidRedisURL reports whether go-redis accepts u, with its reason.
+func ValidRedisURL(u string) error {
+	_, err := redis.ParseURL(u)
+	return err
+}
+
+// OpenRedisStore builds the client c.Mode asks for and wraps it in a
+// store with the given prefixes. Credentials, database and TLS
+// (rediss://) come from c.URL in every mode; the sentinels may have
+// credentials of their own. "auto" keeps go-redis's inference: addrs
+// with a master name is Sentinel, several addrs a Cluster, none the
+// single server at the URL; "cluster" makes even one seed address a
+// cluster. It opens no connection yet.
+func OpenRedisStore(c RedisOptions, recordPrefix, botPrefix string, roomTTL time.Duration) (*RedisStore, error) {
+	rdb, err := newRedisClient(c)
+	if err != nil {
+		return nil, err
+	}
+	return NewRedisStore(rdb, recordPrefix, botPrefix, roomTTL), nil
+}
+
+func newRedisClient(c RedisOptions) (redis.UniversalClient, error) {
 	opt, err := redis.ParseURL(c.URL)
 	if err != nil {
-		return nil, &ConfigError{Key: "redis.url", Reason: "not a valid redis URL"}
+		return nil, &OptionError{Key: "redis.url", Reason: "not a valid redis URL"}
 	}
 	if c.TLSCAFile != "" {
 		pem, err := os.ReadFile(c.TLSCAFile)
 		if err != nil {
-			return nil, &ConfigError{Key: "redis.tls_ca_file", Reason: "cannot be read"}
+			return nil, &OptionError{Key: "redis.tls_ca_file", Reason: "cannot be read"}
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, &ConfigError{Key: "redis.tls_ca_file", Reason: "holds no PEM certificate"}
+			return nil, &OptionError{Key: "redis.tls_ca_file", Reason: "holds no PEM certificate"}
 		}
 		if opt.TLSConfig == nil {
 			host, _, _ := net.SplitHostPort(opt.Addr)
@@ -108,9 +140,5 @@ func (h reloadOnError) check(err error) {
 	h.cc.ReloadState(context.Background())
 }
 
-// newStore wraps rdb in the store with the configured prefixes and WAIT.
-func newStore(rdb redis.UniversalClient, c RedisConfig) *rooms.RedisStore {
-	s := rooms.NewRedisStore(rdb, c.KeyPrefix, c.BotPrefix, c.RoomTTL)
-	s.SetWait(c.WaitReplicas, c.WaitTimeout)
-	return s
-}
+// Close closes the store's connections.
+func (s *RedisStore) Close() error { return s.rdb.Close() }
