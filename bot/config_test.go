@@ -85,11 +85,13 @@ func defaultConfig() Config {
 			DeniedPubkeys:  []string{},
 		},
 		Redis: RedisConfig{
-			URL:       "redis://127.0.0.1:6379/0",
-			Addrs:     []string{},
-			KeyPrefix: "nest:",
-			BotPrefix: "nestbot:",
-			RoomTTL:   24 * time.Hour,
+			URL:         "redis://127.0.0.1:6379/0",
+			Addrs:       []string{},
+			KeyPrefix:   "nest:",
+			BotPrefix:   "nestbot:",
+			RoomTTL:     24 * time.Hour,
+			Mode:        "auto",
+			WaitTimeout: 250 * time.Millisecond,
 		},
 		LiveKit: LiveKitConfig{
 			URL:              "http://127.0.0.1:7880",
@@ -179,6 +181,12 @@ redis:
   key_prefix: "nests:"
   bot_prefix: "bot:"
   room_ttl: 48h
+  mode: sentinel
+  sentinel_username: watcher
+  sentinel_password: sentinel-pw
+  tls_ca_file: /etc/ssl/redis-ca.pem
+  wait_replicas: 1
+  wait_timeout: 250ms
 livekit:
   url: https://lk.example
   public_url: wss://lk.example
@@ -238,6 +246,13 @@ func TestConfigFile(t *testing.T) {
 			KeyPrefix:  "nests:",
 			BotPrefix:  "bot:",
 			RoomTTL:    48 * time.Hour,
+			Mode:       "sentinel",
+
+			SentinelUsername: "watcher",
+			SentinelPassword: "sentinel-pw",
+			TLSCAFile:        "/etc/ssl/redis-ca.pem",
+			WaitReplicas:     1,
+			WaitTimeout:      250 * time.Millisecond,
 		},
 		LiveKit: LiveKitConfig{
 			URL:              "https://lk.example",
@@ -307,6 +322,7 @@ func TestConfigEnvOverridesFile(t *testing.T) {
 		"NESTBOT_REDIS_URL":                    "redis://env:6379/1",
 		"NESTBOT_REDIS_ADDRS":                  "",
 		"NESTBOT_REDIS_MASTER_NAME":            "",
+		"NESTBOT_REDIS_MODE":                   "auto",
 		"NESTBOT_LIVEKIT_API_SECRET":           "from-env",
 		"NESTBOT_LIVEKIT_MAX_PARTICIPANTS":     " 7 ",
 		"NESTBOT_HTTP_LISTEN":                  ":9100",
@@ -507,6 +523,11 @@ func TestConfigErrors(t *testing.T) {
 		{name: "key prefix under bot prefix", env: map[string]string{"NESTBOT_REDIS_KEY_PREFIX": "nestbot:rooms:"}, wantKey: "redis.bot_prefix"},
 		{name: "empty key prefix", env: map[string]string{"NESTBOT_REDIS_KEY_PREFIX": ""}, wantKey: "redis.key_prefix"},
 		{name: "empty bot prefix", file: "redis:\n  bot_prefix: \"\"\n", wantKey: "redis.bot_prefix"},
+		{name: "redis mode unknown", env: map[string]string{"NESTBOT_REDIS_MODE": "ring"}, wantKey: "redis.mode", wantMsg: "auto, single, cluster or sentinel"},
+		{name: "sentinel mode without master", env: map[string]string{"NESTBOT_REDIS_MODE": "sentinel", "NESTBOT_REDIS_ADDRS": "a:26379"}, wantKey: "redis.mode", wantMsg: "master_name"},
+		{name: "single mode with addrs", env: map[string]string{"NESTBOT_REDIS_MODE": "single", "NESTBOT_REDIS_ADDRS": "a:6379"}, wantKey: "redis.mode"},
+		{name: "wait replicas negative", env: map[string]string{"NESTBOT_REDIS_WAIT_REPLICAS": "-1"}, wantKey: "redis.wait_replicas"},
+		{name: "wait timeout without unit", env: map[string]string{"NESTBOT_REDIS_WAIT_TIMEOUT": "100"}, wantKey: "redis.wait_timeout", wantMsg: "unit"},
 
 		// livekit credentials, http
 		{name: "empty api key", env: map[string]string{"NESTBOT_LIVEKIT_API_KEY": ""}, wantKey: "livekit.api_key"},
@@ -622,6 +643,7 @@ func TestConfigSecretsNeverPrinted(t *testing.T) {
 		setEnv(t, env)
 		t.Setenv("NESTBOT_LIVEKIT_API_SECRET", apiSecret)
 		t.Setenv("NESTBOT_REDIS_URL", "redis://bot:"+redisPass+"@127.0.0.1:6379/0")
+		t.Setenv("NESTBOT_REDIS_SENTINEL_PASSWORD", redisPass+"-sentinel")
 		cfg := mustLoad(t, "")
 
 		var out bytes.Buffer

@@ -17,6 +17,9 @@ type metrics struct {
 	connected  *prometheus.GaugeVec     // by relay
 	queue      prometheus.GaugeFunc
 	published  *prometheus.CounterVec // by kind
+	// retries counts Redis steps of requests tried again (claim: the claim
+	// itself; resume: a restart finished after a public change).
+	retries *prometheus.CounterVec
 }
 
 func newMetrics(queueDepth func() float64) *metrics {
@@ -42,6 +45,10 @@ func newMetrics(queueDepth func() float64) *metrics {
 			Name: "nestbot_events_published_total", Help: "Events accepted by at least one relay, by kind.",
 		}, []string{"kind"}),
 	}
+	m.retries = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "nestbot_request_retries_total", Help: "Requests tried again later, by step (claim: Redis did not answer the claim; resume: a restart is finished after a public change).",
+	}, []string{"step"})
+	m.reg.MustRegister(m.retries)
 	m.queue = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "nestbot_queue_depth", Help: "Verified requests waiting for a worker.",
 	}, queueDepth)
