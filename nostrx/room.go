@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/nbd-wtf/go-nostr"
 )
@@ -149,6 +150,15 @@ func ParseRoomEvent(ev *nostr.Event) (*RoomEvent, error) {
 	}
 	r.Title = first(name, title)
 	return r, nil
+}
+
+// Expired reports whether ev carries a NIP-40 expiration at or before now.
+// An unreadable expiration counts as passed, as for requests: an event
+// whose deadline cannot be read proves nothing. Relays keep serving expired
+// events until they sweep them, so readers must check themselves.
+func Expired(ev *nostr.Event, now time.Time) bool {
+	exp, ok, err := expiration(ev.Tags)
+	return err != nil || (ok && !exp.Time().After(now))
 }
 
 // RoleOf is the role a pubkey holds in the room. The author is always host:

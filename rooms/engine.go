@@ -431,6 +431,10 @@ func (e *Engine) lookup(ctx context.Context, req nostrx.Request) (*nostrx.RoomEv
 	if err != nil || raw == nil {
 		return nil, nil
 	}
+	if nostrx.Expired(raw, e.now()) {
+		// NIP-40: an expired event proves nothing, whatever roles it names.
+		return nil, nil
+	}
 	orig, err := nostrx.ParseRoomEvent(raw)
 	if err != nil {
 		return nil, nil // an unreadable event proves no roles
