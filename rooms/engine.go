@@ -431,6 +431,10 @@ func (e *Engine) lookup(ctx context.Context, req nostrx.Request) (*nostrx.RoomEv
 	if err != nil || raw == nil {
 		return nil, nil
 	}
+	if nostrx.RoomEventBytes(raw) > nostrx.MaxRoomEventBytes {
+		// Issue 9: bounded input. Not even its roles are read.
+		return nil, nil
+	}
 	if nostrx.Expired(raw, e.now()) {
 		// NIP-40: an expired event proves nothing, whatever roles it names.
 		return nil, nil
@@ -512,7 +516,9 @@ func (e *Engine) newRecord(id string, req nostrx.Request, orig *nostrx.RoomEvent
 				add(&rec.Admins, pk)
 				add(&rec.Speakers, pk)
 			case nostrx.RoleSpeaker:
-				add(&rec.Speakers, pk)
+				if len(rec.Speakers) < nostrx.MaxSpeakerTags {
+					add(&rec.Speakers, pk)
+				}
 			}
 		}
 		rec.Relays = slices.Clone(orig.Relays)
@@ -531,7 +537,12 @@ func (e *Engine) spec(rec *Record, orig *nostrx.RoomEvent, now time.Time) nostrx
 		Starts: now.Unix(), Relays: rec.Relays, Host: rec.Host, Admins: rec.Admins, Speakers: rec.Speakers,
 	}
 	if orig != nil {
+		// ParseRoomEvent already bounded every field (issue 9).
 		s.Title, s.Summary, s.Image, s.Color, s.Topics = orig.Title, orig.Summary, orig.Image, orig.Color, orig.Topics
+		s.Vocab, s.Extra = orig.Vocab, orig.Extra
+		if orig.Starts > 0 {
+			s.Starts = orig.Starts
+		}
 		if s.Service == "" {
 			s.Service = orig.Service
 		}
