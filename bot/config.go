@@ -23,6 +23,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/viper"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/nestbot/nestbot/nostrx"
 )
 
 // Config is the whole validated configuration. LoadConfig is the only way to
@@ -92,6 +94,24 @@ type LiveKitConfig struct {
 type NestsConfig struct {
 	ServiceURL string // Nests API base, written in the room event's service tag
 	WebURL     string // web client base, used in links sent to users
+	// Hosted are URLs naming this deployment (nests.hosted): a room whose
+	// event names none of them in service/auth/streaming/endpoint is
+	// another deployment's, answered NOT_FOUND. Empty: ServiceURL and the
+	// endpoint derived from livekit.public_url (see HostedURLs).
+	Hosted []string
+}
+
+// HostedURLs is nests.hosted, or by default the service URL and the
+// LiveKit endpoint this bot itself writes into room events.
+func (c Config) HostedURLs() []string {
+	if len(c.Nests.Hosted) > 0 {
+		return c.Nests.Hosted
+	}
+	out := []string{c.Nests.ServiceURL}
+	if ep, err := nostrx.LiveKitEndpoint(c.LiveKit.PublicURL); err == nil {
+		out = append(out, ep)
+	}
+	return out
 }
 
 // HTTPConfig is the "http" section.
@@ -179,6 +199,7 @@ var configKeys = []struct {
 
 	{"nests.service_url", "http://127.0.0.1:5544/api/v1/nests"},
 	{"nests.web_url", "https://nostrnests.com"},
+	{"nests.hosted", []string{}},
 
 	{"http.listen", "127.0.0.1:9090"},
 	{"http.webhook_path", "/livekit/webhook"},
@@ -428,6 +449,7 @@ func (l *loader) load() Config {
 	// nests
 	c.Nests.ServiceURL = l.url("nests.service_url", "http", "https")
 	c.Nests.WebURL = l.url("nests.web_url", "http", "https")
+	c.Nests.Hosted = l.absoluteURLs("nests.hosted")
 
 	// http
 	if listen := l.str("http.listen"); listen != "" {
@@ -720,6 +742,18 @@ func schemeList(schemes []string) string {
 	return art + " " + strings.Join(parts[:len(parts)-1], ", ") + " or " + parts[len(parts)-1]
 }
 
+// absoluteURLs reads a list of URLs of any scheme that name a host.
+func (l *loader) absoluteURLs(key string) []string {
+	out := l.list(key)
+	for _, s := range out {
+		if u, err := url.Parse(s); err != nil || u.Scheme == "" || u.Hostname() == "" {
+			l.fail(key, "%q is not an absolute URL", s)
+			return nil
+		}
+	}
+	return out
+}
+
 func (l *loader) relays(key string) []string {
 	rs := l.list(key)
 	if rs == nil {
@@ -934,7 +968,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Any("nostr", c.Nostr),
 		slog.Any("redis", c.Redis),
 		slog.Any("livekit", c.LiveKit),
-		slog.Group("nests", "service_url", c.Nests.ServiceURL, "web_url", c.Nests.WebURL),
+		slog.Group("nests", "service_url", c.Nests.ServiceURL, "web_url", c.Nests.WebURL, "hosted", c.Nests.Hosted),
 		slog.Group("http", "listen", c.HTTP.Listen, "webhook_path", c.HTTP.WebhookPath),
 		slog.Group("limits",
 			"room_cooldown", c.Limits.RoomCooldown,

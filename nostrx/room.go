@@ -247,6 +247,10 @@ type RoomEvent struct {
 	Starts    int64           // "starts", unix seconds; 0 when absent
 	Vocab     Vocabulary      // the words the event was written in
 	Extra     nostr.Tags      // tags the bot does not own, see CopiedTags
+	// Places are the event's "service", "auth", "streaming" and "endpoint"
+	// values as written (at most MaxStreaming, each at most MaxURLBytes):
+	// where the room is hosted.
+	Places []string
 }
 
 // ParseRoomEvent reads a 30312. It does not verify the signature: callers
@@ -290,10 +294,12 @@ func ParseRoomEvent(ev *nostr.Event) (*RoomEvent, error) {
 				}
 			}
 		case "service", "auth":
+			r.addPlace(v)
 			if len(v) <= MaxURLBytes && isHTTPURL(v) {
 				r.Service = first(r.Service, v)
 			}
 		case "streaming", "endpoint":
+			r.addPlace(v)
 			if len(v) <= MaxURLBytes && len(r.Streaming) < MaxStreaming && !slices.Contains(r.Streaming, v) {
 				r.Streaming = append(r.Streaming, v)
 			}
@@ -333,6 +339,12 @@ func ParseRoomEvent(ev *nostr.Event) (*RoomEvent, error) {
 func Expired(ev *nostr.Event, now time.Time) bool {
 	exp, ok, err := expiration(ev.Tags)
 	return err != nil || (ok && !exp.Time().After(now))
+}
+
+func (r *RoomEvent) addPlace(v string) {
+	if len(v) <= MaxURLBytes && len(r.Places) < MaxStreaming && !slices.Contains(r.Places, v) {
+		r.Places = append(r.Places, v)
+	}
 }
 
 // RoleOf is the role a pubkey holds in the room. The author is always host:

@@ -178,7 +178,8 @@ func (s *RedisStore) ChoosePendingLast(ctx context.Context, c nostrx.Coordinate,
 // (and the end of the pending choice), the cool-down.
 type Writes struct {
 	Record         *Record            // PutRecord
-	Event          *nostr.Event       // SaveEvent, and AddOwned: the engine only publishes open rooms
+	Event          *nostr.Event       // SaveEvent, and AddOwned (RemoveOwned when Closed)
+	Closed         bool               // Event closes its room: the bot no longer looks after it
 	Replaced       *nostrx.Coordinate // SetReplacement(*Replaced, ReplacedBy, ReplacementTTL)
 	ReplacedBy     string
 	ReplacementTTL time.Duration
@@ -213,7 +214,11 @@ func (s *RedisStore) Commit(ctx context.Context, w Writes, lock *RoomLock) error
 		}
 		if ev != nil {
 			p.Set(ctx, s.BotKey("event", w.Event.Tags.GetD()), ev, eventTTL)
-			p.SAdd(ctx, s.ownedKey(), w.Event.Tags.GetD())
+			if w.Closed {
+				p.SRem(ctx, s.ownedKey(), w.Event.Tags.GetD())
+			} else {
+				p.SAdd(ctx, s.ownedKey(), w.Event.Tags.GetD())
+			}
 		}
 		if w.Replaced != nil {
 			p.Set(ctx, s.BotKey(replacedKey(*w.Replaced)...), w.ReplacedBy, w.ReplacementTTL)
@@ -248,7 +253,11 @@ func (s *RedisStore) commitEach(ctx context.Context, w Writes) error {
 		if err := s.SaveEvent(ctx, w.Event); err != nil {
 			return err
 		}
-		if err := s.AddOwned(ctx, w.Event.Tags.GetD()); err != nil {
+		index := s.AddOwned
+		if w.Closed {
+			index = s.RemoveOwned
+		}
+		if err := index(ctx, w.Event.Tags.GetD()); err != nil {
 			return err
 		}
 	}
