@@ -159,3 +159,43 @@ func statusResult(t *testing.T, p nostrx.Payload) nostrx.StatusResult {
 	}
 	return st
 }
+
+// TestLookupHoldsNoLock (issue 9 item 5, the lock part): a stranger's
+// request for 30312:<stranger>:<d> whose hint never answers keeps its
+// look-up waiting for the whole lookup_timeout; the host's own request for
+// the same d (record gone, so it needs the room lock of d) is answered
+// meanwhile instead of waiting behind that look-up.
+func TestLookupHoldsNoLock(t *testing.T) {
+	w := newWorld(t, 1)
+	w.cfg.Nostr.LookupTimeout = time.Minute // the stranger's look-up outlasts the test's waits
+	w.start()
+	host, stranger := newUser(t), newUser(t)
+	d := uuid.NewString()
+	w.publishRoom(host, d, nil)
+	silent := startStoreRelay(t)
+	silent.silent = true
+
+	strangerDone := make(chan struct{})
+	go func() {
+		defer close(strangerDone)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		w.client(stranger).Send(ctx, coord(stranger.pk, d), "restart", silent.URL, "")
+	}()
+	select {
+	case <-silent.reqs: // the stranger's look-up is under way
+	case <-time.After(20 * time.Second):
+		t.Fatal("the bot never asked the silent relay")
+	}
+	began := time.Now()
+	res := restartResult(t, w.ask(host, coord(host.pk, d), "restart").Payload)
+	if !res.IsNewRoom {
+		t.Fatalf("%+v", res)
+	}
+	t.Logf("host answered in %v", time.Since(began))
+	select {
+	case <-strangerDone:
+		t.Fatal("the stranger's look-up ended before the host's answer: nothing was tested")
+	default:
+	}
+}

@@ -17,13 +17,17 @@ import (
 // hostile relay; everything else in these tests uses the real relay.
 type storeRelay struct {
 	URL string
-	mu  sync.Mutex
-	evs []nostr.Event
+	// silent: never answer a REQ (a relay that makes a look-up wait out
+	// nostr.lookup_timeout); each REQ is signalled on reqs.
+	silent bool
+	reqs   chan struct{}
+	mu     sync.Mutex
+	evs    []nostr.Event
 }
 
 func startStoreRelay(t *testing.T) *storeRelay {
 	t.Helper()
-	r := &storeRelay{}
+	r := &storeRelay{reqs: make(chan struct{}, 64)}
 	srv := httptest.NewServer(http.HandlerFunc(r.serve))
 	t.Cleanup(srv.Close)
 	r.URL = "ws" + strings.TrimPrefix(srv.URL, "http")
@@ -55,6 +59,13 @@ func (r *storeRelay) serve(w http.ResponseWriter, req *http.Request) {
 		}
 		switch env := nostr.ParseMessage(string(data)).(type) {
 		case *nostr.ReqEnvelope:
+			select {
+			case r.reqs <- struct{}{}:
+			default:
+			}
+			if r.silent {
+				continue
+			}
 			r.mu.Lock()
 			var out []nostr.Event
 			for _, ev := range r.evs {
