@@ -1,7 +1,12 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -190,4 +195,45 @@ func contains(s []string, v string) bool {
 		}
 	}
 	return false
+}
+
+// TestRestartCommandAdopts (issue 12 point 3): `nestbot restart` signs and
+// publishes the template of a new-ID answer as the requester; with
+// --no-adopt it does not.
+func TestRestartCommandAdopts(t *testing.T) {
+	w := newWorld(t, 1)
+	w.start()
+	bin := filepath.Join(t.TempDir(), "nestbot")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/nestbot/nestbot/cmd/nestbot").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	for _, noAdopt := range []bool{false, true} {
+		host := newUser(t)
+		oldID := uuid.NewString()
+		w.publishRoom(host, oldID, nil)
+		args := []string{"restart", "--bot", nostrx.Npub(w.botPub()), "--relay", w.relays[0].URL, "--timeout", "20s"}
+		if noAdopt {
+			args = append(args, "--no-adopt")
+		}
+		cmd := exec.Command(bin, append(args, coord(host.pk, oldID).String())...)
+		cmd.Env = append(os.Environ(), "NESTBOT_CLIENT_KEY="+host.sk)
+		cmd.Dir = t.TempDir()
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("no-adopt=%v: %v: %s", noAdopt, err, stderr.String())
+		}
+		var p nostrx.Payload
+		if err := json.Unmarshal(stdout.Bytes(), &p); err != nil {
+			t.Fatalf("stdout: %v: %s", err, stdout.String())
+		}
+		res := restartResult(t, p)
+		evs := query(t, w.relays[0].URL, nostr.Filter{Kinds: []int{nostrx.KindRoom}, Authors: []string{host.pk}, Tags: nostr.TagMap{"d": {res.RoomID}}})
+		if noAdopt != (len(evs) == 0) {
+			t.Fatalf("no-adopt=%v: %d host events at the new ID; stderr %q", noAdopt, len(evs), stderr.String())
+		}
+		if !noAdopt && !strings.Contains(stderr.String(), "adopted") {
+			t.Fatalf("stderr %q", stderr.String())
+		}
+	}
 }
