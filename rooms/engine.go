@@ -47,6 +47,8 @@ type LiveKit interface {
 	// Recreate calls gone, when not nil, between the deletion of the old
 	// room and the creation of the new one, with the old room's SID.
 	Recreate(ctx context.Context, name, metadata string, gone func(oldSID string)) (*LiveRoom, error)
+	// Delete removes a room (gone already is not an error).
+	Delete(ctx context.Context, name string) error
 }
 
 // RoomEvents is the Nostr side of Engine: reading a room's newest 30312 and
@@ -572,6 +574,7 @@ func (e *Engine) recreate(ctx context.Context, req nostrx.Request, orig *nostrx.
 	}, lk); err != nil {
 		return nil, err
 	}
+	e.closeOldRoom(ctx, req.Room)
 	target := nostrx.Coordinate{Kind: nostrx.KindRoom, Author: e.Signer.PublicKey(), D: newID}
 	// The requester is the new record's host, whatever role the original gave.
 	res, err := e.result(target, rec, req.Requester, nostrx.RoleHost, MsgRecreated, room.SID, published)
@@ -582,6 +585,23 @@ func (e *Engine) recreate(ctx context.Context, req nostrx.Request, orig *nostrx.
 	res.OriginalRoomID = req.Room.D
 	res.Template = template(published)
 	return res, nil
+}
+
+// closeOldRoom deletes the LiveKit room the recreated room replaces, when
+// LiveKit still has it (its record expired while people were in it), so
+// that nobody stays in a room nothing points to any more: they are
+// disconnected and rejoin at the new address. Only a room whose metadata
+// names the requested coordinate's author as host is touched: a stranger's
+// coordinate that shares the d never closes someone else's room. Best
+// effort: the restart has succeeded whatever LiveKit answers.
+func (e *Engine) closeOldRoom(ctx context.Context, old nostrx.Coordinate) {
+	dctx, cancel := context.WithTimeout(ctx, e.Set.DependencyBudget)
+	defer cancel()
+	room, err := e.LiveKit.Find(dctx, old.D)
+	if err != nil || room == nil || metadataHost(room.Metadata) != old.Author {
+		return
+	}
+	_ = e.LiveKit.Delete(dctx, old.D)
 }
 
 // newRoomBudget refuses a recreation under a new ID once this minute's
