@@ -281,3 +281,37 @@ func TestLifecycleClosesReplacedRoom(t *testing.T) {
 		t.Fatal("the successor is not indexed")
 	}
 }
+
+// TestLifecycleAdoption (issue 12 point 3): the host signs and publishes
+// the template (nostr-tools), and nobody asks the bot anything: its
+// reconcile finds the host's event, publishes its own replacement once
+// more, closed and pointing at the host's, and stops looking after it.
+func TestLifecycleAdoption(t *testing.T) {
+	w := newWorld(t, 1)
+	w.cfg.Lifecycle.ReconcileInterval = 100 * time.Millisecond
+	w.cfg.HTTP.WebhookPath = ""
+	r := w.run(false)
+	r.waitRelays(t, 1)
+
+	host := newUser(t)
+	old := uuid.NewString()
+	w.publishRoom(host, old, nil)
+	res := restartResult(t, w.ask(host, coord(host.pk, old), "restart").Payload)
+	if res.Template == nil {
+		t.Fatalf("no template: %+v", res)
+	}
+	waitFor(t, "the new room indexed", func() bool { return w.owned(res.RoomID) })
+	tm := res.Template
+	w.clientPublish(host, map[string]any{"kind": tm.Kind, "created_at": tm.CreatedAt, "tags": tm.Tags, "content": tm.Content})
+
+	var closed *nostr.Event
+	waitFor(t, "the bot's replacement closed by adoption", func() bool {
+		closed = w.latestRoom(res.RoomID)
+		return status(closed) == "ended"
+	})
+	if closed.Tags.FindWithValue("a", coord(host.pk, res.RoomID).String()) == nil || closed.ID == res.Event.ID {
+		t.Fatalf("closed event %v", closed)
+	}
+	sameTagsBut(t, res.Event, closed, "status", "a", "alt")
+	waitFor(t, "the adopted room unindexed", func() bool { return !w.owned(res.RoomID) })
+}
