@@ -143,7 +143,8 @@ func TestAdoption(t *testing.T) {
 	hostRoom := coord(host.pk, res.RoomID)
 	botRoom := coord(w.botPub(), res.RoomID)
 
-	w.rdb.Del(context.Background(), "nestbot:last:"+res.RoomID) // past the cool-down
+	w.rdb.Del(context.Background(), "nestbot:last:"+res.RoomID)
+	nextSecond() // a request signed in the same second as an earlier one would have its id // past the cool-down
 	again := restartResult(t, w.ask(host, coord(host.pk, oldID), "restart").Payload)
 	checkNaddr(t, again.Naddr, host.pk, res.RoomID)
 	if again.RoomID != res.RoomID || again.Event != nil || again.Template != nil || !again.IsNewRoom {
@@ -157,6 +158,7 @@ func TestAdoption(t *testing.T) {
 		t.Fatal("the bot still looks after an adopted room")
 	}
 	w.rdb.Del(context.Background(), "nestbot:last:"+res.RoomID)
+	nextSecond() // a request signed in the same second as an earlier one would have its id
 	viaBot := restartResult(t, w.ask(host, botRoom, "restart").Payload)
 	checkNaddr(t, viaBot.Naddr, host.pk, res.RoomID)
 	if viaBot.Event != nil {
@@ -171,6 +173,7 @@ func TestAdoption(t *testing.T) {
 	tags := append(slices2(hostEv.Tags), []string{"p", newAdmin.pk, "", "Admin"}, []string{"p", speaker.pk, "", "Speaker"})
 	w.clientPublish(host, map[string]any{"kind": 30312, "created_at": hostEv.CreatedAt + 1, "tags": tags, "content": ""})
 	w.rdb.Del(context.Background(), "nestbot:last:"+res.RoomID)
+	nextSecond() // a request signed in the same second as an earlier one would have its id
 	byAdmin := restartResult(t, w.ask(newAdmin, hostRoom, "restart").Payload)
 	checkNaddr(t, byAdmin.Naddr, host.pk, res.RoomID)
 	checkToken(t, w, byAdmin.Token, res.RoomID, newAdmin.pk)

@@ -143,6 +143,7 @@ func TestStatusDoesNotLeakAnotherRoom(t *testing.T) {
 	// With the victim's record there, the attacker's coordinate still
 	// learns nothing, and may not ask by the record either.
 	w.nestsRecord(id, victim.pk, nil, nil)
+	nextSecond() // the same request in the same second would have the same id
 	if st := statusResult(t, w.ask(attacker, coord(attacker.pk, id), "status").Payload); st.Live || st.Record {
 		t.Fatalf("status leaks the victim's record: %+v", st)
 	}
