@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/livekit/protocol/livekit"
@@ -117,6 +118,8 @@ type lifecycle struct {
 	m     *opsMetrics
 	hints chan string // room names LiveKit told about
 	now   func() time.Time
+
+	adoptCursor int // where the next reconcile's adoption checks start
 }
 
 func newLifecycle(s *Service, lk *rooms.LiveKitRooms, m *opsMetrics) *lifecycle {
@@ -237,19 +240,66 @@ func (lc *lifecycle) reconcileOnce(ctx context.Context) error {
 		}
 	}
 	slices.Sort(owned)
+	acts := make(map[string]lifecycleAction, len(owned))
+	var adoptable []string
+	for _, d := range owned {
+		acts[d] = decideLifecycle(bot, lasts[d], live[d], successors[d], lc.now(), s.cfg.Lifecycle.RepublishInterval)
+		if acts[d] == actKeep || acts[d] == actRepublish {
+			adoptable = append(adoptable, d)
+		}
+	}
+	for _, d := range lc.adoptions(ctx, adoptable, lasts) {
+		acts[d] = actAdopted
+	}
 	for _, d := range owned {
 		if ctx.Err() != nil {
 			return nil
 		}
-		act := decideLifecycle(bot, lasts[d], live[d], successors[d], lc.now(), s.cfg.Lifecycle.RepublishInterval)
-		if (act == actKeep || act == actRepublish) && lc.adoptedBy(ctx, lasts[d]) != nil {
-			act = actAdopted
-		}
-		if act != actKeep {
+		if act := acts[d]; act != actKeep {
 			lc.apply(ctx, d, act, successors[d])
 		}
 	}
 	return nil
+}
+
+// Adoption look-ups per reconcile: at most adoptChecksPerTick rooms (the
+// next ones in turn on the following tick), adoptLookups at a time, so a
+// bot with many rooms, or slow relays, does not hold up the loop.
+const (
+	adoptChecksPerTick = 32
+	adoptLookups       = 4
+)
+
+// adoptions returns the rooms among ds whose host published their own
+// event for them, checking a bounded, rotating share of ds per call.
+func (lc *lifecycle) adoptions(ctx context.Context, ds []string, lasts map[string]*nostr.Event) []string {
+	if len(ds) == 0 {
+		return nil
+	}
+	n := min(len(ds), adoptChecksPerTick)
+	start := lc.adoptCursor % len(ds)
+	lc.adoptCursor += n
+	var (
+		mu      sync.Mutex
+		adopted []string
+		wg      sync.WaitGroup
+		slots   = make(chan struct{}, adoptLookups)
+	)
+	for i := range n {
+		d := ds[(start+i)%len(ds)]
+		slots <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-slots; wg.Done() }()
+			if lc.adoptedBy(ctx, lasts[d]) != nil {
+				mu.Lock()
+				adopted = append(adopted, d)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return adopted
 }
 
 // adoptedBy looks up, on the bot's and the room's relays, the event its

@@ -164,6 +164,11 @@ func TestAdoption(t *testing.T) {
 	if viaBot.Event != nil {
 		t.Fatalf("event in an answer for an adopted room: %v", viaBot.Event)
 	}
+	st := statusResult(t, w.ask(host, coord(host.pk, oldID), "status").Payload)
+	checkNaddr(t, st.Naddr, host.pk, res.RoomID)
+	if !st.Record || st.RoomID != res.RoomID {
+		t.Fatalf("status of the adopted room %+v", st)
+	}
 	if latest := w.latestRoom(res.RoomID); latest.ID != closed.ID {
 		t.Fatalf("the bot published again after adoption: %v", latest)
 	}
