@@ -15,6 +15,7 @@ import (
 
 	"github.com/nestbot/nestbot/internal/stack"
 	"github.com/nestbot/nestbot/nostrx"
+	"github.com/nestbot/nestbot/rooms"
 )
 
 // Issue 12: rooms as today's clients write them. nostr-tools (interop/
@@ -143,7 +144,7 @@ func TestAdoption(t *testing.T) {
 	hostRoom := coord(host.pk, res.RoomID)
 	botRoom := coord(w.botPub(), res.RoomID)
 
-	w.rdb.Del(context.Background(), "nestbot:last:"+res.RoomID)
+	w.rdb.Del(context.Background(), rooms.DefaultKeys.Cooldown(res.RoomID))
 	nextSecond() // a request signed in the same second as an earlier one would have its id // past the cool-down
 	again := restartResult(t, w.ask(host, coord(host.pk, oldID), "restart").Payload)
 	checkNaddr(t, again.Naddr, host.pk, res.RoomID)
@@ -157,7 +158,7 @@ func TestAdoption(t *testing.T) {
 	if w.owned(res.RoomID) {
 		t.Fatal("the bot still looks after an adopted room")
 	}
-	w.rdb.Del(context.Background(), "nestbot:last:"+res.RoomID)
+	w.rdb.Del(context.Background(), rooms.DefaultKeys.Cooldown(res.RoomID))
 	nextSecond() // a request signed in the same second as an earlier one would have its id
 	viaBot := restartResult(t, w.ask(host, botRoom, "restart").Payload)
 	checkNaddr(t, viaBot.Naddr, host.pk, res.RoomID)
@@ -177,7 +178,7 @@ func TestAdoption(t *testing.T) {
 	wantError(t, w.ask(newAdmin, hostRoom, "restart").Payload, nostrx.CodeUnauthorized)
 	tags := append(slices2(hostEv.Tags), []string{"p", newAdmin.pk, "", "Admin"}, []string{"p", speaker.pk, "", "Speaker"})
 	w.clientPublish(host, map[string]any{"kind": 30312, "created_at": hostEv.CreatedAt + 1, "tags": tags, "content": ""})
-	w.rdb.Del(context.Background(), "nestbot:last:"+res.RoomID)
+	w.rdb.Del(context.Background(), rooms.DefaultKeys.Cooldown(res.RoomID))
 	nextSecond() // a request signed in the same second as an earlier one would have its id
 	byAdmin := restartResult(t, w.ask(newAdmin, hostRoom, "restart").Payload)
 	checkNaddr(t, byAdmin.Naddr, host.pk, res.RoomID)

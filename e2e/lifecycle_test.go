@@ -121,7 +121,7 @@ func TestLifecycleCloseByReconcile(t *testing.T) {
 		}
 	}
 	waitFor(t, "the closed room leaves the index", func() bool { return !w.owned(id) })
-	last, err := w.rdb.Get(context.Background(), "nestbot:event:"+id).Result()
+	last, err := w.rdb.Get(context.Background(), "nestbot:{"+id+"}:event").Result()
 	if err != nil || !strings.Contains(last, `"id":"`+closed.ID+`"`) {
 		t.Fatalf("the saved last event is not the closed one: %v", err)
 	}
@@ -242,7 +242,7 @@ func TestLifecycleClosesReplacedRoom(t *testing.T) {
 	host := newUser(t)
 	first, open := w.recreated(host)
 	ctx := context.Background()
-	w.rdb.Del(ctx, "nest:"+first, "nestbot:last:"+first) // the record expires; no cool-down
+	w.rdb.Del(ctx, "nest:"+first, "nestbot:{"+first+"}:last") // the record expires; no cool-down
 
 	res := restartResult(t, w.ask(host, coord(w.botPub(), first), "restart").Payload)
 	second := res.RoomID

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -225,7 +226,8 @@ func (e *Engine) restartLocked(ctx context.Context, req nostrx.Request, pre *loo
 		if !pre.roomDone {
 			return nil, &needLookup{room: true}
 		}
-		return e.recreate(ctx, req, pre.room, commitLock)
+		resuming := view0 != nil && view0.PendingErr == nil && view0.Pending != ""
+		return e.recreate(ctx, req, pre.room, commitLock, resuming)
 	}
 	last, err := e.lastEvent(ctx, rec.ID, view0)
 	if err != nil {
@@ -399,18 +401,27 @@ func (e *Engine) restartInPlace(ctx context.Context, req nostrx.Request, target 
 		return nil, err
 	}
 	if room == nil {
+		var deleted atomic.Bool
 		room, err = retry(ctx, e.Set.DependencyBudget, func(ctx context.Context) (*LiveRoom, error) {
-			return e.LiveKit.Recreate(ctx, rec.ID, roomMetadata(rec), func(oldSID string) { e.markRecreating(ctx, rec.ID, oldSID) })
+			return e.LiveKit.Recreate(ctx, rec.ID, roomMetadata(rec), func(oldSID string) {
+				deleted.Store(true)
+				e.markRecreating(ctx, rec.ID, oldSID)
+			})
 		})
+		if err != nil && deleted.Load() {
+			return nil, incomplete(err) // the old room is gone: finish, do not fail
+		}
 		if err != nil {
 			return nil, unavailable(err)
 		}
 	}
+	// The LiveKit room was recreated: a public change. From here on a
+	// failure is ErrIncomplete (finish it later), never an answer.
 	w.Restarted, w.Cooldown = rec.ID, e.Set.Cooldown
 	var published *nostr.Event
 	if owned && adopted == nil {
 		if err := e.put(ctx, rec); err != nil {
-			return nil, err
+			return nil, incomplete(err)
 		}
 		orig, err := nostrx.ParseRoomEvent(last)
 		if err != nil {
@@ -419,7 +430,7 @@ func (e *Engine) restartInPlace(ctx context.Context, req nostrx.Request, target 
 		spec := e.spec(rec, orig, now)
 		spec.Replaces = replacesTag(last)
 		if published, err = e.publish(ctx, spec, last); err != nil {
-			return nil, err
+			return nil, incomplete(err)
 		}
 		w.Event = published
 	} else {
@@ -427,7 +438,7 @@ func (e *Engine) restartInPlace(ctx context.Context, req nostrx.Request, target 
 	}
 	// record (unless written above), last event, cool-down, unlock
 	if err := e.commit(ctx, w, lk); err != nil {
-		return nil, err
+		return nil, incomplete(err)
 	}
 	res, err := e.result(target, rec, req.Requester, role, MsgRestarted, room.SID, published)
 	if err != nil {
@@ -532,10 +543,14 @@ func (e *Engine) recreatedBefore(ctx context.Context, room string, pre *RoomView
 
 // recreate recreates req's room under a new ID from orig, its event as
 // looked up (nil when none was found), already authorized and found hosted
-// here by Restart.
-func (e *Engine) recreate(ctx context.Context, req nostrx.Request, orig *nostrx.RoomEvent, lk *RoomLock) (*Result, error) {
-	if err := e.newRoomBudget(ctx); err != nil {
-		return nil, err
+// here by Restart. resuming says a recreation cut off after its public
+// change is being finished: it is not counted against
+// new_rooms_per_minute again.
+func (e *Engine) recreate(ctx context.Context, req nostrx.Request, orig *nostrx.RoomEvent, lk *RoomLock, resuming bool) (*Result, error) {
+	if !resuming {
+		if err := e.newRoomBudget(ctx); err != nil {
+			return nil, err
+		}
 	}
 
 	type chosen struct {
@@ -558,21 +573,23 @@ func (e *Engine) recreate(ctx context.Context, req nostrx.Request, orig *nostrx.
 	if err != nil {
 		return nil, unavailable(err)
 	}
+	// The new LiveKit room exists: a public change. From here on a failure
+	// is ErrIncomplete; the pending choice makes the retry finish this room.
 	if err := e.put(ctx, rec); err != nil {
-		return nil, err
+		return nil, incomplete(err)
 	}
 	spec := e.spec(rec, orig, now)
 	spec.Replaces = &req.Room
 	published, err := e.publish(ctx, spec, pick.last)
 	if err != nil {
-		return nil, err
+		return nil, incomplete(err)
 	}
 	// last event, replacement, cool-down, unlock
 	if err := e.commit(ctx, Writes{
 		Event: published, Replaced: &req.Room, ReplacedBy: newID, ReplacementTTL: replacementTTL,
 		Restarted: newID, Cooldown: e.Set.Cooldown,
 	}, lk); err != nil {
-		return nil, err
+		return nil, incomplete(err)
 	}
 	e.closeOldRoom(ctx, req.Room)
 	target := nostrx.Coordinate{Kind: nostrx.KindRoom, Author: e.Signer.PublicKey(), D: newID}
@@ -914,6 +931,21 @@ func (e *Engine) commit(ctx context.Context, w Writes, lk *RoomLock) error {
 		return struct{}{}, e.State.Commit(ctx, w, lk)
 	})
 	return unavailable(err)
+}
+
+// ErrIncomplete marks a restart that failed after a public change (its
+// LiveKit room was recreated or created, or a replacement event may have
+// been published). Such a request is never answered as failed: the caller
+// keeps its claim and runs the restart again, which finishes the same
+// room (the pending choice and the recreation mark lead it there), or
+// leaves it to the replica that takes the claim over.
+var ErrIncomplete = errors.New("restart incomplete after a public change")
+
+func incomplete(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", ErrIncomplete, err)
 }
 
 // unavailable turns a dependency failure that outlived its retries into the
