@@ -23,6 +23,7 @@ import (
 	"github.com/spf13/viper"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/nestbot/nestbot/nostrx"
 	"github.com/nestbot/nestbot/rooms"
 )
 
@@ -113,6 +114,24 @@ type NestsConfig struct {
 	// set, the bot's kind 0 profile names it as its website so users find
 	// it. "" (the default) leaves the profile without one.
 	ConsoleURL string
+	// Hosted are URLs naming this deployment (nests.hosted): a room whose
+	// event names none of them in service/auth/streaming/endpoint is
+	// another deployment's, answered NOT_FOUND. Empty: ServiceURL and the
+	// endpoint derived from livekit.public_url (see HostedURLs).
+	Hosted []string
+}
+
+// HostedURLs is nests.hosted, or by default the service URL and the
+// LiveKit endpoint this bot itself writes into room events.
+func (c Config) HostedURLs() []string {
+	if len(c.Nests.Hosted) > 0 {
+		return c.Nests.Hosted
+	}
+	out := []string{c.Nests.ServiceURL}
+	if ep, err := nostrx.LiveKitEndpoint(c.LiveKit.PublicURL); err == nil {
+		out = append(out, ep)
+	}
+	return out
 }
 
 // HTTPConfig is the "http" section.
@@ -209,6 +228,7 @@ var configKeys = []struct {
 
 	{"nests.service_url", "http://127.0.0.1:5544/api/v1/nests"},
 	{"nests.web_url", "https://nostrnests.com"},
+	{"nests.hosted", []string{}},
 	{"nests.console_url", ""},
 
 	{"http.listen", "127.0.0.1:9090"},
@@ -478,6 +498,7 @@ func (l *loader) load() Config {
 	// nests
 	c.Nests.ServiceURL = l.url("nests.service_url", "http", "https")
 	c.Nests.WebURL = l.url("nests.web_url", "http", "https")
+	c.Nests.Hosted = l.absoluteURLs("nests.hosted")
 	if u := l.str("nests.console_url"); u != "" {
 		c.Nests.ConsoleURL = l.url("nests.console_url", "http", "https")
 	}
@@ -774,6 +795,18 @@ func schemeList(schemes []string) string {
 	return art + " " + strings.Join(parts[:len(parts)-1], ", ") + " or " + parts[len(parts)-1]
 }
 
+// absoluteURLs reads a list of URLs of any scheme that name a host.
+func (l *loader) absoluteURLs(key string) []string {
+	out := l.list(key)
+	for _, s := range out {
+		if u, err := url.Parse(s); err != nil || u.Scheme == "" || u.Hostname() == "" {
+			l.fail(key, "%q is not an absolute URL", s)
+			return nil
+		}
+	}
+	return out
+}
+
 func (l *loader) relays(key string) []string {
 	rs := l.list(key)
 	if rs == nil {
@@ -988,7 +1021,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Any("nostr", c.Nostr),
 		slog.Any("redis", c.Redis),
 		slog.Any("livekit", c.LiveKit),
-		slog.Group("nests", "service_url", c.Nests.ServiceURL, "web_url", c.Nests.WebURL, "console_url", c.Nests.ConsoleURL),
+		slog.Group("nests", "service_url", c.Nests.ServiceURL, "web_url", c.Nests.WebURL, "console_url", c.Nests.ConsoleURL, "hosted", c.Nests.Hosted),
 		slog.Group("http", "listen", c.HTTP.Listen, "webhook_path", c.HTTP.WebhookPath),
 		slog.Group("limits",
 			"room_cooldown", c.Limits.RoomCooldown,

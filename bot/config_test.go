@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -106,6 +107,7 @@ func defaultConfig() Config {
 		Nests: NestsConfig{
 			ServiceURL: "http://127.0.0.1:5544/api/v1/nests",
 			WebURL:     "https://nostrnests.com",
+			Hosted:     []string{},
 		},
 		HTTP: HTTPConfig{Listen: "127.0.0.1:9090", WebhookPath: "/livekit/webhook"},
 		Limits: LimitsConfig{
@@ -199,6 +201,7 @@ livekit:
 nests:
   service_url: https://nests.example/api/v1/nests
   web_url: http://nests.example
+  hosted: [https://nests.example/api/v1/nests, "wss+livekit://lk.example"]
 http:
   listen: ""
   webhook_path: /hooks/livekit
@@ -264,7 +267,7 @@ func TestConfigFile(t *testing.T) {
 			EmptyTimeout:     5 * time.Minute,
 			DepartureTimeout: 20 * time.Second,
 		},
-		Nests: NestsConfig{ServiceURL: "https://nests.example/api/v1/nests", WebURL: "http://nests.example"},
+		Nests: NestsConfig{ServiceURL: "https://nests.example/api/v1/nests", WebURL: "http://nests.example", Hosted: []string{"https://nests.example/api/v1/nests", "wss+livekit://lk.example"}},
 		HTTP:  HTTPConfig{Listen: "", WebhookPath: "/hooks/livekit"},
 		Limits: LimitsConfig{
 			RoomCooldown:      time.Minute,
@@ -506,6 +509,7 @@ func TestConfigErrors(t *testing.T) {
 		{name: "livekit public url no host", env: map[string]string{"NESTBOT_LIVEKIT_PUBLIC_URL": "wss:///path"}, wantKey: "livekit.public_url"},
 		{name: "nests service url ws", env: map[string]string{"NESTBOT_NESTS_SERVICE_URL": "ws://nests.example"}, wantKey: "nests.service_url"},
 		{name: "nests web url garbage", env: map[string]string{"NESTBOT_NESTS_WEB_URL": "::nope"}, wantKey: "nests.web_url"},
+		{name: "nests hosted not a url", env: map[string]string{"NESTBOT_NESTS_HOSTED": "https://ok.example,nohost"}, wantKey: "nests.hosted"},
 		{name: "nests console url not http", env: map[string]string{"NESTBOT_NESTS_CONSOLE_URL": "ws://console.example"}, wantKey: "nests.console_url"},
 		{name: "profile picture not http", env: map[string]string{"NESTBOT_PROFILE_PICTURE": "ipfs://x"}, wantKey: "profile.picture"},
 		{name: "redis url scheme", env: map[string]string{"NESTBOT_REDIS_URL": "http://127.0.0.1:6379"}, wantKey: "redis.url"},
@@ -824,6 +828,24 @@ func TestConfigKeysMatchStruct(t *testing.T) {
 	// And the public key helper agrees with go-nostr.
 	if pk, _ := nostr.GetPublicKey(testSecretHex); pk != testPubHex {
 		t.Fatalf("test vector mismatch: %s", pk)
+	}
+}
+
+func TestHostedURLsDefault(t *testing.T) {
+	t.Setenv("NESTBOT_NOSTR_SECRET_KEY", testSecretHex)
+	cfg, err := LoadConfig("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.HostedURLs(); !slices.Equal(got, []string{"http://127.0.0.1:5544/api/v1/nests", "ws+livekit://127.0.0.1:7880"}) {
+		t.Fatalf("default hosted %v", got)
+	}
+	t.Setenv("NESTBOT_NESTS_HOSTED", "https://a.example, wss://lk.example")
+	if cfg, err = LoadConfig(""); err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.HostedURLs(); !slices.Equal(got, []string{"https://a.example", "wss://lk.example"}) {
+		t.Fatalf("hosted %v", got)
 	}
 }
 

@@ -154,6 +154,7 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 			Relays: cfg.Nostr.Relays, ServiceURL: cfg.Nests.ServiceURL, Endpoint: endpoint,
 			Cooldown: cfg.Limits.RoomCooldown, DependencyBudget: cfg.Limits.DependencyTimeout,
 			LookupTimeout: cfg.Nostr.LookupTimeout, NewRoomsPerMinute: cfg.Limits.NewRoomsPerMinute,
+			Hosted: cfg.HostedURLs(),
 		},
 	}
 	for _, url := range cfg.Nostr.Relays {

@@ -209,6 +209,10 @@ func TestDMRestartNIP17(t *testing.T) {
 	if ptr.PublicKey != w.botPub() || ptr.Kind != nostrx.KindRoom || ptr.Identifier == oldID {
 		t.Fatalf("reply names %+v, want the bot's replacement room", ptr)
 	}
+	// Issue 12: the reply says the bot holds the room until the host adopts it, and how.
+	if !strings.Contains(ex.Reply, "For now I hold the room") || !strings.Contains(ex.Reply, "(d tag "+ptr.Identifier+")") {
+		t.Fatalf("reply does not explain adoption: %q", ex.Reply)
+	}
 	if _, rec := w.record(ptr.Identifier); rec == nil || rec.Host != host.pk || rec.OriginalRoomID != oldID {
 		t.Fatalf("record of the new room %+v", rec)
 	}

@@ -173,7 +173,7 @@ func TestRecreateUnderNewID(t *testing.T) {
 	tag := func(k string) nostr.Tag { return ev.Tags.Find(k) }
 	for k, want := range map[string]string{
 		"d": res.RoomID, "room": "Morning Nest", "title": "Morning Nest", "summary": "coffee talk", "image": "https://example.com/nest.png",
-		"t": "coffee", "color": "#ff8800", "status": "open", "service": w.cfg.Nests.ServiceURL, "streaming": res.Endpoints[0],
+		"t": "coffee", "color": "#ff8800", "status": "live", // the original's word (issue 12) "service": w.cfg.Nests.ServiceURL, "streaming": res.Endpoints[0],
 		"a": "30312:" + host.pk + ":" + oldID,
 	} {
 		if got := tag(k); len(got) < 2 || got[1] != want {
@@ -207,7 +207,7 @@ func TestRecreateUnderNewID(t *testing.T) {
 		t.Fatalf("second request for the old room: %+v", again)
 	}
 	checkNaddr(t, again.Naddr, w.botPub(), res.RoomID)
-	if again.Event == nil || again.Event.CreatedAt <= ev.CreatedAt || again.Event.Tags.Find("status")[1] != "open" {
+	if again.Event == nil || again.Event.CreatedAt <= ev.CreatedAt || again.Event.Tags.Find("status")[1] != "live" {
 		t.Fatalf("republished event %v must be newer than %d", again.Event, ev.CreatedAt)
 	}
 	if n := len(w.allLiveRooms()); n != 1 {

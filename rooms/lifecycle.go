@@ -194,3 +194,12 @@ func (l *LiveKitRooms) List(ctx context.Context, names []string) ([]*LiveRoom, e
 	}
 	return out, nil
 }
+
+// Delete removes the LiveKit room named name, disconnecting everyone in it;
+// a room that is already gone is not an error.
+func (l *LiveKitRooms) Delete(ctx context.Context, name string) error {
+	if _, err := l.client.DeleteRoom(ctx, &livekit.DeleteRoomRequest{Room: name}); err != nil && !isNotFound(err) {
+		return livekitErr("delete room "+name, err)
+	}
+	return nil
+}

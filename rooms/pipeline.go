@@ -188,7 +188,8 @@ func (s *RedisStore) ChoosePendingLast(ctx context.Context, c nostrx.Coordinate,
 // (and the end of the pending choice), the cool-down.
 type Writes struct {
 	Record         *Record            // PutRecord
-	Event          *nostr.Event       // SaveEvent, and AddOwned: the engine only publishes open rooms
+	Event          *nostr.Event       // SaveEvent, and AddOwned (RemoveOwned when Closed)
+	Closed         bool               // Event closes its room: the bot no longer looks after it
 	Replaced       *nostrx.Coordinate // SetReplacement(*Replaced, ReplacedBy, ReplacementTTL)
 	ReplacedBy     string
 	ReplacementTTL time.Duration
@@ -241,7 +242,13 @@ func (s *RedisStore) Commit(ctx context.Context, w Writes, lock *RoomLock) error
 	}
 	if ev != nil {
 		d := w.Event.Tags.GetD()
-		group(s.keys.Owned(), func(p redis.Pipeliner) { p.SAdd(ctx, s.keys.Owned(), d) })
+		group(s.keys.Owned(), func(p redis.Pipeliner) {
+			if w.Closed {
+				p.SRem(ctx, s.keys.Owned(), d)
+			} else {
+				p.SAdd(ctx, s.keys.Owned(), d)
+			}
+		})
 		group(s.keys.Event(d), func(p redis.Pipeliner) { p.Set(ctx, s.keys.Event(d), ev, eventTTL) })
 	}
 	if w.Restarted != "" {
