@@ -109,6 +109,10 @@ type LiveKitConfig struct {
 type NestsConfig struct {
 	ServiceURL string // Nests API base, written in the room event's service tag
 	WebURL     string // web client base, used in links sent to users
+	// ConsoleURL is the address of the restart page (web/) for hosts; when
+	// set, the bot's kind 0 profile names it as its website so users find
+	// it. "" (the default) leaves the profile without one.
+	ConsoleURL string
 }
 
 // HTTPConfig is the "http" section.
@@ -146,6 +150,9 @@ type ProfileConfig struct {
 	Name    string
 	About   string
 	Picture string // http(s) URL or ""
+	// Website is nests.console_url, copied here because it is what the
+	// kind 0 profile calls it (NIP-24 "website").
+	Website string
 }
 
 // ConfigError is returned for every invalid value: it names the key and says
@@ -202,6 +209,7 @@ var configKeys = []struct {
 
 	{"nests.service_url", "http://127.0.0.1:5544/api/v1/nests"},
 	{"nests.web_url", "https://nostrnests.com"},
+	{"nests.console_url", ""},
 
 	{"http.listen", "127.0.0.1:9090"},
 	{"http.webhook_path", "/livekit/webhook"},
@@ -470,6 +478,9 @@ func (l *loader) load() Config {
 	// nests
 	c.Nests.ServiceURL = l.url("nests.service_url", "http", "https")
 	c.Nests.WebURL = l.url("nests.web_url", "http", "https")
+	if u := l.str("nests.console_url"); u != "" {
+		c.Nests.ConsoleURL = l.url("nests.console_url", "http", "https")
+	}
 
 	// http
 	if listen := l.str("http.listen"); listen != "" {
@@ -521,6 +532,7 @@ func (l *loader) load() Config {
 	if pic := l.str("profile.picture"); pic != "" {
 		c.Profile.Picture = l.url("profile.picture", "http", "https")
 	}
+	c.Profile.Website = c.Nests.ConsoleURL
 	return c
 }
 
@@ -976,7 +988,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Any("nostr", c.Nostr),
 		slog.Any("redis", c.Redis),
 		slog.Any("livekit", c.LiveKit),
-		slog.Group("nests", "service_url", c.Nests.ServiceURL, "web_url", c.Nests.WebURL),
+		slog.Group("nests", "service_url", c.Nests.ServiceURL, "web_url", c.Nests.WebURL, "console_url", c.Nests.ConsoleURL),
 		slog.Group("http", "listen", c.HTTP.Listen, "webhook_path", c.HTTP.WebhookPath),
 		slog.Group("limits",
 			"room_cooldown", c.Limits.RoomCooldown,

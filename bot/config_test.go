@@ -506,6 +506,7 @@ func TestConfigErrors(t *testing.T) {
 		{name: "livekit public url no host", env: map[string]string{"NESTBOT_LIVEKIT_PUBLIC_URL": "wss:///path"}, wantKey: "livekit.public_url"},
 		{name: "nests service url ws", env: map[string]string{"NESTBOT_NESTS_SERVICE_URL": "ws://nests.example"}, wantKey: "nests.service_url"},
 		{name: "nests web url garbage", env: map[string]string{"NESTBOT_NESTS_WEB_URL": "::nope"}, wantKey: "nests.web_url"},
+		{name: "nests console url not http", env: map[string]string{"NESTBOT_NESTS_CONSOLE_URL": "ws://console.example"}, wantKey: "nests.console_url"},
 		{name: "profile picture not http", env: map[string]string{"NESTBOT_PROFILE_PICTURE": "ipfs://x"}, wantKey: "profile.picture"},
 		{name: "redis url scheme", env: map[string]string{"NESTBOT_REDIS_URL": "http://127.0.0.1:6379"}, wantKey: "redis.url"},
 		{name: "redis url db", env: map[string]string{"NESTBOT_REDIS_URL": "redis://:pw@127.0.0.1:6379/x"}, wantKey: "redis.url"},
@@ -823,5 +824,20 @@ func TestConfigKeysMatchStruct(t *testing.T) {
 	// And the public key helper agrees with go-nostr.
 	if pk, _ := nostr.GetPublicKey(testSecretHex); pk != testPubHex {
 		t.Fatalf("test vector mismatch: %s", pk)
+	}
+}
+
+// TestConfigConsoleURL: nests.console_url is off by default and, when set,
+// becomes the profile's website.
+func TestConfigConsoleURL(t *testing.T) {
+	clearEnv(t)
+	t.Setenv("NESTBOT_NOSTR_SECRET_KEY", testSecretHex)
+	if cfg := mustLoad(t, ""); cfg.Nests.ConsoleURL != "" || cfg.Profile.Website != "" {
+		t.Fatalf("default console url %q, website %q", cfg.Nests.ConsoleURL, cfg.Profile.Website)
+	}
+	t.Setenv("NESTBOT_NESTS_CONSOLE_URL", "https://console.example/restart/")
+	cfg := mustLoad(t, "")
+	if cfg.Nests.ConsoleURL != "https://console.example/restart/" || cfg.Profile.Website != cfg.Nests.ConsoleURL {
+		t.Fatalf("console url %q, website %q", cfg.Nests.ConsoleURL, cfg.Profile.Website)
 	}
 }

@@ -30,7 +30,7 @@ func (s *Service) handle(ctx context.Context, j job) {
 	ev := j.ev
 	stored, ours := s.claim(ctx, j)
 	if stored != nil {
-		s.deliver(ctx, ev.ID, stored, s.responseRelays(ev, j.via, nil))
+		s.deliver(ctx, ev.ID, stored, s.responseRelays(ev, j.via, nil, refusalOnly(stored)))
 	}
 	if !ours {
 		return
@@ -53,7 +53,7 @@ func (s *Service) handle(ctx context.Context, j job) {
 	if err := s.storeAnswer(ctx, j, &resp); err != nil {
 		s.log.Warn("store response", "id", ev.ID, "err", err)
 	}
-	delivered := s.deliver(ctx, ev.ID, &resp, s.responseRelays(ev, j.via, ans.relays))
+	delivered := s.deliver(ctx, ev.ID, &resp, s.responseRelays(ev, j.via, ans.relays, isRefusal(ans.payload)))
 
 	action := req.Action
 	if action != nostrx.ActionRestart && action != nostrx.ActionStatus {
@@ -232,50 +232,38 @@ func (s *Service) rateAllow(ctx context.Context, pubkey string) (bool, error) {
 // responseRelays: the bot's relays, the relay the request came from, its
 // hint, the live room's relays, and the requester's NIP-65 read relays
 // (at once when known, else forwarded in the background: relaylists.go).
-func (s *Service) responseRelays(ev *nostr.Event, via string, roomRelays []string) []string {
+// A refusal (see isRefusal) goes only to the bot's relays, the one the
+// request came from (one of them) and the requester's read relays: a
+// stranger's hint never makes the bot write to a relay of their choosing
+// without passing the checks.
+func (s *Service) responseRelays(ev *nostr.Event, via string, roomRelays []string, refusal bool) []string {
 	relays := slices.Clone(s.cfg.Nostr.Relays)
 	relays = append(relays, via)
-	if t := ev.Tags.Find("a"); len(t) >= 3 && nostrx.ValidRelayURL(t[2]) {
+	if t := ev.Tags.Find("a"); !refusal && len(t) >= 3 && nostrx.ValidRelayURL(t[2]) {
 		relays = append(relays, t[2])
 	}
-	relays = append(relays, roomRelays...)
+	if !refusal {
+		relays = append(relays, roomRelays...)
+	}
 	relays = append(relays, s.requesterReadRelays(ev, relays)...)
 	return dedupe(relays)
 }
 
-// deliverBudget bounds how long a response keeps being retried when no
-// relay accepts it; after that the stored response waits for the request
-// to be seen again.
-const deliverBudget = 2 * time.Minute
-
-// deliver publishes a response until a relay accepts it, then marks the
-// claim delivered. A response no relay accepts is retried, not dropped.
-func (s *Service) deliver(ctx context.Context, id string, resp *nostr.Event, relays []string) bool {
-	deadline := time.Now().Add(deliverBudget)
-	wait := 250 * time.Millisecond
-	for {
-		pctx, cancel := context.WithTimeout(ctx, publishTimeout)
-		err := s.outbox.Publish(pctx, resp, relays)
-		cancel()
-		if err == nil {
-			s.metrics.published.WithLabelValues(strconv.Itoa(resp.Kind)).Inc()
-			dctx, cancel := context.WithTimeout(ctx, s.cfg.Limits.DependencyTimeout)
-			err := s.claims.delivered(dctx, id)
-			cancel()
-			if err != nil {
-				s.log.Warn("mark delivered", "id", id, "err", err)
-			}
-			return true
-		}
-		if ctx.Err() != nil || time.Now().Add(wait).After(deadline) {
-			s.log.Warn("response not delivered; kept for the next sighting", "id", id, "err", err)
-			s.seen.forget(id)
-			return false
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(wait):
-		}
-		wait = min(wait*2, 10*time.Second)
+// isRefusal reports answers a stranger gets without passing the checks
+// (BAD_REQUEST, UNAUTHORIZED, RATE_LIMITED).
+func isRefusal(p nostrx.Payload) bool {
+	if p.Error == nil {
+		return false
 	}
+	switch p.Error.Code {
+	case nostrx.CodeBadRequest, nostrx.CodeUnauthorized, nostrx.CodeRateLimited:
+		return true
+	}
+	return false
 }
+
+// refusalOnly: a stored answer is sent again only where a refusal goes, so
+// that a re-sighting never widens where it went. Its payload is encrypted
+// to the requester, so the bot cannot tell without decrypting; the bot's
+// own relays and the requester's read relays hold it in every case.
+func refusalOnly(*nostr.Event) bool { return true }

@@ -1,8 +1,15 @@
 package bot
 
 import (
+	"context"
+	"fmt"
 	"io"
 	"log/slog"
+
+	"github.com/nbd-wtf/go-nostr"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/nestbot/nestbot/internal/relay"
 )
 
 // NewLogger is the process's one logger: text or JSON, at the configured
@@ -13,4 +20,23 @@ func NewLogger(w io.Writer, c LogConfig) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// RouteLibraryLogs sends what libraries would print outside slog through
+// log instead: the standard log package (slog.SetDefault routes it), and
+// go-redis's own logger (a log.Logger of its own on stderr), each message
+// quoted and cut so that it cannot forge a line. go-nostr's loggers are
+// kept on io.Discard; the bot does no relay I/O through go-nostr anyway
+// (internal/relay). Call it once, at process start.
+func RouteLibraryLogs(log *slog.Logger) {
+	slog.SetDefault(log)
+	redis.SetLogger(redisLogger{log})
+	nostr.InfoLogger.SetOutput(io.Discard)
+	nostr.DebugLogger.SetOutput(io.Discard)
+}
+
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.WarnContext(ctx, "redis client", "msg", relay.Excerpt(fmt.Sprintf(format, v...), 300))
 }

@@ -2,6 +2,7 @@ package bot
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
 // metrics are the service's Prometheus series. Each Service has its own
@@ -52,6 +53,6 @@ func newMetrics(queueDepth func() float64) *metrics {
 		Name: "nestbot_queue_depth", Help: "Verified requests waiting for a worker.",
 	}, queueDepth)
 	m.reg.MustRegister(m.requests, m.latency, m.dropped, m.reconnects, m.connected, m.queue, m.published,
-		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

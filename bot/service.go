@@ -26,6 +26,7 @@ type Service struct {
 	engine    *rooms.Engine
 	outbox    *outbox
 	claims    *claims
+	pending   *deliveries // answers no relay has accepted yet (pending.go)
 	seen      *seenSet
 	metrics   *metrics
 	listeners []*listener
@@ -139,6 +140,7 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 		lease: 3*cfg.Limits.DependencyTimeout + cfg.Nostr.LookupTimeout + 30*time.Second,
 		ttl:   2*max(cfg.Nostr.MaxRequestAge, cfg.Nostr.MaxDMAge) + time.Hour,
 	}
+	s.pending = newDeliveries(s, &pendingStore{rdb: s.store.Client(), prefix: cfg.Redis.BotPrefix, instance: s.claims.instance})
 	s.engine = &rooms.Engine{
 		State: observedState{s.store, s.known},
 		LiveKit: rooms.NewLiveKitRooms(cfg.LiveKit.URL, cfg.LiveKit.APIKey, cfg.LiveKit.APISecret, rooms.RoomOptions{
@@ -172,7 +174,10 @@ func (s *Service) Run(ctx context.Context) error {
 	if err := s.store.Ping(ctx); err != nil {
 		s.log.Warn("redis not reachable at start; requests will retry", "err", err)
 	}
-	s.outbox = newOutbox(ctx, s.signer, s.log, newRelayPolicy(s.cfg.Nostr.Relays, s.cfg.Nostr.AllowPrivateRelays))
+	// Sends outlive ctx by the shutdown grace, like work does.
+	sendCtx, stopSends := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopSends()
+	s.outbox = newOutbox(sendCtx, s.signer, s.log, newRelayPolicy(s.cfg.Nostr.Relays, s.cfg.Nostr.AllowPrivateRelays), s.cfg.Nostr.Relays, s.metrics.reg)
 	s.engine.Events = observedEvents{s.outbox, s.known}
 	s.log.Info("nestbot starting", "npub", nostrx.Npub(s.PublicKey()), "relays", s.cfg.Nostr.Relays, "workers", s.cfg.Limits.Workers, "instance", s.claims.instance)
 
@@ -252,8 +257,10 @@ func (s *Service) Run(ctx context.Context) error {
 		cancelWork()
 		<-drained
 	}
+	stopSends()
+	s.pending.wait()
 	stopHeartbeat()
-	s.outbox.pool.Close("shutdown")
+	s.outbox.close()
 	s.log.Info("nestbot stopped")
 	return nil
 }

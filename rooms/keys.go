@@ -26,7 +26,9 @@ import (
 //	B{<d>}:event                 {<d>}     30 days                    Engine (Commit), room lifecycle: the last 30312 the bot published for d
 //	B{<d>}:recreating            {<d>}     ~3 min, deleted at commit  Engine (MarkRecreating): a restart in place deleted its LiveKit room
 //	B{<request id>}:claim        {<id>}    claim keep / answered ttl  bot claims: one key per request, owner and lease inside the value
-//	B{<request id>}:...          {<id>}    (reserved)                 keys that move with a request's claim (answers pending delivery)
+//	Banswer:{<request id>}       {<id>}    answer deadline + 1 h      bot/pending.go: an answer no relay has taken yet (hash: event, relays, refusals)
+//	Banswer:{<request id>}:lease {<id>}    30 s, renewed              bot/pending.go: the instance sending that answer now
+//	Banswers                     (none)    none (members removed)     bot/pending.go: sorted set of pending answer ids by deadline
 //	Bowned                       (none)    none                       Engine (Commit), room lifecycle: set of the d's the bot looks after
 //	Bnewrooms:<unix minute>      (none)    2 min                      Engine (CountNewRoom): recreations under a new ID, all replicas
 //	Brate:<pubkey>:<unix minute> (none)    2 min                      bot (RateAllow): a requester's requests this minute

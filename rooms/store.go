@@ -42,6 +42,11 @@ func (s *RedisStore) SetWait(n int, timeout time.Duration) {
 	s.waitReplicas, s.waitTimeout = n, timeout
 }
 
+// Client exposes the Redis client to bot/pending.go (answers pending
+// delivery, keys listed in keys.go), the one caller outside this package
+// left: its keys move here next, and then this goes.
+func (s *RedisStore) Client() redis.UniversalClient { return s.rdb }
+
 // Keys are the names of the keys this store writes.
 func (s *RedisStore) Keys() Keys { return s.keys }
 

@@ -10,7 +10,9 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -67,7 +69,8 @@ func rootCmd() *cobra.Command {
 }
 
 func runCmd(load func() (bot.Config, error)) *cobra.Command {
-	return &cobra.Command{
+	var cpuProfile, heapProfile string
+	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Run the service until SIGINT or SIGTERM",
 		Args:  cobra.NoArgs,
@@ -77,15 +80,53 @@ func runCmd(load func() (bot.Config, error)) *cobra.Command {
 				return err
 			}
 			log := bot.NewLogger(os.Stderr, cfg.Log)
+			bot.RouteLibraryLogs(log)
 			svc, err := bot.New(cfg, log)
 			if err != nil {
 				return err
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return svc.Run(ctx)
+			err = profiled(cpuProfile, heapProfile, func() error { return svc.Run(ctx) })
+			runtime.KeepAlive(svc) // its caches are what a heap profile is about
+			return err
 		},
 	}
+	// For nestbench (-cpuprofile): the bot's own work under the bench's load.
+	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file")
+	cmd.Flags().StringVar(&heapProfile, "heapprofile", "", "write a heap profile to this file when the run ends (after a GC: what the bot still held)")
+	_ = cmd.Flags().MarkHidden("cpuprofile")
+	_ = cmd.Flags().MarkHidden("heapprofile")
+	return cmd
+}
+
+// profiled runs f under a CPU profile written to cpu, and writes a heap
+// profile to heap once f returned; either may be "" for none.
+func profiled(cpu, heap string, f func() error) error {
+	if cpu != "" {
+		out, err := os.Create(cpu)
+		if err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer out.Close()
+		if err := pprof.StartCPUProfile(out); err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	err := f()
+	if heap != "" {
+		runtime.GC()
+		out, ferr := os.Create(heap)
+		if ferr != nil {
+			return errors.Join(err, fmt.Errorf("heap profile: %w", ferr))
+		}
+		defer out.Close()
+		if werr := pprof.WriteHeapProfile(out); werr != nil {
+			return errors.Join(err, fmt.Errorf("heap profile: %w", werr))
+		}
+	}
+	return err
 }
 
 func keygenCmd() *cobra.Command {
