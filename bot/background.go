@@ -27,7 +27,7 @@ func (s *Service) background() []func(context.Context) {
 		ready := readiness{
 			relays:  s.RelaysConnected,
 			writes:  func() string { return s.outbox.writesFailing(time.Now()) },
-			redis:   func(ctx context.Context) error { return s.store.Client().Ping(ctx).Err() },
+			redis:   func(ctx context.Context) error { return s.store.Ping(ctx) },
 			livekit: func(ctx context.Context) error { _, err := lk.Find(ctx, readyProbeRoom); return err },
 		}
 		keys := auth.NewSimpleKeyProvider(s.cfg.LiveKit.APIKey, s.cfg.LiveKit.APISecret)

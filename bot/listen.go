@@ -561,18 +561,12 @@ func (l *listener) verify(ctx context.Context) {
 	}
 }
 
-func (l *listener) checkpointKey() string { return l.svc.cfg.Redis.BotPrefix + "checkpoint:" + l.url }
-
 // loadCheckpoint resumes from the newest request a previous run saw here,
 // so a restarted bot catches up with what was sent while it was down.
 func (l *listener) loadCheckpoint(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	v, err := l.svc.store.Client().Get(ctx, l.checkpointKey()).Result()
-	if err != nil {
-		return
-	}
-	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+	if n, err := l.svc.store.Checkpoint(ctx, l.url); err == nil && n > 0 {
 		l.newest.Store(n)
 		l.saved.Store(n)
 	}
@@ -585,7 +579,7 @@ func (l *listener) saveCheckpoint(ctx context.Context) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	if err := l.svc.store.Client().Set(ctx, l.checkpointKey(), n, 2*l.svc.cfg.Nostr.MaxRequestAge+resubscribeSlack).Err(); err == nil {
+	if err := l.svc.store.SetCheckpoint(ctx, l.url, n, 2*l.svc.cfg.Nostr.MaxRequestAge+resubscribeSlack); err == nil {
 		l.saved.Store(n)
 	}
 }

@@ -1,15 +1,12 @@
 package bot
 
 import (
-	"context"
-	"fmt"
 	"io"
 	"log/slog"
 
 	"github.com/nbd-wtf/go-nostr"
-	"github.com/redis/go-redis/v9"
 
-	"github.com/nestbot/nestbot/internal/relay"
+	"github.com/nestbot/nestbot/rooms"
 )
 
 // NewLogger is the process's one logger: text or JSON, at the configured
@@ -30,13 +27,7 @@ func NewLogger(w io.Writer, c LogConfig) *slog.Logger {
 // (internal/relay). Call it once, at process start.
 func RouteLibraryLogs(log *slog.Logger) {
 	slog.SetDefault(log)
-	redis.SetLogger(redisLogger{log})
+	rooms.RouteRedisLogs(log)
 	nostr.InfoLogger.SetOutput(io.Discard)
 	nostr.DebugLogger.SetOutput(io.Discard)
-}
-
-type redisLogger struct{ log *slog.Logger }
-
-func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
-	l.log.WarnContext(ctx, "redis client", "msg", relay.Excerpt(fmt.Sprintf(format, v...), 300))
 }

@@ -11,9 +11,9 @@ import (
 
 	"github.com/nbd-wtf/go-nostr"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/nestbot/nestbot/internal/relay"
+	"github.com/nestbot/nestbot/rooms"
 )
 
 // Pending answers: an answer (a 4313, or a DM reply) counts as delivered
@@ -22,21 +22,10 @@ import (
 // the request again, for nostr.response_ttl; then it is given up with an
 // ERROR line and nestbot_answers_given_up_total.
 //
-// Keys (one request's keys share the hash tag {<request id>}, one slot in
-// a Redis Cluster):
-//
-//	<bot_prefix>answer:{<id>}         hash: event (signed JSON), relays
-//	                                  (JSON list), deadline (unix ms),
-//	                                  refused:<relay> (a relay that refused
-//	                                  for good: never sent to again); TTL
-//	                                  deadline + 1 h
-//	<bot_prefix>answer:{<id>}:lease   the instance sending it now; PX
-//	                                  pendingLease, renewed while it sends
-//	<bot_prefix>answers               sorted set of pending ids, scored by
-//	                                  deadline (unix ms): the retrier's index
+// The storage is rooms.RedisStore's (AddAnswer and the rest; keys in
+// rooms/keys.go); pendingStore adapts it to this instance.
 type pendingStore struct {
-	rdb      redis.UniversalClient
-	prefix   string
+	store    *rooms.RedisStore
 	instance string
 }
 
@@ -57,10 +46,6 @@ const (
 	firstAnswerWait = 2 * publishTimeout
 )
 
-func (p *pendingStore) key(id string) string   { return p.prefix + "answer:{" + id + "}" }
-func (p *pendingStore) lease(id string) string { return p.prefix + "answer:{" + id + "}:lease" }
-func (p *pendingStore) index() string          { return p.prefix + "answers" }
-
 type pendingAnswer struct {
 	id       string
 	ev       *nostr.Event
@@ -75,86 +60,41 @@ func (p *pendingStore) add(ctx context.Context, a *pendingAnswer) error {
 	if err != nil {
 		return err
 	}
-	rb, _ := json.Marshal(a.relays)
-	ms := a.deadline.UnixMilli()
-	pipe := p.rdb.Pipeline()
-	pipe.HSetNX(ctx, p.key(a.id), "event", evb)
-	pipe.HSetNX(ctx, p.key(a.id), "relays", rb)
-	pipe.HSetNX(ctx, p.key(a.id), "deadline", ms)
-	pipe.PExpireAt(ctx, p.key(a.id), a.deadline.Add(time.Hour))
-	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("store pending answer %s: %w", a.id, err)
-	}
-	if err := p.rdb.ZAddNX(ctx, p.index(), redis.Z{Score: float64(ms), Member: a.id}).Err(); err != nil {
-		return fmt.Errorf("index pending answer %s: %w", a.id, err)
-	}
-	return nil
+	return p.store.AddAnswer(ctx, rooms.PendingAnswer{ID: a.id, Event: string(evb), Relays: a.relays, Deadline: a.deadline})
 }
 
 // load reads a pending answer; nil when it is no longer pending.
 func (p *pendingStore) load(ctx context.Context, id string) (*pendingAnswer, error) {
-	h, err := p.rdb.HGetAll(ctx, p.key(id)).Result()
-	if err != nil {
+	stored, err := p.store.Answer(ctx, id)
+	if err != nil || stored == nil {
 		return nil, err
 	}
-	if h["event"] == "" {
-		return nil, nil
-	}
-	a := &pendingAnswer{id: id, refused: map[string]bool{}}
-	if err := json.Unmarshal([]byte(h["event"]), &a.ev); err != nil {
+	a := &pendingAnswer{id: id, relays: stored.Relays, deadline: stored.Deadline, refused: map[string]bool{}}
+	if err := json.Unmarshal([]byte(stored.Event), &a.ev); err != nil {
 		return nil, fmt.Errorf("pending answer %s unreadable: %w", id, err)
 	}
-	_ = json.Unmarshal([]byte(h["relays"]), &a.relays)
-	ms, _ := strconv.ParseInt(h["deadline"], 10, 64)
-	a.deadline = time.UnixMilli(ms)
-	for f := range h {
-		if len(f) > 8 && f[:8] == "refused:" {
-			a.refused[f[8:]] = true
-		}
+	for url := range stored.Refused {
+		a.refused[url] = true
 	}
 	return a, nil
 }
 
 // refuse notes a relay that refused the answer for good.
 func (p *pendingStore) refuse(ctx context.Context, id, url string, class relay.Class) {
-	_ = p.rdb.HSet(ctx, p.key(id), "refused:"+url, string(class)).Err()
+	_ = p.store.RefuseAnswer(ctx, id, url, string(class))
 }
 
 // remove drops a delivered or given-up answer.
 func (p *pendingStore) remove(ctx context.Context, id string) error {
-	if err := p.rdb.Del(ctx, p.key(id), p.lease(id)).Err(); err != nil {
-		return err
-	}
-	return p.rdb.ZRem(ctx, p.index(), id).Err()
+	return p.store.RemoveAnswer(ctx, id)
 }
 
-// leaseScript takes or renews the sending lease of one answer.
-var leaseScript = redis.NewScript(`
-local v = redis.call("get", KEYS[1])
-if v == false or v == ARGV[1] then
-  redis.call("set", KEYS[1], ARGV[1], "PX", ARGV[2])
-  return 1
-end
-return 0`)
-
-var unleaseScript = redis.NewScript(`
-if redis.call("get", KEYS[1]) == ARGV[1] then
-  return redis.call("del", KEYS[1])
-end
-return 0`)
-
 func (p *pendingStore) takeLease(ctx context.Context, id string) (bool, error) {
-	n, err := leaseScript.Run(ctx, p.rdb, []string{p.lease(id)}, p.instance, pendingLease.Milliseconds()).Int()
-	return n == 1, err
+	return p.store.LeaseAnswer(ctx, id, p.instance, pendingLease)
 }
 
 func (p *pendingStore) dropLease(ctx context.Context, id string) {
-	_ = unleaseScript.Run(ctx, p.rdb, []string{p.lease(id)}, p.instance).Err()
-}
-
-// due lists pending ids by deadline, oldest first.
-func (p *pendingStore) due(ctx context.Context) ([]redis.Z, error) {
-	return p.rdb.ZRangeWithScores(ctx, p.index(), 0, pendingBatch-1).Result()
+	_ = p.store.ReleaseAnswer(ctx, id, p.instance)
 }
 
 // deliveries runs the sending of pending answers on this instance.
@@ -295,18 +235,14 @@ func (d *deliveries) accepted(id string, dl *delivery) {
 func (d *deliveries) scan(ctx context.Context) {
 	s := d.svc
 	qctx, cancel := context.WithTimeout(ctx, s.cfg.Limits.DependencyTimeout)
-	n, err := s.store.Client().ZCard(qctx, d.store.index()).Result()
-	if err == nil {
-		d.pending.Store(n)
-	}
-	due, err := d.store.due(qctx)
+	due, n, err := s.store.DueAnswers(qctx, pendingBatch)
 	cancel()
 	if err != nil {
 		return
 	}
+	d.pending.Store(n)
 	now := time.Now()
-	for _, z := range due {
-		id, _ := z.Member.(string)
+	for _, id := range due {
 		d.mu.Lock()
 		busy := d.active[id] != nil
 		d.mu.Unlock()

@@ -11,7 +11,6 @@ import (
 
 	"github.com/nbd-wtf/go-nostr"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/nestbot/nestbot/nostrx"
 	"github.com/nestbot/nestbot/rooms"
@@ -104,10 +103,17 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nostr.secret_key: %w", err)
 	}
-	rdb, err := newRedis(cfg.Redis)
+	store, err := rooms.OpenRedisStore(rooms.RedisOptions{
+		URL: cfg.Redis.URL, Mode: cfg.Redis.Mode, Addrs: cfg.Redis.Addrs, MasterName: cfg.Redis.MasterName,
+		SentinelUsername: cfg.Redis.SentinelUsername, SentinelPassword: cfg.Redis.SentinelPassword, TLSCAFile: cfg.Redis.TLSCAFile,
+	}, cfg.Redis.KeyPrefix, cfg.Redis.BotPrefix, cfg.Redis.RoomTTL)
+	if oe := (*rooms.OptionError)(nil); errors.As(err, &oe) {
+		return nil, &ConfigError{Key: oe.Key, Reason: oe.Reason}
+	}
 	if err != nil {
 		return nil, err
 	}
+	store.SetWait(cfg.Redis.WaitReplicas, cfg.Redis.WaitTimeout)
 	endpoint, err := nostrx.LiveKitEndpoint(cfg.LiveKit.PublicURL)
 	if err != nil {
 		return nil, err
@@ -116,7 +122,7 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 		cfg:        cfg,
 		log:        log,
 		signer:     signer,
-		store:      rooms.NewRedisStore(rdb, cfg.Redis.KeyPrefix, cfg.Redis.BotPrefix, cfg.Redis.RoomTTL),
+		store:      store,
 		seen:       newSeenSet(cfg.Limits.SeenCache),
 		queue:      make(chan job, cfg.Limits.Queue),
 		priority:   make(chan job, cfg.Limits.Queue),
@@ -130,11 +136,11 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	s.metrics = newMetrics(func() float64 { return float64(len(s.queue) + len(s.priority)) })
 	s.overload = newOverload(s.metrics.reg, func() float64 { return float64(s.deferred.Len()) })
 	s.claims = &claims{
-		rdb: rdb, prefix: cfg.Redis.BotPrefix, instance: newInstanceID(),
+		store: s.store, instance: newInstanceID(), step: cfg.Limits.DependencyTimeout,
 		lease: 3*cfg.Limits.DependencyTimeout + cfg.Nostr.LookupTimeout + 30*time.Second,
 		ttl:   2*max(cfg.Nostr.MaxRequestAge, cfg.Nostr.MaxDMAge) + time.Hour,
 	}
-	s.pending = newDeliveries(s, &pendingStore{rdb: rdb, prefix: cfg.Redis.BotPrefix, instance: s.claims.instance})
+	s.pending = newDeliveries(s, &pendingStore{store: s.store, instance: s.claims.instance})
 	s.engine = &rooms.Engine{
 		State: observedState{s.store, s.known},
 		LiveKit: rooms.NewLiveKitRooms(cfg.LiveKit.URL, cfg.LiveKit.APIKey, cfg.LiveKit.APISecret, rooms.RoomOptions{
@@ -148,29 +154,13 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 			Relays: cfg.Nostr.Relays, ServiceURL: cfg.Nests.ServiceURL, Endpoint: endpoint,
 			Cooldown: cfg.Limits.RoomCooldown, DependencyBudget: cfg.Limits.DependencyTimeout,
 			LookupTimeout: cfg.Nostr.LookupTimeout, NewRoomsPerMinute: cfg.Limits.NewRoomsPerMinute,
+			Hosted: cfg.HostedURLs(),
 		},
 	}
 	for _, url := range cfg.Nostr.Relays {
 		s.listeners = append(s.listeners, newListener(url, s))
 	}
 	return s, nil
-}
-
-// newRedis builds one client for a single server (redis.url) or, with
-// redis.addrs, a Cluster or Sentinel client that still takes credentials,
-// database and TLS from redis.url.
-func newRedis(c RedisConfig) (redis.UniversalClient, error) {
-	opt, err := redis.ParseURL(c.URL)
-	if err != nil {
-		return nil, &ConfigError{Key: "redis.url", Reason: "not a valid redis URL"}
-	}
-	if len(c.Addrs) == 0 {
-		return redis.NewClient(opt), nil
-	}
-	return redis.NewUniversalClient(&redis.UniversalOptions{
-		Addrs: c.Addrs, MasterName: c.MasterName, Username: opt.Username, Password: opt.Password,
-		DB: opt.DB, TLSConfig: opt.TLSConfig,
-	}), nil
 }
 
 // PublicKey is the bot's hex public key: requests are addressed to it.
@@ -182,7 +172,7 @@ func (s *Service) Ready() <-chan struct{} { return s.ready }
 // Run serves until ctx ends, then stops listening, lets in-flight requests
 // finish for up to ShutdownGrace, and returns.
 func (s *Service) Run(ctx context.Context) error {
-	if err := s.store.Client().Ping(ctx).Err(); err != nil {
+	if err := s.store.Ping(ctx); err != nil {
 		s.log.Warn("redis not reachable at start; requests will retry", "err", err)
 	}
 	// Sends outlive ctx by the shutdown grace, like work does.
@@ -190,11 +180,21 @@ func (s *Service) Run(ctx context.Context) error {
 	defer stopSends()
 	s.outbox = newOutbox(sendCtx, s.signer, s.log, newRelayPolicy(s.cfg.Nostr.Relays, s.cfg.Nostr.AllowPrivateRelays), s.cfg.Nostr.Relays, s.metrics.reg)
 	s.engine.Events = observedEvents{s.outbox, s.known}
-	s.log.Info("nestbot starting", "npub", nostrx.Npub(s.PublicKey()), "relays", s.cfg.Nostr.Relays, "workers", s.cfg.Limits.Workers)
+	s.log.Info("nestbot starting", "npub", nostrx.Npub(s.PublicKey()), "relays", s.cfg.Nostr.Relays, "workers", s.cfg.Limits.Workers, "instance", s.claims.instance)
 
 	hbCtx, stopHeartbeat := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopHeartbeat()
 	go s.claims.heartbeat(hbCtx)
+	go func() {
+		// Keys of the layout before hash tags (rooms/keys.go), once.
+		mctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		if n, err := s.store.MigrateKeys(mctx); err != nil {
+			s.log.Warn("migrate redis keys", "moved", n, "err", err)
+		} else if n > 0 {
+			s.log.Info("migrated redis keys to the hash-tagged layout", "moved", n)
+		}
+	}()
 
 	// Work outlives ctx by the grace period so a SIGTERM never cuts a
 	// recreation half way when it can be finished.
