@@ -247,6 +247,9 @@ func TestFaultPublishPermanentRefusals(t *testing.T) {
 		if ex == nil {
 			t.Fatal("no answer")
 		}
+		// The refusing relay judges the answer when it arrives there, which
+		// may be after the other relay delivered it: wait before the next.
+		waitFor(t, "the answer at the refusing relay", func() bool { return len(answerArrivals(rs[0], ex)) > 0 })
 		exs = append(exs, ex)
 	}
 	// A fourth round trip after the last refusal.
