@@ -20,6 +20,7 @@ import (
 	"github.com/nestbot/nestbot/bot"
 	"github.com/nestbot/nestbot/internal/relaytest"
 	"github.com/nestbot/nestbot/nostrx"
+	"github.com/nestbot/nestbot/rooms"
 )
 
 // Issue 16's publishing policies, one test each: the bot's only relays are
@@ -151,7 +152,7 @@ func TestFaultPublishHangUp(t *testing.T) {
 	if n := len(answerArrivals(r, ex)); n != 2 {
 		t.Fatalf("answer sent %d times, want 2 (hang-up, then accepted)", n)
 	}
-	waitFor(t, "claim done", func() bool { return w.rdb.Get(context.Background(), "nestbot:claim:"+req.ID).Val() == "done" })
+	waitFor(t, "claim done", func() bool { return w.rdb.Get(context.Background(), rooms.DefaultKeys.Claim(req.ID)).Val() == "done" })
 	if n := log.lines("msg=request", "id="+req.ID); n != 1 {
 		t.Fatalf("%d request lines", n)
 	}
@@ -302,7 +303,7 @@ func TestFaultPublishPendingAcrossRestart(t *testing.T) {
 	req := w.restartRoom(host)
 	answer := w.sendAsync(host, req, 90*time.Second)
 	waitFor(t, "answer pending in Redis", func() bool {
-		return w.rdb.Exists(context.Background(), "nestbot:answer:{"+req.ID+"}").Val() == 1
+		return w.rdb.Exists(context.Background(), rooms.DefaultKeys.Answer(req.ID)).Val() == 1
 	})
 	answers := nostr.Filter{Kinds: []int{nostrx.DefaultResponseKind}, Tags: nostr.TagMap{"e": {req.ID}}}
 	waitFor(t, "a refused copy", func() bool { return len(rs[0].ArrivalsOf(answers)) > 0 })
@@ -314,9 +315,9 @@ func TestFaultPublishPendingAcrossRestart(t *testing.T) {
 		t.Fatal("no answer after the restart")
 	}
 	waitFor(t, "delivered answer no longer pending", func() bool {
-		return w.rdb.Exists(context.Background(), "nestbot:answer:{"+req.ID+"}").Val() == 0
+		return w.rdb.Exists(context.Background(), rooms.DefaultKeys.Answer(req.ID)).Val() == 0
 	})
-	waitFor(t, "claim done", func() bool { return w.rdb.Get(context.Background(), "nestbot:claim:"+req.ID).Val() == "done" })
+	waitFor(t, "claim done", func() bool { return w.rdb.Get(context.Background(), rooms.DefaultKeys.Claim(req.ID)).Val() == "done" })
 }
 
 // Three replicas: the replica holding a pending answer stops; one of the
@@ -348,7 +349,7 @@ func TestFaultPublishReplicas(t *testing.T) {
 				owner = i
 			}
 		}
-		return owner >= 0 && w.rdb.Exists(context.Background(), "nestbot:answer:{"+req.ID+"}").Val() == 1
+		return owner >= 0 && w.rdb.Exists(context.Background(), rooms.DefaultKeys.Answer(req.ID)).Val() == 1
 	})
 	stops[owner]()
 	before := len(rs[0].Stored(nostr.Filter{Kinds: []int{nostrx.DefaultResponseKind}}))
@@ -397,10 +398,10 @@ func TestFaultPublishGivenUp(t *testing.T) {
 	if n := log.lines("level=ERROR", "answer given up", "id="+req.ID); n != 1 {
 		t.Fatalf("%d ERROR lines", n)
 	}
-	if n := w.rdb.Exists(context.Background(), "nestbot:answer:{"+req.ID+"}", "nestbot:answer:{"+req.ID+"}:lease").Val(); n != 0 {
+	if n := w.rdb.Exists(context.Background(), rooms.DefaultKeys.Answer(req.ID), rooms.DefaultKeys.AnswerLease(req.ID)).Val(); n != 0 {
 		t.Fatalf("%d keys left for the given-up answer", n)
 	}
-	if n := w.rdb.ZCard(context.Background(), "nestbot:answers").Val(); n != 0 {
+	if n := w.rdb.ZCard(context.Background(), rooms.DefaultKeys.Answers()).Val(); n != 0 {
 		t.Fatalf("%d answers still indexed", n)
 	}
 }
