@@ -52,12 +52,17 @@ func (r *storeRelay) serve(w http.ResponseWriter, req *http.Request) {
 		b, _ := v.MarshalJSON()
 		_ = ws.Write(ctx, websocket.MessageText, b)
 	}
+	parser := nostr.NewMessageParser()
 	for {
 		_, data, err := ws.Read(ctx)
 		if err != nil {
 			return
 		}
-		switch env := nostr.ParseMessage(string(data)).(type) {
+		env, err := parser.ParseMessage(string(data))
+		if err != nil {
+			continue
+		}
+		switch env := env.(type) {
 		case *nostr.ReqEnvelope:
 			select {
 			case r.reqs <- struct{}{}:

@@ -566,9 +566,7 @@ func BuildRoomEvent(spec RoomSpec, createdAt nostr.Timestamp) nostr.Event {
 	if spec.AdoptedBy != nil {
 		tags = append(tags, nostr.Tag{"a", spec.AdoptedBy.String()})
 	}
-	for _, t := range CopiedTags(spec.Extra) {
-		tags = append(tags, t)
-	}
+	tags = append(tags, CopiedTags(spec.Extra)...)
 	alt := "Audio room: " + title
 	if status == StatusClosed {
 		alt = "Closed audio room: " + title
