@@ -174,6 +174,7 @@ func (s *Service) fetchIdentity(ctx context.Context, relays []string) map[int]ma
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer s.guard.catch("identity")
 			for re := range s.outbox.pool.FetchMany(fctx, []string{url}, filter) {
 				ev := re.Event
 				if ev == nil || ev.PubKey != s.PublicKey() || !ev.CheckID() {

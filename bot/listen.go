@@ -246,7 +246,8 @@ func (s *session) subscribe(ctx context.Context) error {
 
 // read handles the relay's messages until the connection ends or the relay
 // closes the subscription for good.
-func (s *session) read(ctx context.Context) error {
+func (s *session) read(ctx context.Context) (err error) {
+	defer s.l.svc.guard.catchErr("reader", &err) // a panic ends the session; it is retried with backoff
 	for {
 		typ, data, err := s.conn.Read(ctx)
 		if err != nil {
@@ -550,16 +551,23 @@ func (l *listener) verify(ctx context.Context) {
 				return
 			}
 		}
-		if in.ev.Kind != l.svc.cfg.Nostr.RequestKind {
-			l.svc.intakeDM(ctx, in.ev, l.url)
-			continue
-		}
-		if l.svc.intake(ctx, in.ev, l.url, in.at, known) {
-			for {
-				cur := l.newest.Load()
-				if int64(in.ev.CreatedAt) <= cur || l.newest.CompareAndSwap(cur, int64(in.ev.CreatedAt)) {
-					break
-				}
+		l.verifyOne(ctx, in, known)
+	}
+}
+
+// verifyOne is one event of verify; a panic drops the event, not the
+// verifier (see panics.go).
+func (l *listener) verifyOne(ctx context.Context, in inbound, known bool) {
+	defer l.svc.guard.catch("verifier", in.ev.ID)
+	if in.ev.Kind != l.svc.cfg.Nostr.RequestKind {
+		l.svc.intakeDM(ctx, in.ev, l.url)
+		return
+	}
+	if l.svc.intake(ctx, in.ev, l.url, in.at, known) {
+		for {
+			cur := l.newest.Load()
+			if int64(in.ev.CreatedAt) <= cur || l.newest.CompareAndSwap(cur, int64(in.ev.CreatedAt)) {
+				break
 			}
 		}
 	}

@@ -23,6 +23,7 @@ type outbox struct {
 	log    *slog.Logger
 	policy relayPolicy
 	bg     context.Context // lives as long as the service: background retries
+	guard  *panicGuard
 }
 
 func newOutbox(ctx context.Context, signer *nostrx.Signer, log *slog.Logger, policy relayPolicy) *outbox {
@@ -51,7 +52,10 @@ func (o *outbox) Publish(ctx context.Context, ev *nostr.Event, relays []string) 
 	results := make(chan error, len(relays))
 	for _, url := range relays {
 		go func() {
-			results <- o.publishOne(ctx, url, ev, publishRetries)
+			err := errPublishPanicked
+			defer func() { results <- err }()
+			defer o.guard.catchOwn("publish", ev.ID)
+			err = o.publishOne(ctx, url, ev, publishRetries)
 		}()
 	}
 	var errs []error

@@ -40,6 +40,7 @@ type Service struct {
 	verifySlots chan struct{}
 	ready       chan struct{}
 	relayLists  *relayLists // requesters' 10050 and 10002 lists, cached
+	guard       *panicGuard // recovers panics of goroutines that handle outside input (panics.go)
 
 	listsOnce       sync.Once
 	allowed, denied map[string]bool
@@ -133,6 +134,11 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 		lease: 3*cfg.Limits.DependencyTimeout + cfg.Nostr.LookupTimeout + 30*time.Second,
 		ttl:   2*max(cfg.Nostr.MaxRequestAge, cfg.Nostr.MaxDMAge) + time.Hour,
 	}
+	s.guard = newPanicGuard(s.metrics.reg, log, s.seen)
+	s.guard.rdb, s.guard.key, s.guard.claim, s.guard.ttl = rdb, cfg.Redis.BotPrefix+"poisoned", s.claims.key, s.claims.ttl
+	// A relay may bring an event back as long as the bot would still take
+	// it: gift wraps are backdated up to two days beyond max_dm_age.
+	s.guard.window = wrapBackdate + max(cfg.Nostr.MaxRequestAge, cfg.Nostr.MaxDMAge) + time.Hour
 	s.engine = &rooms.Engine{
 		State: observedState{s.store, s.known},
 		LiveKit: rooms.NewLiveKitRooms(cfg.LiveKit.URL, cfg.LiveKit.APIKey, cfg.LiveKit.APISecret, rooms.RoomOptions{
@@ -184,12 +190,13 @@ func (s *Service) Run(ctx context.Context) error {
 		s.log.Warn("redis not reachable at start; requests will retry", "err", err)
 	}
 	s.outbox = newOutbox(ctx, s.signer, s.log, newRelayPolicy(s.cfg.Nostr.Relays, s.cfg.Nostr.AllowPrivateRelays))
+	s.outbox.guard = s.guard
 	s.engine.Events = observedEvents{s.outbox, s.known}
 	s.log.Info("nestbot starting", "npub", nostrx.Npub(s.PublicKey()), "relays", s.cfg.Nostr.Relays, "workers", s.cfg.Limits.Workers)
 
 	hbCtx, stopHeartbeat := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopHeartbeat()
-	go s.claims.heartbeat(hbCtx)
+	go s.guard.supervise(hbCtx, "heartbeat", s.claims.heartbeat)
 
 	// Work outlives ctx by the grace period so a SIGTERM never cuts a
 	// recreation half way when it can be finished.
@@ -206,11 +213,7 @@ func (s *Service) Run(ctx context.Context) error {
 				if !ok {
 					return
 				}
-				if j.dm != nil {
-					s.handleDM(workCtx, j)
-				} else {
-					s.handle(workCtx, j)
-				}
+				s.runJob(workCtx, j)
 			}
 		}()
 	}
@@ -219,14 +222,16 @@ func (s *Service) Run(ctx context.Context) error {
 	listeners.Add(1)
 	go func() {
 		defer listeners.Done()
-		s.runDeferred(ctx)
+		s.guard.supervise(ctx, "deferred", s.runDeferred)
 	}()
+	// Events that made a previous run panic are not taken again.
+	s.guard.load(ctx)
 	for _, l := range s.listeners {
 		l.loadCheckpoint(ctx)
 		listeners.Add(1)
 		go func() {
 			defer listeners.Done()
-			l.run(ctx)
+			s.guard.supervise(ctx, "listener", l.run)
 		}()
 	}
 	var tasks sync.WaitGroup
@@ -234,7 +239,7 @@ func (s *Service) Run(ctx context.Context) error {
 		tasks.Add(1)
 		go func() {
 			defer tasks.Done()
-			task(ctx)
+			s.guard.supervise(ctx, "background", task)
 		}()
 	}
 	close(s.ready)
@@ -257,6 +262,21 @@ func (s *Service) Run(ctx context.Context) error {
 	s.outbox.pool.Close("shutdown")
 	s.log.Info("nestbot stopped")
 	return nil
+}
+
+// runJob runs one job on a worker. A panic ends the job, not the worker,
+// and settles the job's claim (see panics.go).
+func (s *Service) runJob(ctx context.Context, j job) {
+	ids := []string{j.id()}
+	if j.dm != nil {
+		ids = append(ids, j.dm.wrapID)
+	}
+	defer s.guard.catch("worker", ids...)
+	if j.dm != nil {
+		s.handleDM(ctx, j)
+	} else {
+		s.handle(ctx, j)
+	}
 }
 
 // intake runs in a relay's verifier goroutine: the cheap checks again (the
