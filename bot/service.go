@@ -129,6 +129,7 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	}
 	s.metrics = newMetrics(func() float64 { return float64(len(s.queue) + len(s.priority)) })
 	s.overload = newOverload(s.metrics.reg, func() float64 { return float64(s.deferred.Len()) })
+	registerKnown(s.metrics.reg, s.known)
 	s.claims = &claims{
 		rdb: rdb, prefix: cfg.Redis.BotPrefix, instance: newInstanceID(),
 		lease: 3*cfg.Limits.DependencyTimeout + cfg.Nostr.LookupTimeout + 30*time.Second,
@@ -191,7 +192,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	s.outbox = newOutbox(ctx, s.signer, s.log, newRelayPolicy(s.cfg.Nostr.Relays, s.cfg.Nostr.AllowPrivateRelays))
 	s.outbox.guard = s.guard
-	s.engine.Events = observedEvents{s.outbox, s.known}
+	s.engine.Events = s.outbox // room events feed no lane: see knownSet
 	s.log.Info("nestbot starting", "npub", nostrx.Npub(s.PublicKey()), "relays", s.cfg.Nostr.Relays, "workers", s.cfg.Limits.Workers)
 
 	hbCtx, stopHeartbeat := context.WithCancel(context.WithoutCancel(ctx))
