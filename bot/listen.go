@@ -551,23 +551,16 @@ func (l *listener) verify(ctx context.Context) {
 				return
 			}
 		}
-		l.verifyOne(ctx, in, known)
-	}
-}
-
-// verifyOne is one event of verify; a panic drops the event, not the
-// verifier (see panics.go).
-func (l *listener) verifyOne(ctx context.Context, in inbound, known bool) {
-	defer l.svc.guard.catch("verifier", in.ev.ID)
-	if in.ev.Kind != l.svc.cfg.Nostr.RequestKind {
-		l.svc.intakeDM(ctx, in.ev, l.url)
-		return
-	}
-	if l.svc.intake(ctx, in.ev, l.url, in.at, known) {
-		for {
-			cur := l.newest.Load()
-			if int64(in.ev.CreatedAt) <= cur || l.newest.CompareAndSwap(cur, int64(in.ev.CreatedAt)) {
-				break
+		if in.ev.Kind != l.svc.cfg.Nostr.RequestKind {
+			l.svc.intakeDM(ctx, in.ev, l.url)
+			continue
+		}
+		if l.svc.intake(ctx, in.ev, l.url, in.at, known) {
+			for {
+				cur := l.newest.Load()
+				if int64(in.ev.CreatedAt) <= cur || l.newest.CompareAndSwap(cur, int64(in.ev.CreatedAt)) {
+					break
+				}
 			}
 		}
 	}

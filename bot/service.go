@@ -286,7 +286,11 @@ func (s *Service) runJob(ctx context.Context, j job) {
 // from the relay; known says the signer is a known host or admin, whose
 // events skip the shared limit on verification (see verifySlots). It
 // reports whether the event was a verified, new request.
-func (s *Service) intake(ctx context.Context, ev *nostr.Event, via string, received time.Time, known bool) bool {
+//
+// A panic is recovered here (see panics.go): the event is dropped, the
+// verifier goes on. intakeDM has its own guard.
+func (s *Service) intake(ctx context.Context, ev *nostr.Event, via string, received time.Time, known bool) (verified bool) {
+	defer s.guard.catch("verifier", ev.ID)
 	if err := nostrx.Screen(ev, s.cfg.Nostr.RequestKind, s.signer.PublicKey()); err != nil {
 		s.drop(err)
 		return false

@@ -14,6 +14,9 @@ import (
 // is answered, authorized by that event), makes none of them known; a host
 // whose Nests record names them is known after one request.
 func TestKnownLaneOnlyFromRecords(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs the real stack (make deps)")
+	}
 	w := newWorld(t, 1)
 	svc := w.start()
 	stranger := newUser(t)
