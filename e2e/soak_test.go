@@ -66,7 +66,7 @@ var soakAwaitingRelayClient = []string{classDialedFrames, classDistinctHints, cl
 // goroutines, and 35-40 MB resident.
 const (
 	soakMaxFDs        = 256
-	soakMaxGoroutines = 1500
+	soakMaxGoroutines = 600
 	soakMaxRSSKB      = 400 << 10 // 400 MB
 	soakJunkRate      = 500       // events a second into the subscription
 	soakRealEvery     = 300 * time.Millisecond
