@@ -4,7 +4,7 @@ GO ?= go
 CONFIG ?= config.yaml
 RELAY_URL ?= ws://127.0.0.1:7777
 
-.PHONY: deps run test vet unit e2e faults relay-check fuzz stack-up stack-down clean
+.PHONY: deps run test vet unit e2e faults relay-check fuzz stack-up stack-down clean web web-test
 # one step at a time: the test steps each use both cores
 .NOTPARALLEL:
 
@@ -12,18 +12,28 @@ RELAY_URL ?= ws://127.0.0.1:7777
 deps:
 	bash devstack/install.sh
 
-## run: start the local stack and run the bot against it
-run: deps
+## run: start the local stack and run the bot against it; the restart page (web/) is served on WEB_LISTEN
+WEB_LISTEN ?= 127.0.0.1:8080
+run: deps web
 	bash devstack/up.sh
-	NESTBOT_NOSTR_RELAYS=$(RELAY_URL) $(GO) run ./cmd/nestbot run --config $(CONFIG)
+	$(GO) build -o bin/nestweb ./cmd/nestweb
+	NESTBOT_NOSTR_RELAYS=$(RELAY_URL) bin/nestweb --config $(CONFIG) --dir web --listen $(WEB_LISTEN) & web=$$!; trap 'kill $$web 2>/dev/null || true' EXIT; \
+	NESTBOT_NOSTR_RELAYS=$(RELAY_URL) NESTBOT_NESTS_CONSOLE_URL=http://$(WEB_LISTEN)/ $(GO) run ./cmd/nestbot run --config $(CONFIG)
 
-## test: vet, unit tests with the race detector, end-to-end tests on the real stack, the fault suite, the relay module, fuzz smoke
+## test: vet, unit tests with the race detector, end-to-end tests on the real stack, the fault suite, the relay module, fuzz smoke,
+## the JS client library and the restart page in a real browser
 test: deps
-	$(MAKE) --no-print-directory vet unit e2e faults relay-check fuzz
+	$(MAKE) --no-print-directory vet unit e2e faults relay-check fuzz web-test
 
+## vet: go vet and staticcheck (pinned; fetched from the Go module proxy on first use)
+STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 vet:
 	$(GO) vet ./...
 	$(GO) vet -tags faults ./e2e/
+	$(GO) vet -tags web ./e2e/
+	$(STATICCHECK) ./...
+	$(STATICCHECK) -tags faults ./e2e/
+	$(STATICCHECK) -tags web ./e2e/
 
 ## unit: every package but e2e, with the race detector
 unit:
@@ -45,6 +55,16 @@ relay-check:
 
 fuzz:
 	bash devstack/fuzz-smoke.sh
+
+## web: bundle the restart page (web/app.js with clients/js and nostr-tools) into web/dist/app.js with esbuild
+web:
+	cd web && node build.mjs
+
+## web-test: the JS client library's node tests (clients/js) and the restart page driven in headless Chromium, both
+## against the real stack (build tag web). Screenshots of each page state land in web/test/screenshots/.
+web-test: web
+	$(GO) vet -tags web ./e2e/
+	$(GO) test -tags web -count=1 -timeout 10m -run '^(TestJSClientLibrary|TestWebConsole|TestWebConsoleTimeout)$$' -v ./e2e/
 
 ## stack-up / stack-down: persistent local stack on 127.0.0.1 (redis 6379, livekit 7880, relay 7777)
 stack-up: deps

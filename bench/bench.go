@@ -36,7 +36,7 @@ type Options struct {
 	Flood           int           // junk events a second in the flood run; 0 skips it
 	Variants        []string      // "pure" and/or "libsecp"
 	BotBin          string        // a prebuilt bot binary instead of building one
-	CPUProfile      string        // write the bot's CPU profile here (builds bench/profbot)
+	CPUProfile      string        // write the bot's CPU profile here (nestbot run --cpuprofile)
 	BotEnv          []string      // extra environment for the bot (GOMAXPROCS=1, GOGC=50 …)
 	Timeout         time.Duration // per exchange
 	Log             io.Writer     // progress
@@ -202,23 +202,22 @@ func benchVariant(ctx context.Context, root, variant string, o Options) (*Run, e
 	dir := w.sess.TempDir()
 
 	bin := o.BotBin
-	pkg := "./cmd/nestbot"
 	env := append([]string(nil), o.BotEnv...)
 	run := &Run{Variant: variant, BotEnv: o.BotEnv}
+	var profile []string // nestbot run's profiling flags, for the main bot only
 	if o.CPUProfile != "" {
-		pkg = "./bench/profbot"
 		run.Profile = o.CPUProfile
 		if len(o.Variants) > 1 {
 			run.Profile = strings.TrimSuffix(o.CPUProfile, ".prof") + "." + variant + ".prof"
 		}
 		abs, _ := filepath.Abs(run.Profile)
 		run.HeapProfile = strings.TrimSuffix(abs, ".prof") + ".heap.prof"
-		env = append(env, "NESTBENCH_CPUPROFILE="+abs, "NESTBENCH_HEAPPROFILE="+run.HeapProfile)
+		profile = []string{"--cpuprofile", abs, "--heapprofile", run.HeapProfile}
 	}
 	if bin == "" {
 		bin = filepath.Join(dir, "nestbot-"+variant)
-		o.logf("%s: building %s", variant, pkg)
-		if err := buildBot(root, pkg, bin, libsecp); err != nil {
+		o.logf("%s: building ./cmd/nestbot", variant)
+		if err := buildBot(root, "./cmd/nestbot", bin, libsecp); err != nil {
 			return nil, err
 		}
 	}
@@ -229,14 +228,14 @@ func benchVariant(ctx context.Context, root, variant string, o Options) (*Run, e
 	botSK := nostr.GeneratePrivateKey()
 	bot, _ := nostr.GetPublicKey(botSK)
 	// launch starts the bot as name, on the bench's relay and extraRelays.
-	launch := func(name string, env []string, extraRelays ...string) (*botProc, error) {
+	launch := func(name string, args []string, extraRelays ...string) (*botProc, error) {
 		cfgPath := filepath.Join(dir, name+".yaml")
 		if err := os.WriteFile(cfgPath, []byte(botConfig(w, botSK, extraRelays...)), 0o600); err != nil {
 			return nil, err
 		}
-		return startBot(bin, cfgPath, filepath.Join(dir, name+".log"), env)
+		return startBot(bin, cfgPath, filepath.Join(dir, name+".log"), env, args...)
 	}
-	proc, err := launch("bot", env)
+	proc, err := launch("bot", profile)
 	if err != nil {
 		return nil, err
 	}
@@ -320,8 +319,7 @@ func benchVariant(ctx context.Context, root, variant string, o Options) (*Run, e
 		hostile := flood.StartRelay()
 		defer hostile.Close()
 		hostile.TargetBot()
-		fenv := slices.DeleteFunc(slices.Clone(env), func(kv string) bool { return strings.HasPrefix(kv, "NESTBENCH_") })
-		fproc, err := launch("bot-flood", fenv, hostile.URL)
+		fproc, err := launch("bot-flood", nil, hostile.URL)
 		if err != nil {
 			return nil, err
 		}

@@ -30,7 +30,7 @@ func PrintTable(w io.Writer, res *Results) {
 	sep := "| --- |"
 	for _, r := range res.Runs {
 		name := r.Variant
-		if r.Bot.Package != "" && strings.HasSuffix(r.Bot.Package, "profbot") {
+		if r.Profile != "" {
 			name += " (pprof)"
 		}
 		head += " " + name + " |"

@@ -97,7 +97,7 @@ func readBuildInfo(path string) (buildInfo, error) {
 	return out, nil
 }
 
-// buildBot builds pkg (./cmd/nestbot or ./bench/profbot) into out the way
+// buildBot builds pkg (./cmd/nestbot) into out the way
 // the Makefile's build and build-libsecp targets do: pure Go with cgo off,
 // or with the libsecp256k1 tag, cgo on and Go's internal linker.
 func buildBot(root, pkg, out string, libsecp bool) error {
@@ -167,15 +167,15 @@ type botProc struct {
 	logPath string
 }
 
-// startBot runs bin with "run --config cfgPath" and waits until it has
+// startBot runs bin with "run --config cfgPath" and args, and waits until it has
 // subscribed on its relay (its "subscribed" log line).
-func startBot(bin, cfgPath, logPath string, extraEnv []string) (*botProc, error) {
+func startBot(bin, cfgPath, logPath string, extraEnv []string, args ...string) (*botProc, error) {
 	logf, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}
 	defer logf.Close()
-	cmd := exec.Command(bin, "run", "--config", cfgPath)
+	cmd := exec.Command(bin, append([]string{"run", "--config", cfgPath}, args...)...)
 	cmd.Dir = filepath.Dir(cfgPath)
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "NESTBOT_") {

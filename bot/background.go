@@ -2,6 +2,7 @@ package bot
 
 import (
 	"context"
+	"time"
 
 	"github.com/livekit/protocol/auth"
 
@@ -20,13 +21,15 @@ func (s *Service) background() []func(context.Context) {
 	tasks := []func(context.Context){
 		func(ctx context.Context) { s.publishIdentity(ctx, m) },
 		lc.run,
+		s.pending.run,
 	}
 	if s.cfg.HTTP.Listen != "" {
 		ready := readiness{
 			relays: s.RelaysConnected,
+			writes: func() string { return s.outbox.writesFailing(time.Now()) },
 			redis: func(ctx context.Context) (err error) {
 				defer s.guard.catchErr("readyz", &err)
-				return s.store.Client().Ping(ctx).Err()
+				return s.store.Ping(ctx)
 			},
 			livekit: func(ctx context.Context) (err error) {
 				defer s.guard.catchErr("readyz", &err)

@@ -5,31 +5,41 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nbd-wtf/go-nostr"
-	"github.com/redis/go-redis/v9"
+
+	"github.com/nestbot/nestbot/rooms"
 )
 
 // claims makes each request ID processed exactly once across bot restarts
-// and replicas. A claim key moves through three states:
+// and replicas. A claim (one Redis key per request, rooms.Keys.Claim)
+// moves through three states:
 //
-//	w:<instance>   being worked on by a live instance (lease)
-//	r:<response>   answered; the signed response is kept so a crash before
-//	               it reached a relay republishes the very same event
-//	done           the response reached a relay
+//	w:<instance>:<lease end>  being worked on by a live instance
+//	r:<response>              answered; the signed response is kept so a crash
+//	                          before it reached a relay republishes the very same event
+//	done                      the response reached a relay
 //
-// An instance proves it is alive with a heartbeat key; a claim held by a
-// dead instance is taken over, so a request cut off by a crash is finished.
+// An instance proves it is alive by renewing the lease inside each claim
+// it holds (heartbeat); a claim whose lease ended belongs to a dead
+// instance and is taken over, so a request cut off by a crash is finished.
+// The storage and its scripts are rooms.RedisStore's (rooms/claims.go).
 type claims struct {
-	rdb      redis.UniversalClient
-	prefix   string // "nestbot:"
+	store    *rooms.RedisStore
 	instance string
 	lease    time.Duration // how long a working claim lives without its owner
 	ttl      time.Duration // how long an answered claim is remembered
+	step     time.Duration // how long one write may be retried (limits.dependency_timeout)
+	// renewEvery is how often the heartbeat renews held claims; a claim's
+	// lease is three times that (heartbeatTTL by default).
+	renewEvery time.Duration
+
+	mu   sync.Mutex
+	held map[string]bool // claims this instance works on, to renew
 }
 
 const heartbeatTTL = 10 * time.Second
@@ -40,22 +50,51 @@ func newInstanceID() string {
 	return hex.EncodeToString(b[:])
 }
 
-func (c *claims) key(id string) string     { return c.prefix + "claim:" + id }
-func (c *claims) alive(inst string) string { return c.prefix + "alive:" + inst }
+// ownerLease is how long a held claim stays ours without a renewal.
+func (c *claims) ownerLease() time.Duration {
+	if c.renewEvery > 0 {
+		return 3 * c.renewEvery
+	}
+	return heartbeatTTL
+}
 
-// heartbeat keeps this instance marked alive until ctx ends.
+func (c *claims) hold(id string, on bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.held == nil {
+		c.held = map[string]bool{}
+	}
+	if on {
+		c.held[id] = true
+	} else {
+		delete(c.held, id)
+	}
+}
+
+// heartbeat renews the lease of every claim this instance holds until ctx
+// ends; then the claims still held are left to expire and be taken over.
 func (c *claims) heartbeat(ctx context.Context) {
-	t := time.NewTicker(heartbeatTTL / 3)
+	t := time.NewTicker(c.ownerLease() / 3)
 	defer t.Stop()
 	for {
-		_ = c.rdb.Set(ctx, c.alive(c.instance), 1, heartbeatTTL).Err()
 		select {
 		case <-ctx.Done():
-			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-			_ = c.rdb.Del(dctx, c.alive(c.instance)).Err()
-			cancel()
 			return
 		case <-t.C:
+		}
+		c.mu.Lock()
+		ids := make([]string, 0, len(c.held))
+		for id := range c.held {
+			ids = append(ids, id)
+		}
+		c.mu.Unlock()
+		rctx, cancel := context.WithTimeout(ctx, c.ownerLease()/3)
+		held, _ := c.store.RenewClaims(rctx, ids, c.instance, c.ownerLease())
+		cancel()
+		for i, ok := range held {
+			if !ok {
+				c.hold(ids[i], false) // answered, or taken over: no longer ours
+			}
 		}
 	}
 }
@@ -70,30 +109,6 @@ const (
 	claimAnswered                     // answered, maybe not delivered: republish stored
 	claimGone                         // takeOver found no claim: not ours to start
 )
-
-// takeOverScript claims a request that nobody holds (unless ARGV[4] is
-// "0"), that we already hold, or that a dead instance holds, atomically.
-var takeOverScript = redis.NewScript(`
-local v = redis.call("get", KEYS[1])
-if not v then
-  if ARGV[4] == "0" then
-    return "gone"
-  end
-  redis.call("set", KEYS[1], ARGV[1], "PX", ARGV[2])
-  return "acquired"
-end
-if v == ARGV[1] then
-  redis.call("set", KEYS[1], ARGV[1], "PX", ARGV[2])
-  return "acquired"
-end
-if string.sub(v, 1, 2) == "w:" then
-  if redis.call("exists", ARGV[3] .. string.sub(v, 3)) == 0 then
-    redis.call("set", KEYS[1], ARGV[1], "PX", ARGV[2])
-    return "acquired"
-  end
-  return "busy"
-end
-return v`)
 
 // acquire claims request id. With claimAnswered it returns the stored response.
 // A claim we already hold (a retry after a lost reply) is acquired again.
@@ -110,16 +125,13 @@ func (c *claims) takeOver(ctx context.Context, id string) (claimOutcome, *nostr.
 }
 
 func (c *claims) run(ctx context.Context, id string, fresh bool) (claimOutcome, *nostr.Event, error) {
-	allowNew := "0"
-	if fresh {
-		allowNew = "1"
-	}
-	res, err := takeOverScript.Run(ctx, c.rdb, []string{c.key(id)}, "w:"+c.instance, c.lease.Milliseconds(), c.prefix+"alive:", allowNew).Text()
+	res, err := c.store.Claim(ctx, id, c.instance, c.lease, c.ownerLease(), fresh)
 	if err != nil {
-		return 0, nil, fmt.Errorf("claim %s: %w", id, err)
+		return 0, nil, err
 	}
 	switch {
 	case res == "acquired":
+		c.hold(id, true)
 		return claimAcquired, nil, nil
 	case res == "busy":
 		return claimBusy, nil, nil
@@ -137,21 +149,25 @@ func (c *claims) run(ctx context.Context, id string, fresh bool) (claimOutcome, 
 	return 0, nil, fmt.Errorf("claim %s: unknown state %q", id, truncate(res, 16))
 }
 
-// answered stores the signed response before it is published.
+// answered stores the signed response before it is published, retrying
+// within ctx: a failover must not leave an answered request looking
+// unanswered to the instance that would take it over.
 func (c *claims) answered(ctx context.Context, id string, resp *nostr.Event) error {
 	b, err := json.Marshal(resp)
 	if err != nil {
 		return err
 	}
-	if err := c.rdb.Set(ctx, c.key(id), "r:"+string(b), c.ttl).Err(); err != nil {
+	if err := c.retry(ctx, func(ctx context.Context) error { return c.store.SetClaim(ctx, id, "r:"+string(b), c.ttl) }); err != nil {
 		return fmt.Errorf("store response of %s: %w", id, err)
 	}
+	c.hold(id, false)
 	return nil
 }
 
 // delivered marks the response as accepted by a relay.
 func (c *claims) delivered(ctx context.Context, id string) error {
-	if err := c.rdb.Set(ctx, c.key(id), "done", c.ttl).Err(); err != nil {
+	c.hold(id, false)
+	if err := c.retry(ctx, func(ctx context.Context) error { return c.store.SetClaim(ctx, id, "done", c.ttl) }); err != nil {
 		return fmt.Errorf("mark %s delivered: %w", id, err)
 	}
 	return nil
@@ -160,11 +176,36 @@ func (c *claims) delivered(ctx context.Context, id string) error {
 // release drops a claim we hold but could not work on (shutdown before
 // start), so that another instance may take it at once.
 func (c *claims) release(ctx context.Context, id string) {
-	v, err := c.rdb.Get(ctx, c.key(id)).Result()
-	if err == nil && v == "w:"+c.instance {
-		_ = c.rdb.Del(ctx, c.key(id)).Err()
-	} else if err != nil && !errors.Is(err, redis.Nil) {
-		return
+	c.hold(id, false)
+	_ = c.store.ReleaseClaim(ctx, id, c.instance)
+}
+
+// retry is retryRedis bounded by one step's budget.
+func (c *claims) retry(ctx context.Context, f func(context.Context) error) error {
+	if c.step > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.step)
+		defer cancel()
+	}
+	return retryRedis(ctx, f)
+}
+
+// retryRedis calls f until it succeeds or ctx ends, with a short backoff:
+// a Redis failover takes a few seconds, a step of a request may wait
+// that long (its ctx carries dependency_timeout).
+func retryRedis(ctx context.Context, f func(context.Context) error) error {
+	wait := 50 * time.Millisecond
+	for {
+		err := f(ctx)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, time.Second)
 	}
 }
 

@@ -2,6 +2,7 @@ package bot
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -9,35 +10,29 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/nestbot/nestbot/internal/stack"
+	"github.com/nestbot/nestbot/rooms"
 )
 
 // TestClaimsLifecycle walks one request id through every claim state on a
-// real Redis, with two instances: one claims, the other is told it is busy,
-// the first dies, the second takes over, answers and delivers.
+// real Redis, with two instances: one claims, the other is told it is busy
+// while the first renews its lease, the first dies (its lease ends), the
+// second takes over, answers and delivers.
 func TestClaimsLifecycle(t *testing.T) {
 	r := stack.StartRedis(t)
 	opt, _ := redis.ParseURL(r.URL)
 	rdb := redis.NewClient(opt)
 	defer rdb.Close()
+	store := rooms.NewRedisStore(rdb, "nest:", "nestbot:", time.Hour)
 	ctx := context.Background()
 	mk := func() *claims {
-		return &claims{rdb: rdb, prefix: "nestbot:", instance: newInstanceID(), lease: time.Minute, ttl: time.Hour}
+		return &claims{store: store, instance: newInstanceID(), lease: time.Minute, ttl: time.Hour, renewEvery: 100 * time.Millisecond}
 	}
 	a, b := mk(), mk()
 	hbCtx, stopA := context.WithCancel(ctx)
 	go a.heartbeat(hbCtx)
-	waitAlive := func(c *claims, want bool) {
-		deadline := time.Now().Add(5 * time.Second)
-		for (rdb.Exists(ctx, c.alive(c.instance)).Val() == 1) != want {
-			if time.Now().After(deadline) {
-				t.Fatalf("instance %s alive=%v never observed", c.instance, want)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-	}
-	waitAlive(a, true)
 
 	const id = "req-1"
+	key := rooms.DefaultKeys.Claim(id)
 	state := func(c *claims) claimOutcome {
 		t.Helper()
 		s, _, err := c.acquire(ctx, id)
@@ -49,20 +44,42 @@ func TestClaimsLifecycle(t *testing.T) {
 	if s := state(a); s != claimAcquired {
 		t.Fatalf("first claim: %v", s)
 	}
+	if v := rdb.Get(ctx, key).Val(); !strings.HasPrefix(v, "w:"+a.instance+":") {
+		t.Fatalf("claim value %q, want a's lease", v)
+	}
+	// a's heartbeat renews the lease: it is still busy after several leases.
+	first := rdb.Get(ctx, key).Val()
+	for rdb.Get(ctx, key).Val() == first {
+		time.Sleep(10 * time.Millisecond)
+	}
 	if s := state(b); s != claimBusy {
 		t.Fatalf("claim held by a live instance: %v, want busy", s)
 	}
-	stopA() // a dies: its heartbeat key goes away
-	waitAlive(a, false)
+	if s, _, err := b.takeOver(ctx, id); err != nil || s != claimBusy {
+		t.Fatalf("take-over of a live instance's claim: %v %v, want busy", s, err)
+	}
+	stopA() // a dies: its lease is no longer renewed and ends
 	hbB, stopB := context.WithCancel(ctx)
 	defer stopB()
 	go b.heartbeat(hbB)
-	waitAlive(b, true)
-	if s := state(b); s != claimAcquired {
-		t.Fatalf("claim of a dead instance: %v, want taken over", s)
+	for {
+		s, _, err := b.takeOver(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s == claimAcquired {
+			break
+		}
+		if s != claimBusy {
+			t.Fatalf("take-over of a dead instance's claim: %v", s)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	if s := state(a); s != claimBusy {
 		t.Fatalf("b, alive, holds it now: %v, want busy", s)
+	}
+	if s, _, err := b.takeOver(ctx, "never-claimed"); err != nil || s != claimGone {
+		t.Fatalf("take-over of no claim: %v %v, want gone", s, err)
 	}
 
 	resp := &nostr.Event{ID: "resp", Kind: 4313, Content: "x"}
@@ -79,7 +96,7 @@ func TestClaimsLifecycle(t *testing.T) {
 	if s := state(a); s != claimDone {
 		t.Fatalf("delivered claim: %v", s)
 	}
-	if ttl := rdb.TTL(ctx, a.key(id)).Val(); ttl <= 0 || ttl > time.Hour {
+	if ttl := rdb.TTL(ctx, key).Val(); ttl <= 0 || ttl > time.Hour {
 		t.Fatalf("done claim TTL %v", ttl)
 	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/nbd-wtf/go-nostr"
 
+	"github.com/nestbot/nestbot/internal/relay"
 	"github.com/nestbot/nestbot/nostrx"
 )
 
@@ -41,11 +42,12 @@ func (c *Client) Send(ctx context.Context, room nostrx.Coordinate, action, relay
 }
 
 // SendEvent publishes an already signed request and waits for its answer.
+// It speaks to the relays through internal/relay (bounded, OK-only
+// publishing, NIP-42 AUTH with the requester's key); a request counts as
+// sent once one relay said OK to it.
 func (c *Client) SendEvent(ctx context.Context, req nostr.Event) (*Exchange, error) {
-	pool := nostr.NewSimplePool(ctx, nostr.WithAuthHandler(func(_ context.Context, ev nostr.RelayEvent) error {
-		return c.Signer.Sign(ev.Event)
-	}))
-	defer pool.Close("done")
+	pool := relay.NewPool(relay.Options{Trusted: c.Relays, Signer: c.Signer, MaxPerHost: max(4, len(c.Relays))})
+	defer pool.Close()
 	since := req.CreatedAt - 5
 	filter := nostr.Filter{
 		Kinds: []int{c.ResponseKind}, Authors: []string{c.Bot},
@@ -53,20 +55,59 @@ func (c *Client) SendEvent(ctx context.Context, req nostr.Event) (*Exchange, err
 	}
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	eose := make(chan struct{})
-	events := pool.SubscribeManyNotifyEOSE(sctx, c.Relays, filter, eose)
-	select {
-	case <-eose:
-	case <-ctx.Done():
-		return nil, fmt.Errorf("subscribe for the answer: %w", ctx.Err())
+	answers := make(chan *nostr.Event, len(c.Relays))
+	var subs []*relay.Sub
+	var errs []error
+	for _, u := range c.Relays {
+		s, err := pool.Subscribe(sctx, u, nostr.Filters{filter})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", u, err))
+			continue
+		}
+		subs = append(subs, s)
+	}
+	if len(subs) == 0 {
+		return nil, fmt.Errorf("subscribe for the answer: %w", errors.Join(errs...))
+	}
+	for _, s := range subs {
+		defer s.Close()
+		select { // subscribed before publishing, so a fast answer is never missed
+		case <-s.EOSE():
+		case <-s.Done():
+		case <-ctx.Done():
+			return nil, fmt.Errorf("subscribe for the answer: %w", ctx.Err())
+		}
+		go func() {
+			for {
+				select {
+				case ev := <-s.Events:
+					if relay.Verify(ev, nostr.Filters{filter}) {
+						select {
+						case answers <- ev:
+						case <-sctx.Done():
+							return
+						}
+					}
+				case <-s.Done():
+					return
+				case <-sctx.Done():
+					return
+				}
+			}
+		}()
 	}
 	accepted := 0
-	var errs []error
-	for res := range pool.PublishMany(ctx, c.Relays, req) {
-		if res.Error == nil {
+	results := make(chan relay.Result, len(c.Relays))
+	for _, u := range c.Relays {
+		go func() { results <- pool.Publish(ctx, u, &req) }()
+	}
+	errs = nil
+	for range c.Relays {
+		r := <-results
+		if r.OK() {
 			accepted++
 		} else {
-			errs = append(errs, fmt.Errorf("%s: %w", res.RelayURL, res.Error))
+			errs = append(errs, fmt.Errorf("%s: %s: %s", r.URL, r.Class, relay.Excerpt(r.Reason, 200)))
 		}
 	}
 	if accepted == 0 {
@@ -76,15 +117,12 @@ func (c *Client) SendEvent(ctx context.Context, req nostr.Event) (*Exchange, err
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("waiting for the answer to %s: %w", req.ID, ctx.Err())
-		case re, ok := <-events:
-			if !ok {
-				return nil, errors.New("every relay closed the subscription")
-			}
-			p, err := nostrx.OpenResponse(c.Signer, c.Bot, re.Event)
+		case ev := <-answers:
+			p, err := nostrx.OpenResponse(c.Signer, c.Bot, ev)
 			if err != nil {
 				continue // not a valid answer from the bot: keep waiting
 			}
-			return &Exchange{Request: req, Response: re.Event, Payload: p}, nil
+			return &Exchange{Request: req, Response: ev, Payload: p}, nil
 		}
 	}
 }

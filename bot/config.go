@@ -20,9 +20,11 @@ import (
 	"github.com/decred/dcrd/dcrec/secp256k1/v4"
 	"github.com/nbd-wtf/go-nostr"
 	"github.com/nbd-wtf/go-nostr/nip19"
-	"github.com/redis/go-redis/v9"
 	"github.com/spf13/viper"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/nestbot/nestbot/nostrx"
+	"github.com/nestbot/nestbot/rooms"
 )
 
 // Config is the whole validated configuration. LoadConfig is the only way to
@@ -74,6 +76,22 @@ type RedisConfig struct {
 	KeyPrefix  string        // prefix of the room records shared with the Nests API ("nest:")
 	BotPrefix  string        // prefix of nestbot's own keys ("nestbot:")
 	RoomTTL    time.Duration // TTL of a room record written by the bot
+	// Mode says what Addrs (or URL's host alone) is: "auto" infers it as
+	// go-redis does (several addrs: Cluster; MasterName: Sentinel; one
+	// URL: single server), "single", "cluster" (one seed address is
+	// enough) or "sentinel".
+	Mode string
+	// SentinelUsername and SentinelPassword authenticate to the sentinels
+	// when they require it; the data nodes use URL's credentials.
+	SentinelUsername string
+	SentinelPassword string
+	// TLSCAFile is a PEM bundle to verify the servers' certificates with
+	// (rediss:// turns TLS on, in every mode); "" uses the system's roots.
+	TLSCAFile string
+	// WaitReplicas > 0 makes claims and restart commits WAIT until that
+	// many replicas acknowledged them, for at most WaitTimeout.
+	WaitReplicas int
+	WaitTimeout  time.Duration
 }
 
 // LiveKitConfig is the "livekit" section.
@@ -92,6 +110,28 @@ type LiveKitConfig struct {
 type NestsConfig struct {
 	ServiceURL string // Nests API base, written in the room event's service tag
 	WebURL     string // web client base, used in links sent to users
+	// ConsoleURL is the address of the restart page (web/) for hosts; when
+	// set, the bot's kind 0 profile names it as its website so users find
+	// it. "" (the default) leaves the profile without one.
+	ConsoleURL string
+	// Hosted are URLs naming this deployment (nests.hosted): a room whose
+	// event names none of them in service/auth/streaming/endpoint is
+	// another deployment's, answered NOT_FOUND. Empty: ServiceURL and the
+	// endpoint derived from livekit.public_url (see HostedURLs).
+	Hosted []string
+}
+
+// HostedURLs is nests.hosted, or by default the service URL and the
+// LiveKit endpoint this bot itself writes into room events.
+func (c Config) HostedURLs() []string {
+	if len(c.Nests.Hosted) > 0 {
+		return c.Nests.Hosted
+	}
+	out := []string{c.Nests.ServiceURL}
+	if ep, err := nostrx.LiveKitEndpoint(c.LiveKit.PublicURL); err == nil {
+		out = append(out, ep)
+	}
+	return out
 }
 
 // HTTPConfig is the "http" section.
@@ -129,6 +169,9 @@ type ProfileConfig struct {
 	Name    string
 	About   string
 	Picture string // http(s) URL or ""
+	// Website is nests.console_url, copied here because it is what the
+	// kind 0 profile calls it (NIP-24 "website").
+	Website string
 }
 
 // ConfigError is returned for every invalid value: it names the key and says
@@ -167,6 +210,12 @@ var configKeys = []struct {
 	{"redis.key_prefix", "nest:"},
 	{"redis.bot_prefix", "nestbot:"},
 	{"redis.room_ttl", "24h"},
+	{"redis.mode", "auto"},
+	{"redis.sentinel_username", ""},
+	{"redis.sentinel_password", ""},
+	{"redis.tls_ca_file", ""},
+	{"redis.wait_replicas", 0},
+	{"redis.wait_timeout", "250ms"},
 
 	{"livekit.url", "http://127.0.0.1:7880"},
 	{"livekit.public_url", "ws://127.0.0.1:7880"},
@@ -179,6 +228,8 @@ var configKeys = []struct {
 
 	{"nests.service_url", "http://127.0.0.1:5544/api/v1/nests"},
 	{"nests.web_url", "https://nostrnests.com"},
+	{"nests.hosted", []string{}},
+	{"nests.console_url", ""},
 
 	{"http.listen", "127.0.0.1:9090"},
 	{"http.webhook_path", "/livekit/webhook"},
@@ -414,6 +465,25 @@ func (l *loader) load() Config {
 		l.fail("redis.bot_prefix", "%q and redis.key_prefix %q overlap: neither may be a prefix of the other", bp, kp)
 	}
 	c.Redis.RoomTTL = l.duration("redis.room_ttl")
+	c.Redis.Mode = l.str("redis.mode")
+	switch c.Redis.Mode {
+	case "auto", "cluster":
+	case "single":
+		if len(c.Redis.Addrs) > 0 {
+			l.fail("redis.mode", "single uses redis.url alone; leave redis.addrs empty or pick cluster or sentinel")
+		}
+	case "sentinel":
+		if c.Redis.MasterName == "" || len(c.Redis.Addrs) == 0 {
+			l.fail("redis.mode", "sentinel needs redis.master_name and the sentinels in redis.addrs")
+		}
+	default:
+		l.fail("redis.mode", "must be auto, single, cluster or sentinel, not %q", c.Redis.Mode)
+	}
+	c.Redis.SentinelUsername = l.str("redis.sentinel_username")
+	c.Redis.SentinelPassword = l.str("redis.sentinel_password")
+	c.Redis.TLSCAFile = l.str("redis.tls_ca_file")
+	c.Redis.WaitReplicas = l.integer("redis.wait_replicas", 0, 16)
+	c.Redis.WaitTimeout = l.duration("redis.wait_timeout")
 
 	// livekit
 	c.LiveKit.URL = l.url("livekit.url", "http", "https", "ws", "wss")
@@ -428,6 +498,10 @@ func (l *loader) load() Config {
 	// nests
 	c.Nests.ServiceURL = l.url("nests.service_url", "http", "https")
 	c.Nests.WebURL = l.url("nests.web_url", "http", "https")
+	c.Nests.Hosted = l.absoluteURLs("nests.hosted")
+	if u := l.str("nests.console_url"); u != "" {
+		c.Nests.ConsoleURL = l.url("nests.console_url", "http", "https")
+	}
 
 	// http
 	if listen := l.str("http.listen"); listen != "" {
@@ -479,6 +553,7 @@ func (l *loader) load() Config {
 	if pic := l.str("profile.picture"); pic != "" {
 		c.Profile.Picture = l.url("profile.picture", "http", "https")
 	}
+	c.Profile.Website = c.Nests.ConsoleURL
 	return c
 }
 
@@ -720,6 +795,18 @@ func schemeList(schemes []string) string {
 	return art + " " + strings.Join(parts[:len(parts)-1], ", ") + " or " + parts[len(parts)-1]
 }
 
+// absoluteURLs reads a list of URLs of any scheme that name a host.
+func (l *loader) absoluteURLs(key string) []string {
+	out := l.list(key)
+	for _, s := range out {
+		if u, err := url.Parse(s); err != nil || u.Scheme == "" || u.Hostname() == "" {
+			l.fail(key, "%q is not an absolute URL", s)
+			return nil
+		}
+	}
+	return out
+}
+
 func (l *loader) relays(key string) []string {
 	rs := l.list(key)
 	if rs == nil {
@@ -752,7 +839,7 @@ func (l *loader) redisURL(key string) string {
 		l.fail(key, "is not a valid URL (want redis://[user:password@]host:port/db, rediss:// or unix://)")
 		return ""
 	}
-	if _, err := redis.ParseURL(s); err != nil {
+	if err := rooms.ValidRedisURL(s); err != nil {
 		l.fail(key, "%s: %s", u.Redacted(), strings.TrimPrefix(err.Error(), "redis: "))
 		return ""
 	}
@@ -934,7 +1021,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Any("nostr", c.Nostr),
 		slog.Any("redis", c.Redis),
 		slog.Any("livekit", c.LiveKit),
-		slog.Group("nests", "service_url", c.Nests.ServiceURL, "web_url", c.Nests.WebURL),
+		slog.Group("nests", "service_url", c.Nests.ServiceURL, "web_url", c.Nests.WebURL, "console_url", c.Nests.ConsoleURL, "hosted", c.Nests.Hosted),
 		slog.Group("http", "listen", c.HTTP.Listen, "webhook_path", c.HTTP.WebhookPath),
 		slog.Group("limits",
 			"room_cooldown", c.Limits.RoomCooldown,
@@ -981,6 +1068,12 @@ func (r RedisConfig) LogValue() slog.Value {
 		slog.String("key_prefix", r.KeyPrefix),
 		slog.String("bot_prefix", r.BotPrefix),
 		slog.Duration("room_ttl", r.RoomTTL),
+		slog.String("mode", r.Mode),
+		slog.String("sentinel_username", r.SentinelUsername),
+		slog.String("sentinel_password", redact(r.SentinelPassword)),
+		slog.String("tls_ca_file", r.TLSCAFile),
+		slog.Int("wait_replicas", r.WaitReplicas),
+		slog.Duration("wait_timeout", r.WaitTimeout),
 	)
 }
 

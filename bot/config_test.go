@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -85,11 +86,13 @@ func defaultConfig() Config {
 			DeniedPubkeys:  []string{},
 		},
 		Redis: RedisConfig{
-			URL:       "redis://127.0.0.1:6379/0",
-			Addrs:     []string{},
-			KeyPrefix: "nest:",
-			BotPrefix: "nestbot:",
-			RoomTTL:   24 * time.Hour,
+			URL:         "redis://127.0.0.1:6379/0",
+			Addrs:       []string{},
+			KeyPrefix:   "nest:",
+			BotPrefix:   "nestbot:",
+			RoomTTL:     24 * time.Hour,
+			Mode:        "auto",
+			WaitTimeout: 250 * time.Millisecond,
 		},
 		LiveKit: LiveKitConfig{
 			URL:              "http://127.0.0.1:7880",
@@ -104,6 +107,7 @@ func defaultConfig() Config {
 		Nests: NestsConfig{
 			ServiceURL: "http://127.0.0.1:5544/api/v1/nests",
 			WebURL:     "https://nostrnests.com",
+			Hosted:     []string{},
 		},
 		HTTP: HTTPConfig{Listen: "127.0.0.1:9090", WebhookPath: "/livekit/webhook"},
 		Limits: LimitsConfig{
@@ -179,6 +183,12 @@ redis:
   key_prefix: "nests:"
   bot_prefix: "bot:"
   room_ttl: 48h
+  mode: sentinel
+  sentinel_username: watcher
+  sentinel_password: sentinel-pw
+  tls_ca_file: /etc/ssl/redis-ca.pem
+  wait_replicas: 1
+  wait_timeout: 250ms
 livekit:
   url: https://lk.example
   public_url: wss://lk.example
@@ -191,6 +201,7 @@ livekit:
 nests:
   service_url: https://nests.example/api/v1/nests
   web_url: http://nests.example
+  hosted: [https://nests.example/api/v1/nests, "wss+livekit://lk.example"]
 http:
   listen: ""
   webhook_path: /hooks/livekit
@@ -238,6 +249,13 @@ func TestConfigFile(t *testing.T) {
 			KeyPrefix:  "nests:",
 			BotPrefix:  "bot:",
 			RoomTTL:    48 * time.Hour,
+			Mode:       "sentinel",
+
+			SentinelUsername: "watcher",
+			SentinelPassword: "sentinel-pw",
+			TLSCAFile:        "/etc/ssl/redis-ca.pem",
+			WaitReplicas:     1,
+			WaitTimeout:      250 * time.Millisecond,
 		},
 		LiveKit: LiveKitConfig{
 			URL:              "https://lk.example",
@@ -249,7 +267,7 @@ func TestConfigFile(t *testing.T) {
 			EmptyTimeout:     5 * time.Minute,
 			DepartureTimeout: 20 * time.Second,
 		},
-		Nests: NestsConfig{ServiceURL: "https://nests.example/api/v1/nests", WebURL: "http://nests.example"},
+		Nests: NestsConfig{ServiceURL: "https://nests.example/api/v1/nests", WebURL: "http://nests.example", Hosted: []string{"https://nests.example/api/v1/nests", "wss+livekit://lk.example"}},
 		HTTP:  HTTPConfig{Listen: "", WebhookPath: "/hooks/livekit"},
 		Limits: LimitsConfig{
 			RoomCooldown:      time.Minute,
@@ -307,6 +325,7 @@ func TestConfigEnvOverridesFile(t *testing.T) {
 		"NESTBOT_REDIS_URL":                    "redis://env:6379/1",
 		"NESTBOT_REDIS_ADDRS":                  "",
 		"NESTBOT_REDIS_MASTER_NAME":            "",
+		"NESTBOT_REDIS_MODE":                   "auto",
 		"NESTBOT_LIVEKIT_API_SECRET":           "from-env",
 		"NESTBOT_LIVEKIT_MAX_PARTICIPANTS":     " 7 ",
 		"NESTBOT_HTTP_LISTEN":                  ":9100",
@@ -490,6 +509,8 @@ func TestConfigErrors(t *testing.T) {
 		{name: "livekit public url no host", env: map[string]string{"NESTBOT_LIVEKIT_PUBLIC_URL": "wss:///path"}, wantKey: "livekit.public_url"},
 		{name: "nests service url ws", env: map[string]string{"NESTBOT_NESTS_SERVICE_URL": "ws://nests.example"}, wantKey: "nests.service_url"},
 		{name: "nests web url garbage", env: map[string]string{"NESTBOT_NESTS_WEB_URL": "::nope"}, wantKey: "nests.web_url"},
+		{name: "nests hosted not a url", env: map[string]string{"NESTBOT_NESTS_HOSTED": "https://ok.example,nohost"}, wantKey: "nests.hosted"},
+		{name: "nests console url not http", env: map[string]string{"NESTBOT_NESTS_CONSOLE_URL": "ws://console.example"}, wantKey: "nests.console_url"},
 		{name: "profile picture not http", env: map[string]string{"NESTBOT_PROFILE_PICTURE": "ipfs://x"}, wantKey: "profile.picture"},
 		{name: "redis url scheme", env: map[string]string{"NESTBOT_REDIS_URL": "http://127.0.0.1:6379"}, wantKey: "redis.url"},
 		{name: "redis url db", env: map[string]string{"NESTBOT_REDIS_URL": "redis://:pw@127.0.0.1:6379/x"}, wantKey: "redis.url"},
@@ -506,6 +527,11 @@ func TestConfigErrors(t *testing.T) {
 		{name: "key prefix under bot prefix", env: map[string]string{"NESTBOT_REDIS_KEY_PREFIX": "nestbot:rooms:"}, wantKey: "redis.bot_prefix"},
 		{name: "empty key prefix", env: map[string]string{"NESTBOT_REDIS_KEY_PREFIX": ""}, wantKey: "redis.key_prefix"},
 		{name: "empty bot prefix", file: "redis:\n  bot_prefix: \"\"\n", wantKey: "redis.bot_prefix"},
+		{name: "redis mode unknown", env: map[string]string{"NESTBOT_REDIS_MODE": "ring"}, wantKey: "redis.mode", wantMsg: "auto, single, cluster or sentinel"},
+		{name: "sentinel mode without master", env: map[string]string{"NESTBOT_REDIS_MODE": "sentinel", "NESTBOT_REDIS_ADDRS": "a:26379"}, wantKey: "redis.mode", wantMsg: "master_name"},
+		{name: "single mode with addrs", env: map[string]string{"NESTBOT_REDIS_MODE": "single", "NESTBOT_REDIS_ADDRS": "a:6379"}, wantKey: "redis.mode"},
+		{name: "wait replicas negative", env: map[string]string{"NESTBOT_REDIS_WAIT_REPLICAS": "-1"}, wantKey: "redis.wait_replicas"},
+		{name: "wait timeout without unit", env: map[string]string{"NESTBOT_REDIS_WAIT_TIMEOUT": "100"}, wantKey: "redis.wait_timeout", wantMsg: "unit"},
 
 		// livekit credentials, http
 		{name: "empty api key", env: map[string]string{"NESTBOT_LIVEKIT_API_KEY": ""}, wantKey: "livekit.api_key"},
@@ -621,6 +647,7 @@ func TestConfigSecretsNeverPrinted(t *testing.T) {
 		setEnv(t, env)
 		t.Setenv("NESTBOT_LIVEKIT_API_SECRET", apiSecret)
 		t.Setenv("NESTBOT_REDIS_URL", "redis://bot:"+redisPass+"@127.0.0.1:6379/0")
+		t.Setenv("NESTBOT_REDIS_SENTINEL_PASSWORD", redisPass+"-sentinel")
 		cfg := mustLoad(t, "")
 
 		var out bytes.Buffer
@@ -801,5 +828,38 @@ func TestConfigKeysMatchStruct(t *testing.T) {
 	// And the public key helper agrees with go-nostr.
 	if pk, _ := nostr.GetPublicKey(testSecretHex); pk != testPubHex {
 		t.Fatalf("test vector mismatch: %s", pk)
+	}
+}
+
+func TestHostedURLsDefault(t *testing.T) {
+	t.Setenv("NESTBOT_NOSTR_SECRET_KEY", testSecretHex)
+	cfg, err := LoadConfig("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.HostedURLs(); !slices.Equal(got, []string{"http://127.0.0.1:5544/api/v1/nests", "ws+livekit://127.0.0.1:7880"}) {
+		t.Fatalf("default hosted %v", got)
+	}
+	t.Setenv("NESTBOT_NESTS_HOSTED", "https://a.example, wss://lk.example")
+	if cfg, err = LoadConfig(""); err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.HostedURLs(); !slices.Equal(got, []string{"https://a.example", "wss://lk.example"}) {
+		t.Fatalf("hosted %v", got)
+	}
+}
+
+// TestConfigConsoleURL: nests.console_url is off by default and, when set,
+// becomes the profile's website.
+func TestConfigConsoleURL(t *testing.T) {
+	clearEnv(t)
+	t.Setenv("NESTBOT_NOSTR_SECRET_KEY", testSecretHex)
+	if cfg := mustLoad(t, ""); cfg.Nests.ConsoleURL != "" || cfg.Profile.Website != "" {
+		t.Fatalf("default console url %q, website %q", cfg.Nests.ConsoleURL, cfg.Profile.Website)
+	}
+	t.Setenv("NESTBOT_NESTS_CONSOLE_URL", "https://console.example/restart/")
+	cfg := mustLoad(t, "")
+	if cfg.Nests.ConsoleURL != "https://console.example/restart/" || cfg.Profile.Website != cfg.Nests.ConsoleURL {
+		t.Fatalf("console url %q, website %q", cfg.Nests.ConsoleURL, cfg.Profile.Website)
 	}
 }

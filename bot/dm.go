@@ -17,6 +17,7 @@ import (
 	"github.com/nbd-wtf/go-nostr/nip59"
 
 	"github.com/nestbot/nestbot/nostrx"
+	"github.com/nestbot/nestbot/rooms"
 )
 
 // Direct messages: the same commands as kind 4312 requests, typed by a
@@ -319,6 +320,10 @@ func (s *Service) handleDM(ctx context.Context, j job) {
 	if text == "" {
 		// Nothing to say (not a command, and the sender already got the
 		// help text lately, or is not served): the claim is settled.
+		if errors.Is(werr, rooms.ErrIncomplete) {
+			s.resumeLater(j, werr)
+			return
+		}
 		if werr != nil {
 			s.claims.release(ctx, cmd.id)
 			s.forgetJob(j)
@@ -338,7 +343,7 @@ func (s *Service) handleDM(ctx context.Context, j job) {
 		s.log.Error("build dm reply", "id", cmd.id, "err", err)
 		return
 	}
-	if err := s.claims.answered(ctx, cmd.id, &reply); err != nil {
+	if err := s.storeAnswer(ctx, j, &reply); err != nil {
 		s.log.Warn("store dm reply", "id", cmd.id, "err", err)
 	}
 	var l relayList
@@ -380,10 +385,10 @@ func (s *Service) dmAnswer(ctx context.Context, cmd *dmCommand, p dmParsed) (tex
 		if !s.serves(cmd.sender) {
 			return "", "other", "not_served", room, nil
 		}
-		first, err := s.store.Client().SetNX(ctx, s.cfg.Redis.BotPrefix+"dmhelp:"+cmd.sender, 1, helpEvery).Result()
+		first, err := s.store.FirstHelp(ctx, cmd.sender, helpEvery)
 		if err != nil {
 			// Without Redis, replicas cannot agree: stay silent rather than risk a loop.
-			return "", "other", "", room, fmt.Errorf("help limit: %w", err)
+			return "", "other", "", room, err
 		}
 		if !first {
 			return "", "other", "help_limited", room, nil
@@ -404,6 +409,9 @@ func (s *Service) dmAnswer(ctx context.Context, cmd *dmCommand, p dmParsed) (tex
 	}
 	ans := s.work(ctx, req, p.err)
 	action = req.Action
+	if ans.resume {
+		return "", action, ans.outcome, ans.room, ans.err // finished later: handleDM resumes it
+	}
 	if ans.payload.Error != nil {
 		code := ans.payload.Error.Code
 		return s.refusalText(cmd.sender, code, ans.payload.Error.Message, p), action, ans.outcome, ans.room, ans.err

@@ -215,7 +215,11 @@ func (s *Service) resultText(p nostrx.Payload) (string, error) {
 			return "That room was restarted moments ago, so I left it running. Rejoin it here:\n\n" + links, nil
 		case r.Message == rooms.MsgRecreated:
 			return "Done: the room was gone, so I recreated it under a new room ID. Its new address:\n\n" + links +
-				"\n\nThe old address no longer works; share this one.", nil
+				"\n\nThe old address no longer works; share this one.\n\n" +
+				"For now I hold the room: its event is signed by me, so only I can change it. To take it over, publish " +
+				"the room under your own key with the same room ID (d tag " + r.RoomID + "): `nestbot restart` does it " +
+				"for you, and so does a client that adopts restarted rooms. Once I see your version, I close mine with " +
+				"a pointer to yours, and your version decides the room's title, speakers and admins.", nil
 		case r.IsNewRoom:
 			return "Done: that room had already been replaced by a new one, and I restarted the new one. Rejoin it here:\n\n" + links, nil
 		default:
@@ -253,6 +257,10 @@ func (s *Service) refusalText(sender string, code nostrx.Code, reason string, p 
 		// budget of new rooms; the reason says which.
 		return fmt.Sprintf("Slow down: %s. Try again in a minute.", reason)
 	case nostrx.CodeNotFound:
+		if where, ok := hostedWhere(reason); ok {
+			return "Sorry, that room is hosted elsewhere (" + where + "), not by the service this bot looks after, " +
+				"so I cannot restart it or tell its status. Ask whoever runs that service."
+		}
 		return "Sorry, I could not find that room."
 	case nostrx.CodeNotImplemented:
 		return "Sorry, I cannot do that. Send \"help\" to see what I can do."
@@ -261,4 +269,20 @@ func (s *Service) refusalText(sender string, code nostrx.Code, reason string, p 
 	default:
 		return "Sorry, something went wrong on my side. Please try again later."
 	}
+}
+
+// hostedWhere reads where a room lives from the engine's "hosted
+// elsewhere (…)" NOT_FOUND reason.
+func hostedWhere(reason string) (string, bool) {
+	const mark = "hosted elsewhere ("
+	i := strings.Index(reason, mark)
+	j := strings.LastIndex(reason, ")")
+	if i < 0 || j < i+len(mark) {
+		return "", false
+	}
+	where := reason[i+len(mark) : j]
+	if len(where) > 200 {
+		where = where[:200] + "…"
+	}
+	return where, true
 }

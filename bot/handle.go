@@ -3,7 +3,6 @@ package bot
 import (
 	"context"
 	"errors"
-	"fmt"
 	"slices"
 	"strconv"
 	"time"
@@ -21,6 +20,9 @@ type answer struct {
 	relays  []string          // where to publish, beyond the bot's relays
 	outcome string            // "ok" or an error code, for logs and metrics
 	err     error             // the internal error behind an INTERNAL or UNAVAILABLE answer
+	// resume: the restart failed after a public change (rooms.ErrIncomplete)
+	// and must be finished, not answered; see resumeLater.
+	resume bool
 }
 
 // handle processes one verified request: claim, parse, admit, work, answer.
@@ -28,7 +30,7 @@ func (s *Service) handle(ctx context.Context, j job) {
 	ev := j.ev
 	stored, ours := s.claim(ctx, j)
 	if stored != nil {
-		s.deliver(ctx, ev.ID, stored, s.responseRelays(ev, j.via, nil))
+		s.deliver(ctx, ev.ID, stored, s.responseRelays(ev, j.via, nil, refusalOnly(stored)))
 	}
 	if !ours {
 		return
@@ -36,6 +38,10 @@ func (s *Service) handle(ctx context.Context, j job) {
 
 	req, perr := nostrx.ParseRequest(ev)
 	ans := s.work(ctx, req, perr)
+	if ans.resume {
+		s.resumeLater(j, ans.err)
+		return
+	}
 	resp, err := nostrx.BuildResponse(s.signer, nostrx.ResponseSpec{
 		Kind: s.cfg.Nostr.ResponseKind, Requester: ev.PubKey, RequestID: ev.ID, Room: ans.room,
 		CreatedAt: nostr.Now(), TTL: s.cfg.Nostr.ResponseTTL,
@@ -44,10 +50,10 @@ func (s *Service) handle(ctx context.Context, j job) {
 		s.log.Error("build response", "id", ev.ID, "err", err)
 		return
 	}
-	if err := s.claims.answered(ctx, ev.ID, &resp); err != nil {
+	if err := s.storeAnswer(ctx, j, &resp); err != nil {
 		s.log.Warn("store response", "id", ev.ID, "err", err)
 	}
-	delivered := s.deliver(ctx, ev.ID, &resp, s.responseRelays(ev, j.via, ans.relays))
+	delivered := s.deliver(ctx, ev.ID, &resp, s.responseRelays(ev, j.via, ans.relays, isRefusal(ans.payload)))
 
 	action := req.Action
 	if action != nostrx.ActionRestart && action != nostrx.ActionStatus {
@@ -135,6 +141,9 @@ func (s *Service) work(ctx context.Context, req nostrx.Request, perr error) answ
 		return answer{payload: p, room: req.Room, outcome: "ok"}
 	default:
 		res, err := s.engine.Restart(ctx, req)
+		if errors.Is(err, rooms.ErrIncomplete) {
+			return answer{resume: true, err: err, room: req.Room, outcome: "incomplete"}
+		}
 		if err != nil {
 			return fail(err)
 		}
@@ -146,6 +155,42 @@ func (s *Service) work(ctx context.Context, req nostrx.Request, perr error) answ
 			s.metrics.published.WithLabelValues(strconv.Itoa(nostrx.KindRoom)).Inc()
 		}
 		return answer{payload: p, room: res.Room, relays: res.Relays, outcome: "ok"}
+	}
+}
+
+// storeAnswer stores a request's response in its claim before it is
+// published, retrying while the request is younger than its max age: a
+// response published but not stored would leave the claim in its working
+// state, and the replica that takes it over after a failover would answer
+// a second time. Only when Redis stays away that long is the response
+// published unstored (an answer, at the risk of a second one).
+func (s *Service) storeAnswer(ctx context.Context, j job, resp *nostr.Event) error {
+	sctx, cancel := context.WithDeadline(ctx, s.staleAt(j))
+	defer cancel()
+	return retryRedis(sctx, func(ctx context.Context) error { return s.claims.answered(ctx, j.id(), resp) })
+}
+
+// resumeLater runs a restart that failed after a public change again, with
+// backoff, while its request is younger than max_request_age. The claim
+// stays this instance's (its heartbeat renews it), so no other replica
+// starts it meanwhile; if this instance dies, the replica that takes the
+// claim over finishes it. Either way the requester gets the result, never
+// a failure for a room that was already changed.
+func (s *Service) resumeLater(j job, err error) {
+	wait := min(250*time.Millisecond<<min(j.attempt, 5), 5*time.Second)
+	j.attempt++
+	if time.Now().Add(wait).After(s.staleAt(j)) {
+		s.metrics.dropped.WithLabelValues("incomplete").Inc()
+		s.claims.release(context.Background(), j.id())
+		s.forgetJob(j)
+		s.log.Error("restart left incomplete: its request went stale before it could be finished", "id", j.id(), "err", err)
+		return
+	}
+	s.metrics.retries.WithLabelValues("resume").Inc()
+	s.log.Warn("restart incomplete after a public change; finishing it", "id", j.id(), "attempt", j.attempt, "err", err)
+	if !s.deferred.add(j, time.Now().Add(wait)) {
+		s.metrics.dropped.WithLabelValues("deferred_full").Inc()
+		s.forgetJob(j)
 	}
 }
 
@@ -166,69 +211,59 @@ func (s *Service) admit(ctx context.Context, req nostrx.Request) error {
 }
 
 // rateAllow counts a request against its requester's one-minute window in
-// Redis, so the limit holds across replicas.
+// Redis, so the limit holds across replicas; a Redis error is retried
+// within dependency_timeout (a failover passes).
 func (s *Service) rateAllow(ctx context.Context, pubkey string) (bool, error) {
-	window := time.Now().Unix() / 60
-	key := fmt.Sprintf("%srate:%s:%d", s.cfg.Redis.BotPrefix, pubkey, window)
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Limits.DependencyTimeout)
 	defer cancel()
-	rdb := s.store.Client()
-	pipe := rdb.TxPipeline()
-	n := pipe.Incr(ctx, key)
-	pipe.Expire(ctx, key, 2*time.Minute)
-	if _, err := pipe.Exec(ctx); err != nil {
-		return false, fmt.Errorf("rate limit: %w: %w", rooms.ErrUnavailable, err)
+	now := time.Now()
+	var ok bool
+	err := retryRedis(ctx, func(ctx context.Context) error {
+		var err error
+		ok, err = s.store.RateAllow(ctx, pubkey, now, s.cfg.Limits.RestartsPerMinute)
+		return err
+	})
+	if err != nil {
+		return false, err
 	}
-	return n.Val() <= int64(s.cfg.Limits.RestartsPerMinute), nil
+	return ok, nil
 }
 
 // responseRelays: the bot's relays, the relay the request came from, its
 // hint, the live room's relays, and the requester's NIP-65 read relays
 // (at once when known, else forwarded in the background: relaylists.go).
-func (s *Service) responseRelays(ev *nostr.Event, via string, roomRelays []string) []string {
+// A refusal (see isRefusal) goes only to the bot's relays, the one the
+// request came from (one of them) and the requester's read relays: a
+// stranger's hint never makes the bot write to a relay of their choosing
+// without passing the checks.
+func (s *Service) responseRelays(ev *nostr.Event, via string, roomRelays []string, refusal bool) []string {
 	relays := slices.Clone(s.cfg.Nostr.Relays)
 	relays = append(relays, via)
-	if t := ev.Tags.Find("a"); len(t) >= 3 && nostrx.ValidRelayURL(t[2]) {
+	if t := ev.Tags.Find("a"); !refusal && len(t) >= 3 && nostrx.ValidRelayURL(t[2]) {
 		relays = append(relays, t[2])
 	}
-	relays = append(relays, roomRelays...)
+	if !refusal {
+		relays = append(relays, roomRelays...)
+	}
 	relays = append(relays, s.requesterReadRelays(ev, relays)...)
 	return dedupe(relays)
 }
 
-// deliverBudget bounds how long a response keeps being retried when no
-// relay accepts it; after that the stored response waits for the request
-// to be seen again.
-const deliverBudget = 2 * time.Minute
-
-// deliver publishes a response until a relay accepts it, then marks the
-// claim delivered. A response no relay accepts is retried, not dropped.
-func (s *Service) deliver(ctx context.Context, id string, resp *nostr.Event, relays []string) bool {
-	deadline := time.Now().Add(deliverBudget)
-	wait := 250 * time.Millisecond
-	for {
-		pctx, cancel := context.WithTimeout(ctx, publishTimeout)
-		err := s.outbox.Publish(pctx, resp, relays)
-		cancel()
-		if err == nil {
-			s.metrics.published.WithLabelValues(strconv.Itoa(resp.Kind)).Inc()
-			dctx, cancel := context.WithTimeout(ctx, s.cfg.Limits.DependencyTimeout)
-			err := s.claims.delivered(dctx, id)
-			cancel()
-			if err != nil {
-				s.log.Warn("mark delivered", "id", id, "err", err)
-			}
-			return true
-		}
-		if ctx.Err() != nil || time.Now().Add(wait).After(deadline) {
-			s.log.Warn("response not delivered; kept for the next sighting", "id", id, "err", err)
-			s.seen.forget(id)
-			return false
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(wait):
-		}
-		wait = min(wait*2, 10*time.Second)
+// isRefusal reports answers a stranger gets without passing the checks
+// (BAD_REQUEST, UNAUTHORIZED, RATE_LIMITED).
+func isRefusal(p nostrx.Payload) bool {
+	if p.Error == nil {
+		return false
 	}
+	switch p.Error.Code {
+	case nostrx.CodeBadRequest, nostrx.CodeUnauthorized, nostrx.CodeRateLimited:
+		return true
+	}
+	return false
 }
+
+// refusalOnly: a stored answer is sent again only where a refusal goes, so
+// that a re-sighting never widens where it went. Its payload is encrypted
+// to the requester, so the bot cannot tell without decrypting; the bot's
+// own relays and the requester's read relays hold it in every case.
+func refusalOnly(*nostr.Event) bool { return true }

@@ -46,6 +46,7 @@ const (
 // readiness is what /readyz checks, each as a function so tests can fake it.
 type readiness struct {
 	relays  func() int                      // live relay subscriptions
+	writes  func() string                   // "" while own relays accept writes, else why not (nil: not checked)
 	redis   func(ctx context.Context) error // PING
 	livekit func(ctx context.Context) error // ListRooms
 }
@@ -64,6 +65,11 @@ func (r readiness) check(ctx context.Context, log *slog.Logger) string {
 	var reasons []string
 	if r.relays() < 1 {
 		reasons = append(reasons, "no relay subscription is live")
+	}
+	if r.writes != nil {
+		if why := r.writes(); why != "" {
+			reasons = append(reasons, why)
+		}
 	}
 	if redisErr != nil {
 		reasons = append(reasons, "redis is not answering")

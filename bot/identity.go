@@ -37,13 +37,14 @@ type profileContent struct {
 	DisplayName string `json:"display_name,omitempty"`
 	About       string `json:"about,omitempty"`
 	Picture     string `json:"picture,omitempty"`
+	Website     string `json:"website,omitempty"`
 	Bot         bool   `json:"bot"`
 }
 
 // identityTemplates are the unsigned identity events for a configuration:
 // content and tags only.
 func identityTemplates(p ProfileConfig, relays []string) []nostr.Event {
-	content, _ := json.Marshal(profileContent{Name: p.Name, DisplayName: p.Name, About: p.About, Picture: p.Picture, Bot: true})
+	content, _ := json.Marshal(profileContent{Name: p.Name, DisplayName: p.Name, About: p.About, Picture: p.Picture, Website: p.Website, Bot: true})
 	var rl, dm nostr.Tags
 	for _, r := range dedupe(relays) {
 		rl = append(rl, nostr.Tag{"r", r}) // no marker: read and write
@@ -175,9 +176,8 @@ func (s *Service) fetchIdentity(ctx context.Context, relays []string) map[int]ma
 		go func() {
 			defer wg.Done()
 			defer s.guard.catch("identity")
-			for re := range s.outbox.pool.FetchMany(fctx, []string{url}, filter) {
-				ev := re.Event
-				if ev == nil || ev.PubKey != s.PublicKey() || !ev.CheckID() {
+			for _, ev := range s.outbox.query(fctx, []string{url}, filter, 16) {
+				if ev.PubKey != s.PublicKey() {
 					continue
 				}
 				mu.Lock()

@@ -3,6 +3,7 @@ package bot
 import (
 	"encoding/json"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/nbd-wtf/go-nostr"
@@ -66,4 +67,17 @@ func TestIdentityPlan(t *testing.T) {
 
 func tagsEqual(a, b nostr.Tags) bool {
 	return slices.EqualFunc(a, b, func(x, y nostr.Tag) bool { return slices.Equal(x, y) })
+}
+
+// TestIdentityWebsite: the profile names the restart page only when one is
+// configured, so a bot without one publishes the same bytes as before.
+func TestIdentityWebsite(t *testing.T) {
+	with := identityTemplates(ProfileConfig{Name: "n", Website: "https://console.example/"}, []string{"wss://a.example"})
+	if with[0].Content != `{"name":"n","display_name":"n","website":"https://console.example/","bot":true}` {
+		t.Fatalf("content %s", with[0].Content)
+	}
+	without := identityTemplates(ProfileConfig{Name: "n"}, []string{"wss://a.example"})
+	if strings.Contains(without[0].Content, "website") {
+		t.Fatalf("content %s", without[0].Content)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/livekit/protocol/livekit"
@@ -48,10 +49,11 @@ const (
 	actCloseGone                            // the LiveKit room is gone
 	actCloseReplaced                        // a newer room replaced it
 	actForget                               // not the bot's open room: drop from the index
+	actAdopted                              // its host published their own event for it
 )
 
 func (a lifecycleAction) String() string {
-	return [...]string{"keep", "republish", "close_gone", "close_replaced", "forget"}[a]
+	return [...]string{"keep", "republish", "close_gone", "close_replaced", "forget", "adopted"}[a]
 }
 
 // decideLifecycle is the rule, given the room's last event (nil if none),
@@ -116,6 +118,8 @@ type lifecycle struct {
 	m     *opsMetrics
 	hints chan string // room names LiveKit told about
 	now   func() time.Time
+
+	adoptCursor int // where the next reconcile's adoption checks start
 }
 
 func newLifecycle(s *Service, lk *rooms.LiveKitRooms, m *opsMetrics) *lifecycle {
@@ -236,16 +240,92 @@ func (lc *lifecycle) reconcileOnce(ctx context.Context) error {
 		}
 	}
 	slices.Sort(owned)
+	acts := make(map[string]lifecycleAction, len(owned))
+	var adoptable []string
+	for _, d := range owned {
+		acts[d] = decideLifecycle(bot, lasts[d], live[d], successors[d], lc.now(), s.cfg.Lifecycle.RepublishInterval)
+		if acts[d] == actKeep || acts[d] == actRepublish {
+			adoptable = append(adoptable, d)
+		}
+	}
+	for _, d := range lc.adoptions(ctx, adoptable, lasts) {
+		acts[d] = actAdopted
+	}
 	for _, d := range owned {
 		if ctx.Err() != nil {
 			return nil
 		}
-		act := decideLifecycle(bot, lasts[d], live[d], successors[d], lc.now(), s.cfg.Lifecycle.RepublishInterval)
-		if act != actKeep {
+		if act := acts[d]; act != actKeep {
 			lc.apply(ctx, d, act, successors[d])
 		}
 	}
 	return nil
+}
+
+// Adoption look-ups per reconcile: at most adoptChecksPerTick rooms (the
+// next ones in turn on the following tick), adoptLookups at a time, so a
+// bot with many rooms, or slow relays, does not hold up the loop.
+const (
+	adoptChecksPerTick = 32
+	adoptLookups       = 4
+)
+
+// adoptions returns the rooms among ds whose host published their own
+// event for them, checking a bounded, rotating share of ds per call.
+func (lc *lifecycle) adoptions(ctx context.Context, ds []string, lasts map[string]*nostr.Event) []string {
+	if len(ds) == 0 {
+		return nil
+	}
+	n := min(len(ds), adoptChecksPerTick)
+	start := lc.adoptCursor % len(ds)
+	lc.adoptCursor += n
+	var (
+		mu      sync.Mutex
+		adopted []string
+		wg      sync.WaitGroup
+		slots   = make(chan struct{}, adoptLookups)
+	)
+	for i := range n {
+		d := ds[(start+i)%len(ds)]
+		slots <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-slots; wg.Done() }()
+			if lc.adoptedBy(ctx, lasts[d]) != nil {
+				mu.Lock()
+				adopted = append(adopted, d)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return adopted
+}
+
+// adoptedBy looks up, on the bot's and the room's relays, the event its
+// host (the Host "p" tag of the bot's event) published for the same d
+// (issue 12, adoption): the host's coordinate when there is one, signed by
+// the host, readable, not expired and within the size bound; else nil.
+// It runs without the room's lock; apply re-reads the bot's event under it.
+func (lc *lifecycle) adoptedBy(ctx context.Context, last *nostr.Event) *nostrx.Coordinate {
+	s := lc.svc
+	if last == nil || last.PubKey != s.PublicKey() {
+		return nil
+	}
+	spec, err := nostrx.SpecFromEvent(last)
+	if err != nil || spec.Host == "" || spec.Host == s.PublicKey() || spec.AdoptedBy != nil || spec.Status == nostrx.StatusClosed {
+		return nil
+	}
+	c := nostrx.Coordinate{Kind: nostrx.KindRoom, Author: spec.Host, D: spec.D}
+	lctx, cancel := context.WithTimeout(ctx, s.cfg.Nostr.LookupTimeout)
+	defer cancel()
+	relays := append(slices.Clone(s.cfg.Nostr.Relays), spec.Relays...)
+	ev, err := s.outbox.Latest(lctx, c, relays)
+	if err != nil || ev == nil || ev.PubKey != c.Author || ev.Tags.GetD() != c.D ||
+		nostrx.RoomEventBytes(ev) > nostrx.MaxRoomEventBytes || nostrx.Expired(ev, lc.now()) {
+		return nil
+	}
+	return &c
 }
 
 // checkRoom looks at one room now (a webhook named it).
@@ -315,6 +395,10 @@ func (lc *lifecycle) apply(ctx context.Context, d string, act lifecycleAction, s
 	last, err := s.store.LastEvent(wctx, d)
 	if err != nil {
 		s.log.Warn("lifecycle: cannot read the room's last event", "room", d, "err", err)
+		return
+	}
+	if act == actAdopted {
+		lc.adopt(wctx, d, last)
 		return
 	}
 	var room *rooms.LiveRoom
@@ -390,4 +474,33 @@ func (lc *lifecycle) publishRoom(ctx context.Context, spec nostrx.RoomSpec, last
 		s.log.Warn("lifecycle: room event published but not saved", "room", spec.D, "id", ev.ID, "err", err)
 	}
 	return &ev, nil
+}
+
+// adopt publishes the bot's event for d once more, closed and pointing at
+// its host's own event, and stops looking after it: from now on the host's
+// event is the room's (rooms.Engine answers with its address). The caller
+// holds the room's lock; last is the bot's event as read under it.
+func (lc *lifecycle) adopt(ctx context.Context, d string, last *nostr.Event) {
+	s := lc.svc
+	if last == nil || last.PubKey != s.PublicKey() || roomStatus(last) == nostrx.StatusClosed {
+		_ = s.store.RemoveOwned(ctx, d)
+		return // closed or no longer the bot's since the decision
+	}
+	spec, err := nostrx.SpecFromEvent(last)
+	if err != nil || spec.AdoptedBy != nil {
+		return
+	}
+	host := &nostrx.Coordinate{Kind: nostrx.KindRoom, Author: spec.Host, D: d}
+	spec.Status, spec.AdoptedBy = nostrx.StatusClosed, host
+	ev, err := lc.publishRoom(ctx, spec, last)
+	if err != nil {
+		s.log.Warn("lifecycle: adoption not published; next reconcile retries", "room", d, "err", err)
+		return
+	}
+	lc.m.lifecycle.WithLabelValues(actAdopted.String()).Inc()
+	s.metrics.published.WithLabelValues(strconv.Itoa(nostrx.KindRoom)).Inc()
+	s.log.Info("room event updated", "room", d, "action", actAdopted.String(), "id", ev.ID, "adopted_by", nostrx.Npub(spec.Host))
+	if err := s.store.RemoveOwned(ctx, d); err != nil {
+		s.log.Warn("lifecycle: cannot unindex room", "room", d, "err", err)
+	}
 }

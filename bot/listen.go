@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/nbd-wtf/go-nostr"
 
+	"github.com/nestbot/nestbot/internal/relay"
 	"github.com/nestbot/nestbot/nostrx"
 )
 
@@ -172,19 +172,13 @@ type session struct {
 // session connects, subscribes and reads until the connection ends. It
 // returns how long the subscription was live and why it ended.
 func (l *listener) session(ctx context.Context) (time.Duration, error) {
-	dctx, cancel := context.WithTimeout(ctx, connectTimeout)
-	conn, _, err := websocket.Dial(dctx, l.url, &websocket.DialOptions{
-		HTTPHeader: http.Header{"User-Agent": {"nestbot"}},
-		// No permessage-deflate: requests are small, and inflating what a
-		// hostile relay sends would cost CPU before any check.
-		CompressionMode: websocket.CompressionDisabled,
-	})
-	cancel()
+	// The bot's own relays may be on private addresses (the operator named
+	// them). relay.Dial sets the frame limit and turns compression off.
+	conn, err := relay.Dial(ctx, l.url, relay.DialOptions{AllowPrivate: true, MaxMessage: maxMessage, Timeout: connectTimeout})
 	if err != nil {
 		return 0, fmt.Errorf("connect: %w", err)
 	}
 	defer conn.CloseNow()
-	conn.SetReadLimit(maxMessage)
 
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -291,6 +285,7 @@ func (s *session) read(ctx context.Context) (err error) {
 				}
 			}
 		case *nostr.OKEnvelope:
+			s.l.svc.log.Debug("relay OK", "relay", s.l.url, "event", relay.Excerpt(env.EventID, 64), "ok", env.OK, "reason", relay.Excerpt(env.Reason, 200))
 			s.mu.Lock()
 			mine := env.EventID == s.authID && s.authID != ""
 			if mine {
@@ -302,14 +297,14 @@ func (s *session) read(ctx context.Context) (err error) {
 				continue
 			}
 			if !env.OK {
-				return fmt.Errorf("auth refused: %s", truncate(env.Reason, 200))
+				return fmt.Errorf("auth refused: %s", relay.Excerpt(env.Reason, 200))
 			}
 			s.l.svc.log.Info("authenticated", "relay", s.l.url)
 			if err := s.subscribe(ctx); err != nil {
 				return err
 			}
 		case *nostr.NoticeEnvelope:
-			s.l.svc.log.Debug("relay notice", "relay", s.l.url, "notice", truncate(string(*env), 200))
+			s.l.svc.log.Debug("relay NOTICE", "relay", s.l.url, "notice", relay.Excerpt(string(*env), 200))
 		}
 	}
 }
@@ -350,6 +345,7 @@ func (s *session) eose(ctx context.Context, id string) error {
 // authenticates and subscribes again; any other reason for the main
 // subscription ends the session, so that it is retried with backoff.
 func (s *session) closed(ctx context.Context, id, reason string) error {
+	s.l.svc.log.Debug("relay CLOSED", "relay", s.l.url, "sub", relay.Excerpt(id, 64), "reason", relay.Excerpt(reason, 200))
 	s.mu.Lock()
 	if id == s.catchup && id != "" {
 		s.catchup = "" // l.lost stays: the next catch-up tries again
@@ -370,7 +366,7 @@ func (s *session) closed(ctx context.Context, id, reason string) error {
 		return nil // the challenge is on its way; read goes on
 	}
 	s.mu.Unlock()
-	return fmt.Errorf("CLOSED: %s", truncate(reason, 200))
+	return fmt.Errorf("CLOSED: %s", relay.Excerpt(reason, 200))
 }
 
 // auth answers the relay's NIP-42 challenge with the bot's key.
@@ -566,18 +562,12 @@ func (l *listener) verify(ctx context.Context) {
 	}
 }
 
-func (l *listener) checkpointKey() string { return l.svc.cfg.Redis.BotPrefix + "checkpoint:" + l.url }
-
 // loadCheckpoint resumes from the newest request a previous run saw here,
 // so a restarted bot catches up with what was sent while it was down.
 func (l *listener) loadCheckpoint(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	v, err := l.svc.store.Client().Get(ctx, l.checkpointKey()).Result()
-	if err != nil {
-		return
-	}
-	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+	if n, err := l.svc.store.Checkpoint(ctx, l.url); err == nil && n > 0 {
 		l.newest.Store(n)
 		l.saved.Store(n)
 	}
@@ -590,7 +580,7 @@ func (l *listener) saveCheckpoint(ctx context.Context) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	if err := l.svc.store.Client().Set(ctx, l.checkpointKey(), n, 2*l.svc.cfg.Nostr.MaxRequestAge+resubscribeSlack).Err(); err == nil {
+	if err := l.svc.store.SetCheckpoint(ctx, l.url, n, 2*l.svc.cfg.Nostr.MaxRequestAge+resubscribeSlack); err == nil {
 		l.saved.Store(n)
 	}
 }

@@ -2,6 +2,7 @@ package bot
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
 // metrics are the service's Prometheus series. Each Service has its own
@@ -16,6 +17,9 @@ type metrics struct {
 	connected  *prometheus.GaugeVec     // by relay
 	queue      prometheus.GaugeFunc
 	published  *prometheus.CounterVec // by kind
+	// retries counts Redis steps of requests tried again (claim: the claim
+	// itself; resume: a restart finished after a public change).
+	retries *prometheus.CounterVec
 }
 
 func newMetrics(queueDepth func() float64) *metrics {
@@ -41,10 +45,14 @@ func newMetrics(queueDepth func() float64) *metrics {
 			Name: "nestbot_events_published_total", Help: "Events accepted by at least one relay, by kind.",
 		}, []string{"kind"}),
 	}
+	m.retries = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "nestbot_request_retries_total", Help: "Requests tried again later, by step (claim: Redis did not answer the claim; resume: a restart is finished after a public change).",
+	}, []string{"step"})
+	m.reg.MustRegister(m.retries)
 	m.queue = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "nestbot_queue_depth", Help: "Verified requests waiting for a worker.",
 	}, queueDepth)
 	m.reg.MustRegister(m.requests, m.latency, m.dropped, m.reconnects, m.connected, m.queue, m.published,
-		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

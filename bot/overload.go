@@ -407,6 +407,7 @@ func (s *Service) claimRetry(j job, err error) {
 		s.log.Warn("request dropped: could not be claimed before it went stale", "id", j.id(), "err", err)
 		return
 	}
+	s.metrics.retries.WithLabelValues("claim").Inc()
 	if j.attempt == 1 {
 		s.log.Warn("claim failed; will retry", "id", j.id(), "err", err)
 	}

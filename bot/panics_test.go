@@ -20,6 +20,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/nestbot/nestbot/internal/stack"
+	"github.com/nestbot/nestbot/rooms"
 )
 
 // nip04Poisons are kind 4 contents that made go-nostr's nip04.Decrypt panic
@@ -102,13 +103,15 @@ type guardFixture struct {
 	log *syncBuffer
 }
 
-func newGuardFixture(t *testing.T, rdb redis.UniversalClient) *guardFixture {
+func newGuardFixture(t *testing.T, store poisonStore) *guardFixture {
 	t.Helper()
 	f := &guardFixture{log: &syncBuffer{}}
 	f.g = newPanicGuard(prometheus.NewRegistry(), slog.New(slog.NewTextHandler(f.log, nil)), newSeenSet(100))
-	f.g.rdb, f.g.key, f.g.ttl, f.g.window = rdb, "test:poisoned", time.Hour, time.Hour
+	if store != nil {
+		f.g.store = store
+	}
+	f.g.ttl, f.g.window = time.Hour, time.Hour
 	f.g.pause = time.Millisecond
-	f.g.claim = func(id string) string { return "test:claim:" + id }
 	return f
 }
 
@@ -205,19 +208,21 @@ func TestPanicGuardPoisonsInRedis(t *testing.T) {
 	rdb := redis.NewClient(opt)
 	defer rdb.Close()
 	ctx := context.Background()
-	f := newGuardFixture(t, rdb)
-	rdb.Set(ctx, "test:claim:answered", "r:{}", time.Hour)
-	rdb.Set(ctx, "test:claim:working", "w:someone", time.Hour)
+	store := rooms.NewRedisStore(rdb, "test:", "test:", time.Hour)
+	f := newGuardFixture(t, store)
+	claim := store.Keys().Claim
+	rdb.Set(ctx, claim("answered"), "r:{}", time.Hour)
+	rdb.Set(ctx, claim("working"), "w:someone:1", time.Hour)
 	func() {
 		defer f.g.catch("worker", "working", "answered", "fresh")
 		panic("poison")
 	}()
 	for id, want := range map[string]string{"working": "done", "answered": "r:{}", "fresh": "done"} {
-		if v := rdb.Get(ctx, "test:claim:"+id).Val(); v != want {
+		if v := rdb.Get(ctx, claim(id)).Val(); v != want {
 			t.Errorf("claim of %s is %q, want %q", id, v, want)
 		}
 	}
-	restarted := newGuardFixture(t, rdb)
+	restarted := newGuardFixture(t, store)
 	restarted.g.load(ctx)
 	for _, id := range []string{"working", "answered", "fresh"} {
 		if !restarted.g.seen.Contains(id) {

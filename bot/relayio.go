@@ -5,149 +5,332 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"slices"
-	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nbd-wtf/go-nostr"
+	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/nestbot/nestbot/internal/relay"
 	"github.com/nestbot/nestbot/nostrx"
 )
 
-// outbox publishes and looks up events on arbitrary relays (the bot's own,
-// rooms' relays, requesters' hints) through one go-nostr pool, answering
-// NIP-42 AUTH with the bot's key when a relay asks.
+// outbox is all relay I/O of the bot besides the listeners: publishing and
+// looking up, on the bot's own relays and on relays others name (a
+// request's hint, a room event's relays tag, a requester's relay lists),
+// through one bounded relay.Pool (internal/relay says why not go-nostr's).
+//
+// Publishing counts a relay as having the event only on its OK (NIP-01;
+// duplicate: included). Each relay gets its own send loop that follows the
+// refusal class (relay.Class): rate-limited, error, no OK and a hang-up are
+// resent after relay.Backoff (1 s doubling, capped at 60 s, with jitter);
+// auth-required is answered by the pool (AUTH, then once more); pow,
+// restricted, blocked and invalid are never resent to that relay. One
+// relay's loop never cancels nor repeats another's, and none resends after
+// its relay said OK.
 type outbox struct {
-	pool   *nostr.SimplePool
-	signer *nostrx.Signer
+	pool   *relay.Pool
 	log    *slog.Logger
 	policy relayPolicy
-	bg     context.Context // lives as long as the service: background retries
+	bg     context.Context // lives as long as the service: background sends
 	guard  *panicGuard
+	own    map[string]bool
+
+	refusals *prometheus.CounterVec // by relay_host (own relays' hosts, else "other") and class
+
+	// strangerSlots bounds look-ups on relays others name: a hint that
+	// never answers holds a slot for strangerLookupTimeout at most, and
+	// never a worker longer than that.
+	strangerSlots chan struct{}
+	// sendSlots bounds the send loops that outlive their Publish call.
+	sendSlots chan struct{}
+
+	warnMu sync.Mutex
+	warned map[string]time.Time // relay host + class → last WARN
+
+	ownFailSince atomic.Int64 // unix nanos of the first failed write to an own relay since the last OK from one (0: none)
 }
 
-func newOutbox(ctx context.Context, signer *nostrx.Signer, log *slog.Logger, policy relayPolicy) *outbox {
-	o := &outbox{signer: signer, log: log, policy: policy, bg: ctx}
-	o.pool = nostr.NewSimplePool(ctx, nostr.WithAuthHandler(func(ctx context.Context, ev nostr.RelayEvent) error {
-		return signer.Sign(ev.Event)
-	}))
+const (
+	// publishTimeout bounds one attempt to get an OK from one relay.
+	publishTimeout = 5 * time.Second
+	// backgroundSend bounds how long a relay keeps being tried after
+	// Publish returned (room events, DM replies, identity, forwards).
+	backgroundSend = 2 * time.Minute
+	// afterDelivery bounds how long the other relays of an answer keep
+	// being tried once one relay accepted it.
+	afterDelivery = 2 * time.Minute
+	// strangerLookupTimeout and strangerLookups bound look-ups on relays
+	// named by others.
+	strangerLookupTimeout = 2 * time.Second
+	strangerLookups       = 8
+	// strangerSends bounds the attempts on one relay named by others (a
+	// hint, a room's or requester's relay): the bot's own relays carry the
+	// delivery guarantee.
+	strangerSends = 3
+	// maxSendLoops bounds send loops running in the background.
+	maxSendLoops = 1024
+	// refusalWarnEvery is how often one relay and refusal class is logged
+	// at WARN; the counter counts every one.
+	refusalWarnEvery = 10 * time.Minute
+	// writesStale is how long no own relay may accept a write, while writes
+	// are being tried, before /readyz says so.
+	writesStale = 2 * time.Minute
+)
+
+func newOutbox(ctx context.Context, signer *nostrx.Signer, log *slog.Logger, policy relayPolicy, own []string, reg prometheus.Registerer) *outbox {
+	o := &outbox{
+		log: log, policy: policy, bg: ctx, own: map[string]bool{},
+		strangerSlots: make(chan struct{}, strangerLookups),
+		sendSlots:     make(chan struct{}, maxSendLoops),
+		warned:        map[string]time.Time{},
+	}
+	for _, u := range own {
+		o.own[nostr.NormalizeURL(u)] = true
+	}
+	o.pool = relay.NewPool(relay.Options{
+		Trusted: own, AllowPrivate: policy.allowPrivate, Signer: signer, Log: log,
+		MaxConns: 32, MaxPerHost: 4, IdleTimeout: time.Minute, MaxMessage: maxMessage,
+	})
+	o.refusals = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "nestbot_publish_refusals_total",
+		Help: "Attempts to publish an event that a relay did not accept, by relay host (the bot's relays; others are \"other\") and class (rate-limited, refused, auth-required, error, no-ok, dropped, unreachable).",
+	}, []string{"relay_host", "class"})
+	if reg != nil {
+		if err := reg.Register(o.refusals); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if errors.As(err, &are) {
+				o.refusals = are.ExistingCollector.(*prometheus.CounterVec)
+			}
+		}
+	}
 	return o
 }
 
-// publishTimeout bounds one attempt to get an OK from one relay.
-const publishTimeout = 5 * time.Second
+func (o *outbox) close() { o.pool.Close() }
 
-// publishRetries is how many more times a relay that refused or failed is
-// tried in the background after the first OK came from another relay.
-const publishRetries = 3
+// hostLabel keeps the metric's label set bounded: strangers' hosts are "other".
+func (o *outbox) hostLabel(u string) string {
+	if !o.own[u] {
+		return "other"
+	}
+	if p, err := url.Parse(u); err == nil {
+		return p.Host
+	}
+	return "other"
+}
 
-// Publish sends ev to every relay and returns as soon as one accepted it;
-// the other relays keep being tried in the background. It fails only when no
-// relay accepted it before ctx ended.
+// observe counts and logs one attempt's result, and tracks whether the
+// bot's own relays still accept writes.
+func (o *outbox) observe(ev *nostr.Event, res relay.Result) {
+	if o.own[res.URL] {
+		if res.OK() {
+			o.ownFailSince.Store(0)
+		} else {
+			o.ownFailSince.CompareAndSwap(0, time.Now().UnixNano())
+		}
+	}
+	if res.OK() {
+		return
+	}
+	host := o.hostLabel(res.URL)
+	o.refusals.WithLabelValues(host, string(res.Class)).Inc()
+	attrs := []any{"relay", res.URL, "class", string(res.Class), "event", ev.ID, "kind", ev.Kind, "reason", relay.Excerpt(res.Reason, 200)}
+	switch res.Class {
+	case relay.RateLimited, relay.Refused, relay.AuthRequired:
+		key := res.URL + " " + string(res.Class)
+		now := time.Now()
+		o.warnMu.Lock()
+		last, seen := o.warned[key]
+		if !seen || now.Sub(last) >= refusalWarnEvery {
+			if len(o.warned) >= 4096 {
+				clear(o.warned)
+			}
+			o.warned[key] = now
+		}
+		o.warnMu.Unlock()
+		if !seen || now.Sub(last) >= refusalWarnEvery {
+			o.log.Warn("relay refused the bot's event", attrs...)
+			return
+		}
+	}
+	o.log.Debug("publish attempt failed", attrs...)
+}
+
+// writesFailing is a /readyz reason when no own relay has accepted a write
+// for writesStale while writes were being tried, else "".
+func (o *outbox) writesFailing(now time.Time) string {
+	since := o.ownFailSince.Load()
+	if since != 0 && now.Sub(time.Unix(0, since)) > writesStale {
+		return "no configured relay has accepted a write for " + writesStale.String()
+	}
+	return ""
+}
+
+// sendLoop sends ev to one relay until it says OK, refuses for good, or
+// ctx ends, waiting relay.Backoff between attempts. It returns the last
+// result.
+func (o *outbox) sendLoop(ctx context.Context, url string, ev *nostr.Event) relay.Result {
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, publishTimeout)
+		res := o.pool.Publish(actx, url, ev)
+		cancel()
+		if ctx.Err() != nil && !res.OK() {
+			return res // cut off by the caller, not the relay's doing
+		}
+		o.observe(ev, res)
+		if !res.Class.Retry() || (!o.own[url] && attempt >= strangerSends) {
+			return res
+		}
+		select {
+		case <-ctx.Done():
+			return res
+		case <-time.After(relay.Backoff(attempt)):
+		}
+	}
+}
+
+// broadcast starts one send loop per relay, each bounded by until and
+// loops (which outlives the caller), and calls done (from the loop's
+// goroutine) with each loop's final result. Beyond maxSendLoops a loop is
+// bounded by the caller's ctx instead.
+func (o *outbox) broadcast(ctx, loops context.Context, ev *nostr.Event, relays []string, until time.Time, done func(relay.Result)) {
+	for _, u := range relays {
+		parent, slot := loops, true
+		select {
+		case o.sendSlots <- struct{}{}:
+		default:
+			parent, slot = ctx, false
+		}
+		lctx, cancel := context.WithDeadline(parent, until)
+		go func() {
+			defer cancel()
+			if slot {
+				defer func() { <-o.sendSlots }()
+			}
+			res := relay.Result{URL: u, Class: relay.Failed, Reason: "panic"}
+			defer func() { done(res) }()
+			defer o.guard.catchOwn("publish", ev.ID)
+			res = o.sendLoop(lctx, u, ev)
+		}()
+	}
+}
+
+// Publish sends ev to every usable relay and returns once one accepted it;
+// the others go on with their own loops in the background for up to
+// backgroundSend. It fails when every relay refused for good, or none
+// accepted before ctx ended.
 func (o *outbox) Publish(ctx context.Context, ev *nostr.Event, relays []string) error {
 	relays = o.usable(relays)
 	if len(relays) == 0 {
 		return errors.New("no relays to publish to")
 	}
-	results := make(chan error, len(relays))
-	for _, url := range relays {
-		go func() {
-			err := errPublishPanicked
-			defer func() { results <- err }()
-			defer o.guard.catchOwn("publish", ev.ID)
-			err = o.publishOne(ctx, url, ev, publishRetries)
-		}()
-	}
+	results := make(chan relay.Result, len(relays))
+	o.broadcast(ctx, o.bg, ev, relays, time.Now().Add(backgroundSend), func(r relay.Result) { results <- r })
 	var errs []error
 	for range relays {
 		select {
-		case err := <-results:
-			if err == nil {
+		case r := <-results:
+			if r.OK() {
 				return nil
 			}
-			errs = append(errs, err)
+			errs = append(errs, fmt.Errorf("%s: %s: %s", r.URL, r.Class, relay.Excerpt(r.Reason, 200)))
 		case <-ctx.Done():
-			return fmt.Errorf("publish %s: %w", ev.ID, ctx.Err())
+			return fmt.Errorf("publish %s: no relay accepted it yet: %w", ev.ID, ctx.Err())
 		}
 	}
 	return fmt.Errorf("publish %s: no relay accepted it: %w", ev.ID, errors.Join(errs...))
 }
 
-// publishOne tries one relay, retrying with backoff; background retries
-// outlive ctx (bounded by the service's life and the retry count).
-func (o *outbox) publishOne(ctx context.Context, url string, ev *nostr.Event, retries int) error {
-	var err error
-	for attempt := 0; attempt <= retries; attempt++ {
-		if attempt > 0 {
-			select {
-			case <-o.bg.Done():
-				return err
-			case <-time.After(time.Duration(attempt*attempt) * 250 * time.Millisecond):
+// query asks every relay for filter and returns the verified events, the
+// bot's relays within ctx, others' within strangerLookupTimeout and the
+// strangers' budget. limit bounds events per relay.
+func (o *outbox) query(ctx context.Context, relays []string, filter nostr.Filter, limit int) []*nostr.Event {
+	relays = o.usable(relays)
+	var mu sync.Mutex
+	var out []*nostr.Event
+	var wg sync.WaitGroup
+	for _, u := range relays {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer o.guard.catch("lookup")
+			qctx := ctx
+			if !o.own[u] {
+				var cancel context.CancelFunc
+				qctx, cancel = context.WithTimeout(ctx, strangerLookupTimeout)
+				defer cancel()
+				select {
+				case o.strangerSlots <- struct{}{}:
+					defer func() { <-o.strangerSlots }()
+				case <-qctx.Done():
+					o.log.Debug("look-up skipped: strangers' relays budget in use", "relay", u)
+					return
+				}
 			}
-		}
-		parent := ctx
-		if ctx.Err() != nil {
-			parent = o.bg
-		}
-		pctx, cancel := context.WithTimeout(parent, publishTimeout)
-		err = o.publishAttempt(pctx, url, ev)
-		cancel()
-		if err == nil {
-			return nil
-		}
-		if isPermanentRefusal(err) {
-			break
-		}
+			evs, err := o.pool.Query(qctx, u, nostr.Filters{filter}, limit)
+			if err != nil {
+				o.log.Debug("relay look-up", "relay", u, "err", relay.Excerpt(err.Error(), 300))
+			}
+			mu.Lock()
+			out = append(out, evs...)
+			mu.Unlock()
+		}()
 	}
-	o.log.Debug("publish failed", "relay", url, "event", ev.ID, "kind", ev.Kind, "err", err)
-	return fmt.Errorf("%s: %w", url, err)
+	wg.Wait()
+	return out
 }
 
-func (o *outbox) publishAttempt(ctx context.Context, url string, ev *nostr.Event) error {
-	for res := range o.pool.PublishMany(ctx, []string{url}, *ev) {
-		return res.Error
-	}
-	return errors.New("no result")
-}
-
-// isPermanentRefusal is a relay's considered "no" (blocked, invalid,
-// duplicate): retrying the same event cannot change it.
-func isPermanentRefusal(err error) bool {
-	msg := err.Error()
-	for _, p := range []string{"msg: blocked:", "msg: invalid:", "msg: pow:", "msg: restricted:", "msg: duplicate:"} {
-		if strings.HasPrefix(msg, p) {
-			return true
-		}
-	}
-	return false
-}
-
-// Latest returns the newest 30312 at c found on relays, checking each
-// candidate's id (the pool checks signatures).
+// Latest returns the newest 30312 at c found on relays (verified).
 func (o *outbox) Latest(ctx context.Context, c nostrx.Coordinate, relays []string) (*nostr.Event, error) {
 	filter := nostr.Filter{Kinds: []int{c.Kind}, Authors: []string{c.Author}, Tags: nostr.TagMap{"d": []string{c.D}}}
 	var best *nostr.Event
-	// Read until ctx ends rather than until the channel closes: the pool
-	// closes it only once every relay answered, and its connection attempt
-	// to an unresponsive relay (a request's hint) ignores ctx for 15 s.
-	events := o.pool.FetchMany(ctx, o.usable(relays), filter)
-	for {
-		var re nostr.RelayEvent
-		var ok bool
-		select {
-		case re, ok = <-events:
-		case <-ctx.Done():
-		}
-		if !ok {
-			return best, nil
-		}
-		ev := re.Event
-		if ev.PubKey != c.Author || ev.Kind != c.Kind || ev.Tags.GetD() != c.D || !ev.CheckID() {
+	for _, ev := range o.query(ctx, relays, filter, 16) {
+		if ev.PubKey != c.Author || ev.Kind != c.Kind || ev.Tags.GetD() != c.D {
 			continue
 		}
-		if best == nil || ev.CreatedAt > best.CreatedAt || (ev.CreatedAt == best.CreatedAt && ev.ID < best.ID) {
-			best = ev
-		}
+		best = newer(best, ev)
+	}
+	return best, nil
+}
+
+// first returns the first verified event matching filter that any of
+// relays holds or receives before ctx ends, or nil.
+func (o *outbox) first(ctx context.Context, relays []string, filter nostr.Filter) *nostr.Event {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	found := make(chan *nostr.Event, len(relays))
+	for _, u := range o.usable(relays) {
+		go func() {
+			defer o.guard.catch("lookup")
+			s, err := o.pool.Subscribe(ctx, u, nostr.Filters{filter})
+			if err != nil {
+				return
+			}
+			defer s.Close()
+			for {
+				select {
+				case ev := <-s.Events:
+					if relay.Verify(ev, nostr.Filters{filter}) {
+						found <- ev
+						return
+					}
+				case <-s.Done():
+					return
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+	}
+	select {
+	case ev := <-found:
+		return ev
+	case <-ctx.Done():
+		return nil
 	}
 }
 

@@ -131,10 +131,9 @@ func (r *relayLists) get(ctx, bg context.Context, pubkey string, timeout time.Du
 func (s *Service) fetchRelayLists(ctx context.Context, pubkey string) (l relayList, complete bool) {
 	filter := nostr.Filter{Kinds: []int{nostr.KindDMRelayList, nostr.KindRelayListMetadata}, Authors: []string{pubkey}}
 	var dm, read *nostr.Event
-	for re := range s.outbox.pool.FetchMany(ctx, s.cfg.Nostr.Relays, filter) {
-		ev := re.Event
-		// The pool checks signatures; the id is ours to check.
-		if ev.PubKey != pubkey || !ev.CheckID() {
+	for _, ev := range s.outbox.query(ctx, s.cfg.Nostr.Relays, filter, 8) {
+		// The outbox checks ids and signatures and that ev matches filter.
+		if ev.PubKey != pubkey {
 			continue
 		}
 		switch ev.Kind {
@@ -238,15 +237,12 @@ func (s *Service) forwardResponse(req *nostr.Event, already []string) {
 		Tags: nostr.TagMap{"e": []string{req.ID}},
 	}
 	// Stored and live events: the response may not have reached a relay yet.
-	for re := range s.outbox.pool.SubscribeMany(ctx, s.cfg.Nostr.Relays, filter) {
-		resp := re.Event
-		if resp.PubKey != bot || resp.Kind != s.cfg.Nostr.ResponseKind || !resp.CheckID() || !tagsContain(resp.Tags, "e", req.ID) {
-			continue
-		}
-		if err := s.outbox.Publish(ctx, resp, extra); err != nil {
-			s.log.Debug("forward response to read relays", "id", req.ID, "relays", extra, "err", err)
-		}
+	resp := s.outbox.first(ctx, s.cfg.Nostr.Relays, filter)
+	if resp == nil || resp.PubKey != bot || resp.Kind != s.cfg.Nostr.ResponseKind || !tagsContain(resp.Tags, "e", req.ID) {
 		return
+	}
+	if err := s.outbox.Publish(ctx, resp, extra); err != nil {
+		s.log.Debug("forward response to read relays", "id", req.ID, "relays", extra, "err", err)
 	}
 }
 

@@ -27,8 +27,8 @@ func TestRelayListsLookup(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	// Its relays are all on loopback, and not all of them are the bot's.
-	s.outbox = newOutbox(ctx, s.signer, s.log, newRelayPolicy(s.cfg.Nostr.Relays, true))
-	defer s.outbox.pool.Close("test")
+	s.outbox = newOutbox(ctx, s.signer, s.log, newRelayPolicy(s.cfg.Nostr.Relays, true), s.cfg.Nostr.Relays, nil)
+	defer s.outbox.close()
 
 	sk := nostr.GeneratePrivateKey()
 	pk, _ := nostr.GetPublicKey(sk)

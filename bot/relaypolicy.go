@@ -17,8 +17,11 @@ import (
 // link-local or unspecified address, or a localhost name, and the operator
 // did not allow those (nostr.allow_private_relays).
 //
-// Only the URL is judged: a public name that resolves to a private address
-// still passes, so an operator who must rule that out also filters egress.
+// Here only the URL is judged, to skip hopeless relays early; the address
+// each connection actually goes to is judged again by internal/relay's
+// dialer (a net.Dialer Control hook), so a public name or a container
+// service name (redis, livekit) that resolves to a private address is
+// refused like the literal.
 type relayPolicy struct {
 	own          map[string]bool // the bot's relays, normalized
 	allowPrivate bool
@@ -64,7 +67,7 @@ func privateRelay(raw string) bool {
 	}
 	ip, err := netip.ParseAddr(host)
 	if err != nil {
-		return false // a name: judged by DNS and egress rules, not here
+		return false // a name: judged on its resolved address by the dialer
 	}
 	ip = ip.Unmap()
 	return sharedSpace.Contains(ip) || ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||

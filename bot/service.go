@@ -11,7 +11,6 @@ import (
 
 	"github.com/nbd-wtf/go-nostr"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/nestbot/nestbot/nostrx"
 	"github.com/nestbot/nestbot/rooms"
@@ -27,6 +26,7 @@ type Service struct {
 	engine    *rooms.Engine
 	outbox    *outbox
 	claims    *claims
+	pending   *deliveries // answers no relay has accepted yet (pending.go)
 	seen      *seenSet
 	metrics   *metrics
 	listeners []*listener
@@ -104,10 +104,17 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nostr.secret_key: %w", err)
 	}
-	rdb, err := newRedis(cfg.Redis)
+	store, err := rooms.OpenRedisStore(rooms.RedisOptions{
+		URL: cfg.Redis.URL, Mode: cfg.Redis.Mode, Addrs: cfg.Redis.Addrs, MasterName: cfg.Redis.MasterName,
+		SentinelUsername: cfg.Redis.SentinelUsername, SentinelPassword: cfg.Redis.SentinelPassword, TLSCAFile: cfg.Redis.TLSCAFile,
+	}, cfg.Redis.KeyPrefix, cfg.Redis.BotPrefix, cfg.Redis.RoomTTL)
+	if oe := (*rooms.OptionError)(nil); errors.As(err, &oe) {
+		return nil, &ConfigError{Key: oe.Key, Reason: oe.Reason}
+	}
 	if err != nil {
 		return nil, err
 	}
+	store.SetWait(cfg.Redis.WaitReplicas, cfg.Redis.WaitTimeout)
 	endpoint, err := nostrx.LiveKitEndpoint(cfg.LiveKit.PublicURL)
 	if err != nil {
 		return nil, err
@@ -116,7 +123,7 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 		cfg:        cfg,
 		log:        log,
 		signer:     signer,
-		store:      rooms.NewRedisStore(rdb, cfg.Redis.KeyPrefix, cfg.Redis.BotPrefix, cfg.Redis.RoomTTL),
+		store:      store,
 		seen:       newSeenSet(cfg.Limits.SeenCache),
 		queue:      make(chan job, cfg.Limits.Queue),
 		priority:   make(chan job, cfg.Limits.Queue),
@@ -131,12 +138,13 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	s.overload = newOverload(s.metrics.reg, func() float64 { return float64(s.deferred.Len()) })
 	registerKnown(s.metrics.reg, s.known)
 	s.claims = &claims{
-		rdb: rdb, prefix: cfg.Redis.BotPrefix, instance: newInstanceID(),
+		store: s.store, instance: newInstanceID(), step: cfg.Limits.DependencyTimeout,
 		lease: 3*cfg.Limits.DependencyTimeout + cfg.Nostr.LookupTimeout + 30*time.Second,
 		ttl:   2*max(cfg.Nostr.MaxRequestAge, cfg.Nostr.MaxDMAge) + time.Hour,
 	}
+	s.pending = newDeliveries(s, &pendingStore{store: s.store, instance: s.claims.instance})
 	s.guard = newPanicGuard(s.metrics.reg, log, s.seen)
-	s.guard.rdb, s.guard.key, s.guard.claim, s.guard.ttl = rdb, cfg.Redis.BotPrefix+"poisoned", s.claims.key, s.claims.ttl
+	s.guard.store, s.guard.ttl = s.store, s.claims.ttl
 	// A relay may bring an event back as long as the bot would still take
 	// it: gift wraps are backdated up to two days beyond max_dm_age.
 	s.guard.window = wrapBackdate + max(cfg.Nostr.MaxRequestAge, cfg.Nostr.MaxDMAge) + time.Hour
@@ -153,29 +161,13 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 			Relays: cfg.Nostr.Relays, ServiceURL: cfg.Nests.ServiceURL, Endpoint: endpoint,
 			Cooldown: cfg.Limits.RoomCooldown, DependencyBudget: cfg.Limits.DependencyTimeout,
 			LookupTimeout: cfg.Nostr.LookupTimeout, NewRoomsPerMinute: cfg.Limits.NewRoomsPerMinute,
+			Hosted: cfg.HostedURLs(),
 		},
 	}
 	for _, url := range cfg.Nostr.Relays {
 		s.listeners = append(s.listeners, newListener(url, s))
 	}
 	return s, nil
-}
-
-// newRedis builds one client for a single server (redis.url) or, with
-// redis.addrs, a Cluster or Sentinel client that still takes credentials,
-// database and TLS from redis.url.
-func newRedis(c RedisConfig) (redis.UniversalClient, error) {
-	opt, err := redis.ParseURL(c.URL)
-	if err != nil {
-		return nil, &ConfigError{Key: "redis.url", Reason: "not a valid redis URL"}
-	}
-	if len(c.Addrs) == 0 {
-		return redis.NewClient(opt), nil
-	}
-	return redis.NewUniversalClient(&redis.UniversalOptions{
-		Addrs: c.Addrs, MasterName: c.MasterName, Username: opt.Username, Password: opt.Password,
-		DB: opt.DB, TLSConfig: opt.TLSConfig,
-	}), nil
 }
 
 // PublicKey is the bot's hex public key: requests are addressed to it.
@@ -187,17 +179,30 @@ func (s *Service) Ready() <-chan struct{} { return s.ready }
 // Run serves until ctx ends, then stops listening, lets in-flight requests
 // finish for up to ShutdownGrace, and returns.
 func (s *Service) Run(ctx context.Context) error {
-	if err := s.store.Client().Ping(ctx).Err(); err != nil {
+	if err := s.store.Ping(ctx); err != nil {
 		s.log.Warn("redis not reachable at start; requests will retry", "err", err)
 	}
-	s.outbox = newOutbox(ctx, s.signer, s.log, newRelayPolicy(s.cfg.Nostr.Relays, s.cfg.Nostr.AllowPrivateRelays))
+	// Sends outlive ctx by the shutdown grace, like work does.
+	sendCtx, stopSends := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopSends()
+	s.outbox = newOutbox(sendCtx, s.signer, s.log, newRelayPolicy(s.cfg.Nostr.Relays, s.cfg.Nostr.AllowPrivateRelays), s.cfg.Nostr.Relays, s.metrics.reg)
 	s.outbox.guard = s.guard
 	s.engine.Events = s.outbox // room events feed no lane: see knownSet
-	s.log.Info("nestbot starting", "npub", nostrx.Npub(s.PublicKey()), "relays", s.cfg.Nostr.Relays, "workers", s.cfg.Limits.Workers)
+	s.log.Info("nestbot starting", "npub", nostrx.Npub(s.PublicKey()), "relays", s.cfg.Nostr.Relays, "workers", s.cfg.Limits.Workers, "instance", s.claims.instance)
 
 	hbCtx, stopHeartbeat := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopHeartbeat()
 	go s.guard.supervise(hbCtx, "heartbeat", s.claims.heartbeat)
+	go func() {
+		// Keys of the layout before hash tags (rooms/keys.go), once.
+		mctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		if n, err := s.store.MigrateKeys(mctx); err != nil {
+			s.log.Warn("migrate redis keys", "moved", n, "err", err)
+		} else if n > 0 {
+			s.log.Info("migrated redis keys to the hash-tagged layout", "moved", n)
+		}
+	}()
 
 	// Work outlives ctx by the grace period so a SIGTERM never cuts a
 	// recreation half way when it can be finished.
@@ -259,8 +264,10 @@ func (s *Service) Run(ctx context.Context) error {
 		cancelWork()
 		<-drained
 	}
+	stopSends()
+	s.pending.wait()
 	stopHeartbeat()
-	s.outbox.pool.Close("shutdown")
+	s.outbox.close()
 	s.log.Info("nestbot stopped")
 	return nil
 }

@@ -6,6 +6,7 @@
 #   - the khatru relay (devstack/relay) -> $CACHE/bin/nestrelay, rebuilt when
 #     its sources are newer than the binary
 #   - interop/node_modules (npm ci), when missing or older than the lockfile
+#   - chromium (apt) and clients/js, web node_modules (npm ci): the library and page tests
 # CACHE is ${NESTBOT_CACHE:-$HOME/.cache/nestbot}.
 set -euo pipefail
 
@@ -26,6 +27,8 @@ mkdir -p "$BIN"
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 dpkg-query -W -f='${Status}' libsecp256k1-dev 2>/dev/null | grep -q 'install ok installed' || need+=(libsecp256k1-dev)
+# chromium: the browser the web page tests drive (puppeteer-core, web/test)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if ((${#need[@]})); then
 	sudo=()
 	[ "$(id -u)" -eq 0 ] || sudo=(sudo)
@@ -33,7 +36,7 @@ if ((${#need[@]})); then
 	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
 	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"
 else
-	say "apt: redis-server and libsecp256k1-dev already installed"
+	say "apt: redis-server, libsecp256k1-dev and chromium already installed"
 fi
 say "redis: $(redis-server --version | cut -d' ' -f1-3)"
 
@@ -82,5 +85,21 @@ if [ -f "$interop/package-lock.json" ]; then
 else
 	say "interop: no package-lock.json, skipped"
 fi
+
+# --- clients/js and web (Node): the client library and the restart page's bundler and browser driver
+for dir in "$ROOT/clients/js" "$ROOT/web"; do
+	name="${dir#"$ROOT/"}"
+	if [ ! -f "$dir/package-lock.json" ]; then
+		say "$name: no package-lock.json, skipped"
+	elif [ -d "$dir/node_modules" ] && [ ! "$dir/package-lock.json" -nt "$dir/node_modules" ]; then
+		say "$name: node_modules up to date"
+	elif command -v npm >/dev/null 2>&1; then
+		(cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+		touch "$dir/node_modules"
+		say "$name: npm ci done"
+	else
+		say "$name: WARNING npm not found; node_modules not installed"
+	fi
+done
 
 say "done (binaries in $BIN)"

@@ -160,7 +160,7 @@ func repliesTo(t *testing.T, w *world, url string, u *user) map[string]nostr.Eve
 func (w *world) waitClaimDone(id string) {
 	w.t.Helper()
 	waitFor(w.t, "claim of "+id+" settled", func() bool {
-		return w.rdb.Get(context.Background(), "nestbot:claim:"+id).Val() == "done"
+		return w.rdb.Get(context.Background(), "nestbot:{"+id+"}:claim").Val() == "done"
 	})
 }
 
@@ -209,6 +209,10 @@ func TestDMRestartNIP17(t *testing.T) {
 	if ptr.PublicKey != w.botPub() || ptr.Kind != nostrx.KindRoom || ptr.Identifier == oldID {
 		t.Fatalf("reply names %+v, want the bot's replacement room", ptr)
 	}
+	// Issue 12: the reply says the bot holds the room until the host adopts it, and how.
+	if !strings.Contains(ex.Reply, "For now I hold the room") || !strings.Contains(ex.Reply, "(d tag "+ptr.Identifier+")") {
+		t.Fatalf("reply does not explain adoption: %q", ex.Reply)
+	}
 	if _, rec := w.record(ptr.Identifier); rec == nil || rec.Host != host.pk || rec.OriginalRoomID != oldID {
 		t.Fatalf("record of the new room %+v", rec)
 	}
@@ -219,7 +223,7 @@ func TestDMRestartNIP17(t *testing.T) {
 		return len(query(t, dmRelay.URL, nostr.Filter{IDs: []string{ex.ReplyEvent.ID}})) == 1
 	})
 	// The rumor the reply answers is the one that was sent.
-	if e := ex.ReplyRumor.Tags.Find("e"); e == nil || w.rdb.Get(context.Background(), "nestbot:claim:"+e[1]).Val() != "done" {
+	if e := ex.ReplyRumor.Tags.Find("e"); e == nil || w.rdb.Get(context.Background(), "nestbot:{"+e[1]+"}:claim").Val() != "done" {
 		t.Fatalf("the reply's e tag %v is not the claimed command", e)
 	}
 
@@ -369,7 +373,7 @@ func TestDMImpersonationIgnored(t *testing.T) {
 	w.publish(wrap)
 	waitFor(t, "the impersonation dropped", func() bool { return w.droppedCount("sender_mismatch") == 1 })
 
-	if n, _ := w.rdb.Exists(context.Background(), "nestbot:claim:"+rumor.ID).Result(); n != 0 {
+	if n, _ := w.rdb.Exists(context.Background(), "nestbot:{"+rumor.ID+"}:claim").Result(); n != 0 {
 		t.Fatal("the impersonating rumor was claimed")
 	}
 	if after := w.liveRoom(id); after == nil || after.Sid != before.Sid {

@@ -8,4 +8,8 @@
 // connection closes (Relay.close against the write loop), which the race
 // detector reports on every disconnect. The packages with the bot's own
 // concurrency are race-tested on their own (make unit).
+//
+// Files with the build tag web (make web-test) run the JavaScript client
+// library's node tests (clients/js) and drive the restart page (web/) in
+// headless Chromium, against the same stack.
 package e2e

@@ -233,7 +233,7 @@ func TestFaultRelayKilled(t *testing.T) {
 	got := waitAnswered(t, w.relayURLs(), w.botPub(), ids, 60*time.Second)
 	lost, dup := exactlyOnce(t, got, ids)
 	for _, id := range ids {
-		if v := w.rdb.Get(context.Background(), "nestbot:claim:"+id).Val(); v != "done" {
+		if v := w.rdb.Get(context.Background(), "nestbot:{"+id+"}:claim").Val(); v != "done" {
 			t.Errorf("claim of %s is %q, want done", id, truncate(v, 12))
 		}
 	}
@@ -348,9 +348,9 @@ func TestFaultBotKilledMidRecreate(t *testing.T) {
 	req := signRequest(t, w, host, coord(host.pk, oldID), "restart", "")
 	answer := w.sendAsync(host, req, 120*time.Second)
 	ctx := context.Background()
-	pendingKey := "nestbot:pending:" + host.pk + ":" + oldID
+	pendingKey := "nestbot:{" + oldID + "}:pending:" + host.pk
 	waitFor(t, "bot A inside the recreation (new ID chosen, claim held)", func() bool {
-		return w.rdb.Exists(ctx, pendingKey).Val() == 1 && strings.HasPrefix(w.rdb.Get(ctx, "nestbot:claim:"+req.ID).Val(), "w:")
+		return w.rdb.Exists(ctx, pendingKey).Val() == 1 && strings.HasPrefix(w.rdb.Get(ctx, "nestbot:{"+req.ID+"}:claim").Val(), "w:")
 	})
 	pending := w.rdb.Get(ctx, pendingKey).Val()
 	time.Sleep(500 * time.Millisecond) // let it retry LiveKit a few times
@@ -381,7 +381,7 @@ func TestFaultBotKilledMidRecreate(t *testing.T) {
 	}
 	got := responsesTo(t, w.relayURLs(), w.botPub(), []string{req.ID})
 	lost, dup := exactlyOnce(t, got, []string{req.ID})
-	if v := w.rdb.Get(ctx, "nestbot:claim:"+req.ID).Val(); v != "done" {
+	if v := w.rdb.Get(ctx, "nestbot:{"+req.ID+"}:claim").Val(); v != "done" {
 		t.Errorf("claim %q, want done", truncate(v, 12))
 	}
 	t.Logf("FIGURES bot-killed: sent=1 answered=%d lost=%d duplicated=%d livekit_rooms=1 records=1 replacement_events=%d finished_after_kill_in=%s",

@@ -33,6 +33,9 @@ type world struct {
 	cfg    bot.Config
 	svc    *bot.Service
 	stop   func()
+	// clientRelays, when set, are where requesters publish and read
+	// instead of relays (a test's programmable relays).
+	clientRelays []string
 }
 
 func newWorld(t *testing.T, nRelays int) *world {
@@ -131,7 +134,11 @@ func newUser(t *testing.T) *user {
 }
 
 func (w *world) client(u *user) *bot.Client {
-	return &bot.Client{Signer: u.signer, Bot: w.botPub(), Relays: w.relayURLs(),
+	relays := w.relayURLs()
+	if w.clientRelays != nil {
+		relays = w.clientRelays
+	}
+	return &bot.Client{Signer: u.signer, Bot: w.botPub(), Relays: relays,
 		RequestKind: nostrx.DefaultRequestKind, ResponseKind: nostrx.DefaultResponseKind}
 }
 
@@ -186,7 +193,7 @@ func (w *world) nestsRecord(id, host string, admins, speakers []string) {
 		"futureField": map[string]any{"kept": true},
 	}
 	b, _ := json.Marshal(rec)
-	if err := w.rdb.SetEx(context.Background(), "nest:"+id, b, 86400*time.Second).Err(); err != nil {
+	if err := w.rdb.Set(context.Background(), "nest:"+id, b, 86400*time.Second).Err(); err != nil {
 		w.t.Fatal(err)
 	}
 }
@@ -244,11 +251,12 @@ func (w *world) allLiveRooms() []*livekit.Room {
 	return res.Rooms
 }
 
-// publishRoom publishes a host's own 30312 to every relay.
+// publishRoom publishes a host's own 30312 to every relay: a room of this
+// deployment (its service is the bot's nests.service_url).
 func (w *world) publishRoom(u *user, d string, extra nostr.Tags) *nostr.Event {
 	w.t.Helper()
 	tags := nostr.Tags{{"d", d}, {"title", "Morning Nest"}, {"summary", "coffee talk"}, {"status", "live"},
-		{"service", "https://nostrnests.com/api/v1/nests"}, {"streaming", "wss+livekit://old.example"},
+		{"service", w.cfg.Nests.ServiceURL}, {"streaming", "wss+livekit://old.example"},
 		{"t", "coffee"}, {"color", "#ff8800"}, {"image", "https://example.com/nest.png"},
 		{"p", u.pk, "", "Host"}}
 	tags = append(tags, extra...)

@@ -22,7 +22,8 @@ import (
 // on how long a step takes, only on what the relay ends up holding.
 
 // recreated has host publish a room, lose it, and ask the bot for it: the
-// bot recreates it under a new ID and publishes its own 30312.
+// bot recreates it under a new ID and publishes its own 30312, in the
+// original's words (status live, later ended).
 func (w *world) recreated(host *user) (string, *nostr.Event) {
 	w.t.Helper()
 	old := uuid.NewString()
@@ -106,7 +107,7 @@ func TestLifecycleCloseByReconcile(t *testing.T) {
 
 	w.deleteLiveRoom(id)
 	var closed *nostr.Event
-	waitFor(t, "the room published closed", func() bool { closed = w.latestRoom(id); return status(closed) == "closed" })
+	waitFor(t, "the room published closed", func() bool { closed = w.latestRoom(id); return status(closed) == "ended" })
 	if err := nostrx.Verify(closed); err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +121,7 @@ func TestLifecycleCloseByReconcile(t *testing.T) {
 		}
 	}
 	waitFor(t, "the closed room leaves the index", func() bool { return !w.owned(id) })
-	last, err := w.rdb.Get(context.Background(), "nestbot:event:"+id).Result()
+	last, err := w.rdb.Get(context.Background(), "nestbot:{"+id+"}:event").Result()
 	if err != nil || !strings.Contains(last, `"id":"`+closed.ID+`"`) {
 		t.Fatalf("the saved last event is not the closed one: %v", err)
 	}
@@ -169,7 +170,7 @@ func TestLifecycleCloseByWebhook(t *testing.T) {
 	w.deleteLiveRoom(id)
 	w.notifyLiveKit(r.base, &livekit.WebhookEvent{Event: webhook.EventRoomFinished, Id: "EV_end", CreatedAt: time.Now().Unix(), Room: room})
 	var closed *nostr.Event
-	waitFor(t, "the room published closed", func() bool { closed = w.latestRoom(id); return status(closed) == "closed" })
+	waitFor(t, "the room published closed", func() bool { closed = w.latestRoom(id); return status(closed) == "ended" })
 	if closed.CreatedAt <= open.CreatedAt {
 		t.Fatalf("closed created_at %d not above %d", closed.CreatedAt, open.CreatedAt)
 	}
@@ -216,7 +217,7 @@ func TestLifecycleRepublishOccupied(t *testing.T) {
 	if err := nostrx.Verify(again); err != nil {
 		t.Fatal(err)
 	}
-	if again.CreatedAt <= open.CreatedAt || status(again) != "open" {
+	if again.CreatedAt <= open.CreatedAt || status(again) != "live" {
 		t.Fatalf("republished created_at %d (was %d), status %q", again.CreatedAt, open.CreatedAt, status(again))
 	}
 	sameTagsBut(t, open, again)
@@ -229,7 +230,8 @@ func TestLifecycleRepublishOccupied(t *testing.T) {
 }
 
 // TestLifecycleClosesReplacedRoom: a room the bot recreated is itself
-// recreated (its record expired); the old one is published closed with an
+// recreated (the original is a live/ended room: the bot writes its words)
+// (its record expired); the old one is published closed with an
 // "a" tag to its successor, while its LiveKit room is still there.
 func TestLifecycleClosesReplacedRoom(t *testing.T) {
 	w := newWorld(t, 1)
@@ -240,7 +242,7 @@ func TestLifecycleClosesReplacedRoom(t *testing.T) {
 	host := newUser(t)
 	first, open := w.recreated(host)
 	ctx := context.Background()
-	w.rdb.Del(ctx, "nest:"+first, "nestbot:last:"+first) // the record expires; no cool-down
+	w.rdb.Del(ctx, "nest:"+first, "nestbot:{"+first+"}:last") // the record expires; no cool-down
 
 	res := restartResult(t, w.ask(host, coord(w.botPub(), first), "restart").Payload)
 	second := res.RoomID
@@ -251,7 +253,7 @@ func TestLifecycleClosesReplacedRoom(t *testing.T) {
 		t.Fatal("test premise: the first room's LiveKit room should still exist")
 	}
 	var closed *nostr.Event
-	waitFor(t, "the replaced room published closed", func() bool { closed = w.latestRoom(first); return status(closed) == "closed" })
+	waitFor(t, "the replaced room published closed", func() bool { closed = w.latestRoom(first); return status(closed) == "ended" })
 	succ := nostr.Tag{"a", coord(w.botPub(), second).String(), "", "successor"}
 	found := false
 	for a := range closed.Tags.FindAll("a") {
@@ -272,10 +274,44 @@ func TestLifecycleClosesReplacedRoom(t *testing.T) {
 		return metric(t, r.svc, "nestbot_room_lifecycle_total", map[string]string{"action": "close_replaced"}) == 1
 	})
 	waitFor(t, "the replaced room leaves the index", func() bool { return !w.owned(first) })
-	if st := status(w.latestRoom(second)); st != "open" {
+	if st := status(w.latestRoom(second)); st != "live" {
 		t.Fatalf("the successor is %q", st)
 	}
 	if !w.owned(second) {
 		t.Fatal("the successor is not indexed")
 	}
+}
+
+// TestLifecycleAdoption (issue 12 point 3): the host signs and publishes
+// the template (nostr-tools), and nobody asks the bot anything: its
+// reconcile finds the host's event, publishes its own replacement once
+// more, closed and pointing at the host's, and stops looking after it.
+func TestLifecycleAdoption(t *testing.T) {
+	w := newWorld(t, 1)
+	w.cfg.Lifecycle.ReconcileInterval = 100 * time.Millisecond
+	w.cfg.HTTP.WebhookPath = ""
+	r := w.run(false)
+	r.waitRelays(t, 1)
+
+	host := newUser(t)
+	old := uuid.NewString()
+	w.publishRoom(host, old, nil)
+	res := restartResult(t, w.ask(host, coord(host.pk, old), "restart").Payload)
+	if res.Template == nil {
+		t.Fatalf("no template: %+v", res)
+	}
+	waitFor(t, "the new room indexed", func() bool { return w.owned(res.RoomID) })
+	tm := res.Template
+	w.clientPublish(host, map[string]any{"kind": tm.Kind, "created_at": tm.CreatedAt, "tags": tm.Tags, "content": tm.Content})
+
+	var closed *nostr.Event
+	waitFor(t, "the bot's replacement closed by adoption", func() bool {
+		closed = w.latestRoom(res.RoomID)
+		return status(closed) == "ended"
+	})
+	if closed.Tags.FindWithValue("a", coord(host.pk, res.RoomID).String()) == nil || closed.ID == res.Event.ID {
+		t.Fatalf("closed event %v", closed)
+	}
+	sameTagsBut(t, res.Event, closed, "status", "a", "alt")
+	waitFor(t, "the adopted room unindexed", func() bool { return !w.owned(res.RoomID) })
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/nestbot/nestbot/bot"
 	"github.com/nestbot/nestbot/nostrx"
+	"github.com/nestbot/nestbot/rooms"
 )
 
 // TestRestartInPlace: the record exists, so the same room comes back, really
@@ -63,7 +64,7 @@ func TestRestartInPlace(t *testing.T) {
 			t.Fatalf("room metadata %q", after.Metadata)
 		}
 		// let the next requester in without waiting out the cool-down
-		w.rdb.Del(context.Background(), "nestbot:last:"+id)
+		w.rdb.Del(context.Background(), "nestbot:{"+id+"}:last")
 	}
 	if evs := query(t, w.relays[0].URL, nostr.Filter{Kinds: []int{nostrx.KindRoom}, Authors: []string{w.botPub()}}); len(evs) != 0 {
 		t.Fatalf("restart in place published %d room events", len(evs))
@@ -82,7 +83,7 @@ func TestRestartInPlaceCutOff(t *testing.T) {
 	ctx := context.Background()
 	host := newUser(t)
 	mark := func(id, oldSID string) {
-		if err := w.rdb.Set(ctx, w.cfg.Redis.BotPrefix+"recreating:"+id, "sid:"+oldSID, time.Minute).Err(); err != nil {
+		if err := w.rdb.Set(ctx, rooms.DefaultKeys.Recreating(id), "sid:"+oldSID, time.Minute).Err(); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -102,7 +103,7 @@ func TestRestartInPlaceCutOff(t *testing.T) {
 	if _, rec := w.record(done); rec.RestartedAt == recBefore.RestartedAt {
 		t.Fatal("record not refreshed")
 	}
-	if w.rdb.Exists(ctx, w.cfg.Redis.BotPrefix+"recreating:"+done).Val() != 0 || w.rdb.Exists(ctx, w.cfg.Redis.BotPrefix+"last:"+done).Val() != 1 {
+	if w.rdb.Exists(ctx, rooms.DefaultKeys.Recreating(done)).Val() != 0 || w.rdb.Exists(ctx, rooms.DefaultKeys.Cooldown(done)).Val() != 1 {
 		t.Fatal("mark kept or cool-down not set")
 	}
 
@@ -172,7 +173,7 @@ func TestRecreateUnderNewID(t *testing.T) {
 	tag := func(k string) nostr.Tag { return ev.Tags.Find(k) }
 	for k, want := range map[string]string{
 		"d": res.RoomID, "room": "Morning Nest", "title": "Morning Nest", "summary": "coffee talk", "image": "https://example.com/nest.png",
-		"t": "coffee", "color": "#ff8800", "status": "open", "service": w.cfg.Nests.ServiceURL, "streaming": res.Endpoints[0],
+		"t": "coffee", "color": "#ff8800", "status": "live", // the original's word (issue 12) "service": w.cfg.Nests.ServiceURL, "streaming": res.Endpoints[0],
 		"a": "30312:" + host.pk + ":" + oldID,
 	} {
 		if got := tag(k); len(got) < 2 || got[1] != want {
@@ -200,13 +201,13 @@ func TestRecreateUnderNewID(t *testing.T) {
 	}
 
 	// A later request for the old room leads to the replacement: no third room.
-	w.rdb.Del(context.Background(), "nestbot:last:"+res.RoomID)
+	w.rdb.Del(context.Background(), "nestbot:{"+res.RoomID+"}:last")
 	again := restartResult(t, w.ask(host, coord(host.pk, oldID), "restart").Payload)
 	if again.RoomID != res.RoomID || !again.IsNewRoom || again.OriginalRoomID != oldID {
 		t.Fatalf("second request for the old room: %+v", again)
 	}
 	checkNaddr(t, again.Naddr, w.botPub(), res.RoomID)
-	if again.Event == nil || again.Event.CreatedAt <= ev.CreatedAt || again.Event.Tags.Find("status")[1] != "open" {
+	if again.Event == nil || again.Event.CreatedAt <= ev.CreatedAt || again.Event.Tags.Find("status")[1] != "live" {
 		t.Fatalf("republished event %v must be newer than %d", again.Event, ev.CreatedAt)
 	}
 	if n := len(w.allLiveRooms()); n != 1 {
@@ -328,7 +329,7 @@ func TestNewRoomBudget(t *testing.T) {
 	if keys := w.rdb.Keys(ctx, "nest:*").Val(); len(keys) != 0 {
 		t.Fatalf("records %v", keys)
 	}
-	if keys := w.rdb.Keys(ctx, w.cfg.Redis.BotPrefix+"pending:*").Val(); len(keys) != 0 {
+	if keys := w.rdb.Keys(ctx, w.cfg.Redis.BotPrefix+"{*}:pending:*").Val(); len(keys) != 0 {
 		t.Fatalf("a new ID was chosen: %v", keys)
 	}
 	if evs := query(t, w.relays[0].URL, nostr.Filter{Kinds: []int{nostrx.KindRoom}, Authors: []string{w.botPub()}}); len(evs) != 0 {
@@ -395,7 +396,7 @@ func TestExactlyOnce(t *testing.T) {
 	w.stop()
 	w.start()
 	waitFor(t, "claim marked delivered", func() bool {
-		return w.rdb.Get(context.Background(), "nestbot:claim:"+req.ID).Val() == "done"
+		return w.rdb.Get(context.Background(), "nestbot:{"+req.ID+"}:claim").Val() == "done"
 	})
 	ids := map[string]bool{}
 	for _, r := range w.relays {

@@ -250,16 +250,24 @@ func TestParseRoomAddressNaddrContents(t *testing.T) {
 	}
 }
 
-// The malformed naddr really does panic inside go-nostr: if this ever stops
-// being true the recover in parseNaddr can go, but the test above stays.
-func TestNip19DecodePanicsOnShortKind(t *testing.T) {
+// A naddr whose kind entry is 2 bytes instead of 4 panics inside go-nostr's
+// nip19.Decode (v0.52.3); ParseRoomAddress must answer it with an
+// *AddressError instead. The test states both halves, so an upgrade that
+// fixes go-nostr shows up here and the recover in parseNaddr can then go.
+func TestShortKindNaddr(t *testing.T) {
 	s := rawNaddr(t, "naddr", tlv(0, []byte("x")), authorTLV(t, hostPK), tlv(3, []byte{1, 2}))
-	defer func() {
-		if recover() == nil {
-			t.Log("go-nostr no longer panics on a short kind entry")
-		}
+	panicked := func() (p bool) {
+		defer func() { p = recover() != nil }()
+		_, _, _ = nip19.Decode(s)
+		return false
 	}()
-	_, _, _ = nip19.Decode(s)
+	if !panicked {
+		t.Error("go-nostr's nip19.Decode no longer panics on a short kind entry: the recover in parseNaddr can go")
+	}
+	var ae *AddressError
+	if _, err := ParseRoomAddress(s); !errors.As(err, &ae) {
+		t.Fatalf("ParseRoomAddress(short kind) = %v, want an *AddressError", err)
+	}
 }
 
 func (c Coordinate) withKind(k int) Coordinate { c.Kind = k; return c }

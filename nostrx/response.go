@@ -37,7 +37,23 @@ type RestartResult struct {
 	OriginalRoomID string       `json:"originalRoomId,omitempty"`
 	Naddr          string       `json:"naddr"`
 	Event          *nostr.Event `json:"event,omitempty"`
+	// Template is the replacement as an unsigned event for the requester
+	// to sign and publish (adoption, docs/protocol.md); new ID only.
+	Template *EventTemplate `json:"template,omitempty"`
 }
+
+// EventTemplate is an unsigned event: what a client signs (nostr-tools'
+// finalizeEvent takes exactly these fields).
+type EventTemplate struct {
+	Kind      int             `json:"kind"`
+	CreatedAt nostr.Timestamp `json:"created_at"`
+	Tags      nostr.Tags      `json:"tags"`
+	Content   string          `json:"content"`
+}
+
+// MaxPayloadBytes is NIP-44 v2's largest plaintext: a response payload
+// above it cannot be encrypted.
+const MaxPayloadBytes = 65535
 
 // StatusResult is the result of a status request.
 type StatusResult struct {
@@ -49,13 +65,41 @@ type StatusResult struct {
 	Naddr        string `json:"naddr"`
 }
 
-// ResultPayload wraps a result of the given type.
+// ResultPayload wraps a result of the given type. A RestartResult whose
+// payload would exceed MaxPayloadBytes loses its "event" and then its
+// "template" (a room listing about 740 or more participants): the naddr
+// still leads to the event, and an answer that fits beats none.
 func ResultPayload(resultType string, result any) (Payload, error) {
+	if r, ok := result.(RestartResult); ok {
+		return restartPayload(resultType, r)
+	}
 	raw, err := json.Marshal(result)
 	if err != nil {
 		return Payload{}, fmt.Errorf("encode %s result: %w", resultType, err)
 	}
 	return Payload{ResultType: resultType, Result: raw}, nil
+}
+
+func restartPayload(resultType string, r RestartResult) (Payload, error) {
+	for {
+		raw, err := json.Marshal(r)
+		if err != nil {
+			return Payload{}, fmt.Errorf("encode %s result: %w", resultType, err)
+		}
+		p := Payload{ResultType: resultType, Result: raw}
+		// The envelope adds {"result_type":"restart","result":} to raw.
+		if len(raw)+len(resultType)+64 <= MaxPayloadBytes {
+			return p, nil
+		}
+		switch {
+		case r.Event != nil:
+			r.Event = nil
+		case r.Template != nil:
+			r.Template = nil
+		default:
+			return p, nil // BuildResponse answers INTERNAL rather than nothing
+		}
+	}
 }
 
 // ErrorPayload wraps a refusal; err's code is taken from a *RequestError
@@ -81,6 +125,13 @@ func BuildResponse(s *Signer, spec ResponseSpec, p Payload) (nostr.Event, error)
 	body, err := json.Marshal(p)
 	if err != nil {
 		return nostr.Event{}, fmt.Errorf("encode response: %w", err)
+	}
+	if len(body) > MaxPayloadBytes {
+		// Exactly one answer per request, whatever its size: one that
+		// cannot be encrypted becomes INTERNAL, which always fits.
+		if body, err = json.Marshal(ErrorPayload(p.ResultType, fmt.Errorf("payload of %d bytes", len(body)))); err != nil {
+			return nostr.Event{}, fmt.Errorf("encode response: %w", err)
+		}
 	}
 	content, err := s.Encrypt(spec.Requester, string(body))
 	if err != nil {

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
+	"unicode/utf8"
 
 	"github.com/nbd-wtf/go-nostr"
 )
@@ -72,6 +74,162 @@ func normaliseStatus(s string) string {
 	return ""
 }
 
+// Bounds on what the bot reads from a room event and copies into the
+// events it publishes (issue 9: a stranger's room event must not make the
+// bot store or send megabytes). Values over a byte bound are truncated
+// (names, summaries) or dropped (URLs, tags); lists keep their first
+// entries. Roles are never dropped: the host and admins decide who may act.
+const (
+	// MaxRoomEventBytes: a room event whose tags and content add up to more
+	// bytes than this is ignored, as if none had been found. NIP-53 rooms
+	// list up to about 1,000 participants: about 110 KB of "p" tags.
+	MaxRoomEventBytes = 256 << 10
+	MaxTitleBytes     = 256  // room name, truncated
+	MaxSummaryBytes   = 2000 // summary, truncated
+	MaxURLBytes       = 1024 // image, service, streaming URLs: longer ones are dropped
+	MaxColorBytes     = 64
+	MaxTopics         = 16 // "t" tags
+	MaxTopicBytes     = 64
+	MaxRoomRelays     = 8   // URLs in the "relays" tag
+	MaxRelayURLBytes  = 256 // longer relay URLs are dropped
+	MaxStreaming      = 8   // "streaming"/"endpoint" values read
+	// MaxSpeakerTags bounds the Speaker "p" tags of an event the bot
+	// publishes; the host and every admin are always written.
+	MaxSpeakerTags = 1000
+	// Tags the bot copies verbatim from the original (see CopiedTags).
+	MaxCopiedTags      = 32
+	MaxCopiedTagFields = 8
+	MaxCopiedTagBytes  = 1024 // per field
+)
+
+// RoomEventBytes approximates ev's serialized size from its content and tag
+// values, without encoding it.
+func RoomEventBytes(ev *nostr.Event) int {
+	n := len(ev.Content) + 200
+	for _, t := range ev.Tags {
+		n += 3
+		for _, v := range t {
+			n += len(v) + 3
+		}
+	}
+	return n
+}
+
+// Vocabulary is the family of words a room event was written in, so that
+// the bot writes its own tags the way the room's clients read them: the
+// current Nests client lists only live/planned/ended rooms and compares
+// role words exactly.
+type Vocabulary struct {
+	// Live: status words live/planned/ended (nostrnests, Amethyst) rather
+	// than NIP-53's open/private/closed.
+	Live bool
+	// LowerRoles: role words host/admin/speaker rather than Host/Admin/Speaker.
+	LowerRoles bool
+}
+
+// StatusWord is how status (one of the Status constants) is written in v.
+func (v Vocabulary) StatusWord(status string) string {
+	if status == "" {
+		status = StatusOpen
+	}
+	if v.Live {
+		switch status {
+		case StatusOpen:
+			return "live"
+		case StatusClosed:
+			return "ended"
+		}
+	}
+	return status
+}
+
+// RoleWord is how r is written in v's "p" tags.
+func (v Vocabulary) RoleWord(r Role) string {
+	if v.LowerRoles {
+		return strings.ToLower(r.String())
+	}
+	return r.String()
+}
+
+// vocabularyOf reads the family from an event's own words: its status tag
+// and its first "p" tag with a known role. Unknown words leave the default
+// (NIP-53's open/closed, capitalised roles).
+func vocabularyOf(tags nostr.Tags) Vocabulary {
+	var v Vocabulary
+	statusSeen, roleSeen := false, false
+	for _, t := range tags {
+		if len(t) < 2 {
+			continue
+		}
+		switch {
+		case t[0] == "status" && !statusSeen:
+			statusSeen = true
+			switch strings.ToLower(strings.TrimSpace(t[1])) {
+			case "live", "ended", "planned":
+				v.Live = true
+			}
+		case t[0] == "p" && !roleSeen && len(t) >= 4 && ParseRole(t[3]) != RoleNone:
+			roleSeen = true
+			v.LowerRoles = t[3] == strings.ToLower(t[3])
+		}
+	}
+	return v
+}
+
+// ownedTags are the tags the bot writes itself in every room event it
+// publishes, from its own state or from the original's fields read with
+// the bounds above. Every other tag of the original is copied as it is
+// (CopiedTags). docs/protocol.md lists both.
+var ownedTags = map[string]bool{
+	"d": true, "room": true, "title": true, "summary": true, "image": true, "color": true, "t": true,
+	"status": true, "service": true, "streaming": true, "starts": true, "relays": true, "p": true,
+	"a": true, "alt": true,
+	// Dropped: they name the original's media and auth servers (the bot
+	// writes its own service and streaming), an expiry the replacement must
+	// not inherit, and NIP-70's "-", which relays honour only from the author.
+	"auth": true, "endpoint": true, "expiration": true, "-": true,
+}
+
+// CopiedTags are the tags of ev the bot does not own, in their order,
+// bounded: at most MaxCopiedTags tags of at most MaxCopiedTagFields fields
+// of at most MaxCopiedTagBytes bytes each; a tag over a bound is dropped
+// whole, never cut. Amethyst's look and schedule (c, bg, f, ends,
+// recording) travel this way.
+func CopiedTags(tags nostr.Tags) nostr.Tags {
+	var out nostr.Tags
+	for _, t := range tags {
+		if len(out) == MaxCopiedTags {
+			break
+		}
+		if len(t) == 0 || t[0] == "" || ownedTags[t[0]] || len(t) > MaxCopiedTagFields {
+			continue
+		}
+		ok := true
+		for _, v := range t {
+			if len(v) > MaxCopiedTagBytes {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			out = append(out, slices.Clone(t))
+		}
+	}
+	return out
+}
+
+// truncateUTF8 cuts s to at most n bytes without splitting a character.
+func truncateUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	s = s[:n]
+	for len(s) > 0 && !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
 // RoomEvent is a kind 30312 event read in both vocabularies in use.
 type RoomEvent struct {
 	Event     *nostr.Event
@@ -86,6 +244,13 @@ type RoomEvent struct {
 	Topics    []string
 	Relays    []string
 	Roles     map[string]Role // highest role per pubkey, from "p" tags
+	Starts    int64           // "starts", unix seconds; 0 when absent
+	Vocab     Vocabulary      // the words the event was written in
+	Extra     nostr.Tags      // tags the bot does not own, see CopiedTags
+	// Places are the event's "service", "auth", "streaming" and "endpoint"
+	// values as written (at most MaxStreaming, each at most MaxURLBytes):
+	// where the room is hosted.
+	Places []string
 }
 
 // ParseRoomEvent reads a 30312. It does not verify the signature: callers
@@ -111,26 +276,40 @@ func ParseRoomEvent(ev *nostr.Event) (*RoomEvent, error) {
 		case "title":
 			title = first(title, v)
 		case "summary":
-			r.Summary = first(r.Summary, v)
+			r.Summary = first(r.Summary, truncateUTF8(v, MaxSummaryBytes))
 		case "image":
-			r.Image = first(r.Image, v)
+			if len(v) <= MaxURLBytes {
+				r.Image = first(r.Image, v)
+			}
 		case "color":
-			r.Color = first(r.Color, v)
+			if len(v) <= MaxColorBytes {
+				r.Color = first(r.Color, v)
+			}
 		case "status":
 			r.Status = first(r.Status, normaliseStatus(v))
+		case "starts":
+			if r.Starts == 0 {
+				if n, err := strconv.ParseInt(v, 10, 64); err == nil && n > 0 {
+					r.Starts = n
+				}
+			}
 		case "service", "auth":
-			if isHTTPURL(v) {
+			r.addPlace(v)
+			if len(v) <= MaxURLBytes && isHTTPURL(v) {
 				r.Service = first(r.Service, v)
 			}
 		case "streaming", "endpoint":
-			if !slices.Contains(r.Streaming, v) {
+			r.addPlace(v)
+			if len(v) <= MaxURLBytes && len(r.Streaming) < MaxStreaming && !slices.Contains(r.Streaming, v) {
 				r.Streaming = append(r.Streaming, v)
 			}
 		case "t":
-			r.Topics = append(r.Topics, v)
+			if len(v) <= MaxTopicBytes && len(r.Topics) < MaxTopics {
+				r.Topics = append(r.Topics, v)
+			}
 		case "relays":
 			for _, u := range t[1:] {
-				if ValidRelayURL(u) && !slices.Contains(r.Relays, u) {
+				if len(r.Relays) < MaxRoomRelays && len(u) <= MaxRelayURLBytes && ValidRelayURL(u) && !slices.Contains(r.Relays, u) {
 					r.Relays = append(r.Relays, u)
 				}
 			}
@@ -147,8 +326,25 @@ func ParseRoomEvent(ev *nostr.Event) (*RoomEvent, error) {
 			}
 		}
 	}
-	r.Title = first(name, title)
+	r.Title = truncateUTF8(first(name, title), MaxTitleBytes)
+	r.Vocab = vocabularyOf(ev.Tags)
+	r.Extra = CopiedTags(ev.Tags)
 	return r, nil
+}
+
+// Expired reports whether ev carries a NIP-40 expiration at or before now.
+// An unreadable expiration counts as passed, as for requests: an event
+// whose deadline cannot be read proves nothing. Relays keep serving expired
+// events until they sweep them, so readers must check themselves.
+func Expired(ev *nostr.Event, now time.Time) bool {
+	exp, ok, err := expiration(ev.Tags)
+	return err != nil || (ok && !exp.Time().After(now))
+}
+
+func (r *RoomEvent) addPlace(v string) {
+	if len(v) <= MaxURLBytes && len(r.Places) < MaxStreaming && !slices.Contains(r.Places, v) {
+		r.Places = append(r.Places, v)
+	}
 }
 
 // RoleOf is the role a pubkey holds in the room. The author is always host:
@@ -208,7 +404,7 @@ func SpecFromEvent(ev *nostr.Event) (RoomSpec, error) {
 		case "t":
 			s.Topics = append(s.Topics, v)
 		case "status":
-			s.Status = first(s.Status, v)
+			s.Status = first(s.Status, normaliseStatus(v))
 		case "service":
 			s.Service = first(s.Service, v)
 		case "streaming":
@@ -242,16 +438,23 @@ func SpecFromEvent(ev *nostr.Event) (RoomSpec, error) {
 			if err != nil {
 				continue
 			}
-			if len(t) >= 4 && t[3] == "successor" {
+			switch {
+			case len(t) >= 4 && t[3] == "successor":
 				if s.Successor == nil {
 					s.Successor = &c
 				}
-			} else if s.Replaces == nil {
+			case c.D == s.D && c.Author != ev.PubKey:
+				if s.AdoptedBy == nil {
+					s.AdoptedBy = &c
+				}
+			case s.Replaces == nil:
 				s.Replaces = &c
 			}
 		}
 	}
 	s.Title = first(room, title)
+	s.Vocab = vocabularyOf(ev.Tags)
+	s.Extra = CopiedTags(ev.Tags)
 	return s, nil
 }
 
@@ -285,6 +488,11 @@ type RoomSpec struct {
 	Speakers  []string
 	Replaces  *Coordinate // the room this one replaces ("a" tag)
 	Successor *Coordinate // for a closed room: the room that replaced it
+	// AdoptedBy: for a closed room of the bot, the host's own event for the
+	// same d, which took it over (["a", "30312:<host>:<d>"]).
+	AdoptedBy *Coordinate
+	Vocab     Vocabulary // the words status and roles are written in
+	Extra     nostr.Tags // the original's tags the bot does not own, copied (CopiedTags)
 }
 
 // DefaultRoomTitle names a recreated room whose original name is unknown.
@@ -316,7 +524,7 @@ func BuildRoomEvent(spec RoomSpec, createdAt nostr.Timestamp) nostr.Event {
 	if status == "" {
 		status = StatusOpen
 	}
-	tags = append(tags, nostr.Tag{"status", status})
+	tags = append(tags, nostr.Tag{"status", spec.Vocab.StatusWord(status)})
 	if spec.Service != "" {
 		tags = append(tags, nostr.Tag{"service", spec.Service})
 	}
@@ -328,12 +536,19 @@ func BuildRoomEvent(spec RoomSpec, createdAt nostr.Timestamp) nostr.Event {
 		tags = append(tags, append(nostr.Tag{"relays"}, spec.Relays...))
 	}
 	seen := map[string]bool{}
+	speakers := 0
 	addP := func(pk string, role Role) {
 		if pk == "" || seen[pk] {
 			return
 		}
+		if role == RoleSpeaker {
+			if speakers == MaxSpeakerTags {
+				return
+			}
+			speakers++
+		}
 		seen[pk] = true
-		tags = append(tags, nostr.Tag{"p", pk, "", role.String()})
+		tags = append(tags, nostr.Tag{"p", pk, "", spec.Vocab.RoleWord(role)})
 	}
 	addP(spec.Host, RoleHost)
 	for _, pk := range spec.Admins {
@@ -347,6 +562,12 @@ func BuildRoomEvent(spec RoomSpec, createdAt nostr.Timestamp) nostr.Event {
 	}
 	if spec.Successor != nil {
 		tags = append(tags, nostr.Tag{"a", spec.Successor.String(), "", "successor"})
+	}
+	if spec.AdoptedBy != nil {
+		tags = append(tags, nostr.Tag{"a", spec.AdoptedBy.String()})
+	}
+	for _, t := range CopiedTags(spec.Extra) {
+		tags = append(tags, t)
 	}
 	alt := "Audio room: " + title
 	if status == StatusClosed {

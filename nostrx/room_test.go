@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nbd-wtf/go-nostr"
 )
@@ -488,3 +489,21 @@ func TestSpecFromEventRejects(t *testing.T) {
 }
 
 func hexKey(i int) string { return fmt.Sprintf("%064x", i) }
+
+func TestExpired(t *testing.T) {
+	now := time.Unix(1000, 0)
+	for _, tt := range []struct {
+		tags nostr.Tags
+		want bool
+	}{
+		{nil, false},
+		{nostr.Tags{{"expiration", "1001"}}, false},
+		{nostr.Tags{{"expiration", "1000"}}, true},
+		{nostr.Tags{{"expiration", "999"}}, true},
+		{nostr.Tags{{"expiration", "soon"}}, true},
+	} {
+		if got := Expired(&nostr.Event{Tags: tt.tags}, now); got != tt.want {
+			t.Errorf("Expired(%v) = %v, want %v", tt.tags, got, tt.want)
+		}
+	}
+}

@@ -16,8 +16,16 @@ func TestNewSigner(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := mustSigner(t, botSK, 0) // a size below 1 is raised to 1
-	if s.PublicKey() != want || s.keys.max != 1 {
-		t.Fatalf("PublicKey %s (want %s), cache bound %d", s.PublicKey(), want, s.keys.max)
+	if s.PublicKey() != want {
+		t.Fatalf("PublicKey %s, want %s", s.PublicKey(), want)
+	}
+	for _, peer := range []string{hostPK, otherPK} {
+		if _, err := s.Encrypt(peer, "x"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := s.keys.Len(); n != 1 {
+		t.Fatalf("cache of size 0 (raised to 1) holds %d keys", n)
 	}
 	up := mustSigner(t, strings.ToUpper(botSK), 3)
 	if up.PublicKey() != want {
@@ -115,7 +123,7 @@ func TestEncryptErrors(t *testing.T) {
 		}
 	}
 	for _, peer := range []string{"", "zz", hexOf('f', 64), strings.Repeat("ab", 33)} {
-		if _, ok := bot.keys.items[peer]; ok {
+		if bot.keys.Contains(peer) {
 			t.Fatalf("failed conversation key with %q was cached", peer)
 		}
 	}
@@ -152,42 +160,19 @@ func TestConversationKeyCacheEviction(t *testing.T) {
 		if pt, err := bot.Decrypt(p.PublicKey(), back); err != nil || pt != "re: "+msg {
 			t.Fatalf("step %d: bot reads %q from peer %d, %v", step, pt, i, err)
 		}
-		if n, m := bot.keys.order.Len(), len(bot.keys.items); n > 2 || n != m {
-			t.Fatalf("step %d: cache holds %d list / %d map entries, bound 2", step, n, m)
+		if n := bot.keys.Len(); n > 2 {
+			t.Fatalf("step %d: cache holds %d entries, bound 2", step, n)
 		}
 	}
 	// The cached keys are the right ones for their peers.
-	for pk, el := range bot.keys.items {
+	for _, pk := range bot.keys.Keys() {
 		want, err := nip44.GenerateConversationKey(pk, botSK)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if e := el.Value.(*keyEntry); e.key != want || e.peer != pk {
+		if got, _ := bot.keys.Peek(pk); got != want {
 			t.Fatalf("cache entry for %s holds the wrong key", pk[:8])
 		}
-	}
-}
-
-func TestKeyCacheLRU(t *testing.T) {
-	c := newKeyCache(2)
-	k := func(b byte) [32]byte { return [32]byte{b} }
-	c.put("a", k(1))
-	c.put("b", k(2))
-	if got, ok := c.get("a"); !ok || got != k(1) { // a is now the most recent
-		t.Fatal("a missing")
-	}
-	c.put("c", k(3)) // evicts b, the least recently used
-	if _, ok := c.get("b"); ok {
-		t.Fatal("b survived eviction")
-	}
-	for name, want := range map[string][32]byte{"a": k(1), "c": k(3)} {
-		if got, ok := c.get(name); !ok || got != want {
-			t.Fatalf("%s: %v %v", name, got, ok)
-		}
-	}
-	c.put("a", k(9)) // update in place, no growth
-	if got, _ := c.get("a"); got != k(9) || c.order.Len() != 2 || len(c.items) != 2 {
-		t.Fatalf("update: %v, %d entries", got, c.order.Len())
 	}
 }
 
@@ -232,7 +217,7 @@ func TestSignerConcurrent(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	if n := bot.keys.order.Len(); n > 3 || n != len(bot.keys.items) {
+	if n := bot.keys.Len(); n > 3 {
 		t.Fatalf("cache holds %d entries, bound 3", n)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -47,6 +48,8 @@ type LiveKit interface {
 	// Recreate calls gone, when not nil, between the deletion of the old
 	// room and the creation of the new one, with the old room's SID.
 	Recreate(ctx context.Context, name, metadata string, gone func(oldSID string)) (*LiveRoom, error)
+	// Delete removes a room (gone already is not an error).
+	Delete(ctx context.Context, name string) error
 }
 
 // RoomEvents is the Nostr side of Engine: reading a room's newest 30312 and
@@ -78,6 +81,11 @@ type Settings struct {
 	// recreate a room at its own coordinate, so a per-requester limit
 	// alone would let fresh keys make the bot create rooms without end.
 	NewRoomsPerMinute int
+	// Hosted are the URLs that name this deployment (nests.hosted): a room
+	// whose event names none of them in its service, auth, streaming or
+	// endpoint tags is another deployment's and is answered NOT_FOUND.
+	// Empty: every room is taken as this deployment's.
+	Hosted []string
 }
 
 // Engine is the recreate algorithm: authorize, then restart a room in place
@@ -122,7 +130,65 @@ func (e *Engine) now() time.Time {
 // *nostrx.RequestError values; on any error nothing outside the bot's
 // bookkeeping has changed, except a recreation cut off half way, which the
 // next request for the same room finishes under the same new ID.
+//
+// Relay look-ups (the room event of a room whose record is gone, the host's
+// own event of a room the bot published) never run under the room's lock
+// (issue 9 item 5): when the locked pass finds it needs one, it lets the
+// lock go, the look-up runs, and a new locked pass re-reads everything the
+// decision depends on (record, replacement, last event) before acting.
 func (e *Engine) Restart(ctx context.Context, req nostrx.Request) (*Result, error) {
+	var pre lookups
+	for range 3 {
+		res, err := e.restartLocked(ctx, req, &pre)
+		var need *needLookup
+		if !errors.As(err, &need) {
+			return res, err
+		}
+		if need.room {
+			orig, err := e.lookup(ctx, req)
+			if err != nil {
+				return nil, err
+			}
+			// Decided before any lock: a refusal takes no lock at all.
+			if _, err := AuthorizeByEvent(req.Room, orig, req.Requester); err != nil {
+				return nil, err
+			}
+			if err := e.checkHosted(req.Room, orig); err != nil {
+				return nil, err
+			}
+			pre.room, pre.roomDone = orig, true
+		}
+		if need.host != nil {
+			ev, err := e.lookupAt(ctx, *need.host, need.relays)
+			if err != nil {
+				return nil, err
+			}
+			pre.host, pre.hostOf = ev, need.host.String()
+		}
+	}
+	return nil, fmt.Errorf("restart %s: the room kept changing under the look-ups", req.Room)
+}
+
+// lookups carries what Restart looked up on relays, without a lock,
+// between its locked passes.
+type lookups struct {
+	room     *nostrx.RoomEvent // the requested coordinate's newest event
+	roomDone bool
+	host     *nostrx.RoomEvent // the host's own event for a bot room (adoption)
+	hostOf   string            // the coordinate host was looked up at
+}
+
+// needLookup ends a locked pass that needs a relay look-up first.
+type needLookup struct {
+	room   bool               // the requested room's event
+	host   *nostrx.Coordinate // the host's own event for a bot room
+	relays []string           // extra relays for host
+}
+
+func (n *needLookup) Error() string { return "a relay look-up is needed first" }
+
+// restartLocked is one pass of Restart under the room's lock.
+func (e *Engine) restartLocked(ctx context.Context, req nostrx.Request, pre *lookups) (*Result, error) {
 	// The lock and the first reads share one round trip (LockView).
 	lk, view, err := e.lockView(ctx, req.Room)
 	if err != nil {
@@ -141,29 +207,48 @@ func (e *Engine) Restart(ctx context.Context, req nostrx.Request) (*Result, erro
 		return nil, err
 	}
 	commitLock := lk // released with the final writes
-	pre := &view     // what LockView read is about target
+	view0 := &view   // what LockView read is about target
 	if redirected {
 		unlockTarget, err := e.lock(ctx, target.D)
 		if err != nil {
 			return nil, err
 		}
 		defer unlockTarget()
-		commitLock, pre = nil, nil // two locks: the defers release both, in order
+		commitLock, view0 = nil, nil // two locks: the defers release both, in order
 	}
 	var rec *Record
-	if pre != nil && pre.RecordErr == nil {
-		rec = pre.Record
+	if view0 != nil && view0.RecordErr == nil {
+		rec = view0.Record
 	} else if rec, err = e.record(ctx, target.D); err != nil {
 		return nil, err
 	}
 	if rec == nil {
-		return e.recreate(ctx, req, commitLock)
+		if !pre.roomDone {
+			return nil, &needLookup{room: true}
+		}
+		resuming := view0 != nil && view0.PendingErr == nil && view0.Pending != ""
+		return e.recreate(ctx, req, pre.room, commitLock, resuming)
 	}
-	role, err := AuthorizeByRecord(rec, req.Requester)
+	last, err := e.lastEvent(ctx, rec.ID, view0)
 	if err != nil {
 		return nil, err
 	}
-	res, err := e.restartInPlace(ctx, req, target, rec, role, pre, commitLock)
+	// A room the bot published is handed to its host once the host
+	// publishes its own event for it (adoption); from then on the host's
+	// newest version decides its roles. Look it up, unlocked, first.
+	var hostEv *nostrx.RoomEvent
+	if last != nil && last.PubKey == e.Signer.PublicKey() && rec.Host != "" && rec.Host != e.Signer.PublicKey() {
+		hc := nostrx.Coordinate{Kind: nostrx.KindRoom, Author: rec.Host, D: rec.ID}
+		if pre.hostOf != hc.String() {
+			return nil, &needLookup{host: &hc, relays: rec.Relays}
+		}
+		hostEv = pre.host
+	}
+	role, err := authorizeInPlace(rec, hostEv, req.Requester)
+	if err != nil {
+		return nil, err
+	}
+	res, err := e.restartInPlace(ctx, req, target, rec, role, view0, last, hostEv, commitLock)
 	if err != nil {
 		return nil, err
 	}
@@ -172,6 +257,49 @@ func (e *Engine) Restart(ctx context.Context, req nostrx.Request) (*Result, erro
 		res.OriginalRoomID = req.Room.D
 	}
 	return res, nil
+}
+
+// authorizeInPlace: the host's own event, once there is one, decides (its
+// newest version: the host adds and removes admins there); else the record.
+func authorizeInPlace(rec *Record, hostEv *nostrx.RoomEvent, requester string) (nostrx.Role, error) {
+	if hostEv != nil && hostEv.Room.Author == rec.Host {
+		return AuthorizeByEvent(hostEv.Room, hostEv, requester)
+	}
+	return AuthorizeByRecord(rec, requester)
+}
+
+// checkHosted refuses a room whose event names another deployment (issue
+// 12): NOT_FOUND, saying where it lives. A room without an event cannot
+// say; its author's own request is taken as saying it is here.
+func (e *Engine) checkHosted(c nostrx.Coordinate, ev *nostrx.RoomEvent) error {
+	if ev == nil || len(e.Set.Hosted) == 0 {
+		return nil
+	}
+	ok, where := Hosted(ev, e.Set.Hosted)
+	if ok {
+		return nil
+	}
+	if where == "" {
+		return nostrx.Refuse(nostrx.CodeNotFound, "room %s is hosted elsewhere (its event names no service of this bot)", c.D)
+	}
+	return nostrx.Refuse(nostrx.CodeNotFound, "room %s is hosted elsewhere (%s)", c.D, truncateString(where, 200))
+}
+
+func truncateString(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
+
+func (e *Engine) lastEvent(ctx context.Context, d string, pre *RoomView) (*nostr.Event, error) {
+	if pre != nil && pre.LastErr == nil {
+		return pre.Last, nil
+	}
+	last, err := retry(ctx, e.Set.DependencyBudget, func(ctx context.Context) (*nostr.Event, error) {
+		return e.State.LastEvent(ctx, d)
+	})
+	return last, unavailable(err)
 }
 
 // resolve follows the bot's memory of replaced rooms: a request for a room
@@ -209,8 +337,9 @@ func (e *Engine) follow(ctx context.Context, c nostrx.Coordinate, newID string) 
 
 // restartInPlace restarts rec's room under its own ID. pre, when not nil,
 // holds what LockView already read about it; lk, when not nil, is released
-// together with the final writes.
-func (e *Engine) restartInPlace(ctx context.Context, req nostrx.Request, target nostrx.Coordinate, rec *Record, role nostrx.Role, pre *RoomView, lk *RoomLock) (*Result, error) {
+// together with the final writes. last is the bot's last event for it and
+// hostEv the host's own event (adoption), both nil when there is none.
+func (e *Engine) restartInPlace(ctx context.Context, req nostrx.Request, target nostrx.Coordinate, rec *Record, role nostrx.Role, pre *RoomView, last *nostr.Event, hostEv *nostrx.RoomEvent, lk *RoomLock) (*Result, error) {
 	var cooling bool
 	var err error
 	if pre != nil && pre.CoolingErr == nil {
@@ -222,19 +351,45 @@ func (e *Engine) restartInPlace(ctx context.Context, req nostrx.Request, target 
 	}
 	// A room whose 30312 the bot published is addressed by the bot's key,
 	// whoever the requester named; the record's own author is unknown.
-	var last *nostr.Event
-	if pre != nil && pre.LastErr == nil {
-		last = pre.Last
-	} else if last, err = retry(ctx, e.Set.DependencyBudget, func(ctx context.Context) (*nostr.Event, error) {
-		return e.State.LastEvent(ctx, rec.ID)
-	}); err != nil {
-		return nil, unavailable(err)
-	}
 	owned := last != nil && last.PubKey == e.Signer.PublicKey()
+	var adopted *nostrx.Coordinate // the host's own event took the room over
+	var lastSpec nostrx.RoomSpec
 	if owned {
 		target = nostrx.Coordinate{Kind: nostrx.KindRoom, Author: last.PubKey, D: rec.ID}
+		if lastSpec, err = nostrx.SpecFromEvent(last); err != nil {
+			return nil, fmt.Errorf("room %s: %w", rec.ID, err)
+		}
+		adopted = lastSpec.AdoptedBy
+		if hostEv != nil {
+			adopted = &hostEv.Room
+		}
+	}
+	var w Writes
+	if adopted != nil {
+		target = *adopted
+		if hostEv != nil {
+			hostRoles(rec, hostEv, e.Signer.PublicKey())
+			w.Record = rec
+		}
+		if lastSpec.AdoptedBy == nil {
+			// First sight of the host's event: the bot's own version is
+			// published once more, closed, pointing at the host's, and
+			// then left alone.
+			closed := lastSpec
+			closed.Status, closed.AdoptedBy = nostrx.StatusClosed, adopted
+			ev, err := e.publish(ctx, closed, last)
+			if err != nil {
+				return nil, err
+			}
+			w.Event, w.Closed = ev, true
+		}
 	}
 	if cooling {
+		if w.Event != nil || w.Record != nil {
+			if err := e.commit(ctx, w, lk); err != nil {
+				return nil, err
+			}
+		}
 		return e.result(target, rec, req.Requester, role, MsgCoolDown, "", nil)
 	}
 
@@ -246,18 +401,27 @@ func (e *Engine) restartInPlace(ctx context.Context, req nostrx.Request, target 
 		return nil, err
 	}
 	if room == nil {
+		var deleted atomic.Bool
 		room, err = retry(ctx, e.Set.DependencyBudget, func(ctx context.Context) (*LiveRoom, error) {
-			return e.LiveKit.Recreate(ctx, rec.ID, roomMetadata(rec), func(oldSID string) { e.markRecreating(ctx, rec.ID, oldSID) })
+			return e.LiveKit.Recreate(ctx, rec.ID, roomMetadata(rec), func(oldSID string) {
+				deleted.Store(true)
+				e.markRecreating(ctx, rec.ID, oldSID)
+			})
 		})
+		if err != nil && deleted.Load() {
+			return nil, incomplete(err) // the old room is gone: finish, do not fail
+		}
 		if err != nil {
 			return nil, unavailable(err)
 		}
 	}
-	w := Writes{Restarted: rec.ID, Cooldown: e.Set.Cooldown}
+	// The LiveKit room was recreated: a public change. From here on a
+	// failure is ErrIncomplete (finish it later), never an answer.
+	w.Restarted, w.Cooldown = rec.ID, e.Set.Cooldown
 	var published *nostr.Event
-	if owned {
+	if owned && adopted == nil {
 		if err := e.put(ctx, rec); err != nil {
-			return nil, err
+			return nil, incomplete(err)
 		}
 		orig, err := nostrx.ParseRoomEvent(last)
 		if err != nil {
@@ -266,7 +430,7 @@ func (e *Engine) restartInPlace(ctx context.Context, req nostrx.Request, target 
 		spec := e.spec(rec, orig, now)
 		spec.Replaces = replacesTag(last)
 		if published, err = e.publish(ctx, spec, last); err != nil {
-			return nil, err
+			return nil, incomplete(err)
 		}
 		w.Event = published
 	} else {
@@ -274,9 +438,51 @@ func (e *Engine) restartInPlace(ctx context.Context, req nostrx.Request, target 
 	}
 	// record (unless written above), last event, cool-down, unlock
 	if err := e.commit(ctx, w, lk); err != nil {
+		return nil, incomplete(err)
+	}
+	res, err := e.result(target, rec, req.Requester, role, MsgRestarted, room.SID, published)
+	if err != nil {
 		return nil, err
 	}
-	return e.result(target, rec, req.Requester, role, MsgRestarted, room.SID, published)
+	if published != nil && req.Requester == rec.Host {
+		res.Template = template(published)
+	}
+	return res, nil
+}
+
+// hostRoles makes the host's own event the source of rec's roles: its
+// hosts and admins are the admins, they and its speakers the speakers
+// (bounded like a recreation's), the host stays host.
+func hostRoles(rec *Record, ev *nostrx.RoomEvent, bot string) {
+	admins, speakers := []string{rec.Host}, []string{rec.Host}
+	for _, pk := range sortedKeys(ev.Roles) {
+		if pk == bot || pk == rec.Host {
+			continue
+		}
+		switch ev.Roles[pk] {
+		case nostrx.RoleHost, nostrx.RoleAdmin:
+			admins = append(admins, pk)
+			speakers = append(speakers, pk)
+		case nostrx.RoleSpeaker:
+			if len(speakers) < nostrx.MaxSpeakerTags+len(admins) {
+				speakers = append(speakers, pk)
+			}
+		}
+	}
+	rec.Admins, rec.Speakers = admins, speakers
+	if len(ev.Relays) > 0 {
+		rec.Relays = slices.Clone(ev.Relays)
+	}
+}
+
+// template is the bot's replacement as an unsigned event for its host to
+// sign and publish (adoption).
+func template(ev *nostr.Event) *nostrx.EventTemplate {
+	tags := make(nostr.Tags, len(ev.Tags))
+	for i, t := range ev.Tags {
+		tags[i] = slices.Clone(t)
+	}
+	return &nostrx.EventTemplate{Kind: ev.Kind, CreatedAt: ev.CreatedAt, Tags: tags, Content: ev.Content}
 }
 
 // markTTL is how long the mark of a restart in place outlives a cut-off
@@ -335,16 +541,16 @@ func (e *Engine) recreatedBefore(ctx context.Context, room string, pre *RoomView
 	return nil, nil
 }
 
-func (e *Engine) recreate(ctx context.Context, req nostrx.Request, lk *RoomLock) (*Result, error) {
-	orig, err := e.lookup(ctx, req)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := AuthorizeByEvent(req.Room, orig, req.Requester); err != nil {
-		return nil, err
-	}
-	if err := e.newRoomBudget(ctx); err != nil {
-		return nil, err
+// recreate recreates req's room under a new ID from orig, its event as
+// looked up (nil when none was found), already authorized and found hosted
+// here by Restart. resuming says a recreation cut off after its public
+// change is being finished: it is not counted against
+// new_rooms_per_minute again.
+func (e *Engine) recreate(ctx context.Context, req nostrx.Request, orig *nostrx.RoomEvent, lk *RoomLock, resuming bool) (*Result, error) {
+	if !resuming {
+		if err := e.newRoomBudget(ctx); err != nil {
+			return nil, err
+		}
 	}
 
 	type chosen struct {
@@ -367,22 +573,25 @@ func (e *Engine) recreate(ctx context.Context, req nostrx.Request, lk *RoomLock)
 	if err != nil {
 		return nil, unavailable(err)
 	}
+	// The new LiveKit room exists: a public change. From here on a failure
+	// is ErrIncomplete; the pending choice makes the retry finish this room.
 	if err := e.put(ctx, rec); err != nil {
-		return nil, err
+		return nil, incomplete(err)
 	}
 	spec := e.spec(rec, orig, now)
 	spec.Replaces = &req.Room
 	published, err := e.publish(ctx, spec, pick.last)
 	if err != nil {
-		return nil, err
+		return nil, incomplete(err)
 	}
 	// last event, replacement, cool-down, unlock
 	if err := e.commit(ctx, Writes{
 		Event: published, Replaced: &req.Room, ReplacedBy: newID, ReplacementTTL: replacementTTL,
 		Restarted: newID, Cooldown: e.Set.Cooldown,
 	}, lk); err != nil {
-		return nil, err
+		return nil, incomplete(err)
 	}
+	e.closeOldRoom(ctx, req.Room)
 	target := nostrx.Coordinate{Kind: nostrx.KindRoom, Author: e.Signer.PublicKey(), D: newID}
 	// The requester is the new record's host, whatever role the original gave.
 	res, err := e.result(target, rec, req.Requester, nostrx.RoleHost, MsgRecreated, room.SID, published)
@@ -391,7 +600,25 @@ func (e *Engine) recreate(ctx context.Context, req nostrx.Request, lk *RoomLock)
 	}
 	res.IsNewRoom = true
 	res.OriginalRoomID = req.Room.D
+	res.Template = template(published)
 	return res, nil
+}
+
+// closeOldRoom deletes the LiveKit room the recreated room replaces, when
+// LiveKit still has it (its record expired while people were in it), so
+// that nobody stays in a room nothing points to any more: they are
+// disconnected and rejoin at the new address. Only a room whose metadata
+// names the requested coordinate's author as host is touched: a stranger's
+// coordinate that shares the d never closes someone else's room. Best
+// effort: the restart has succeeded whatever LiveKit answers.
+func (e *Engine) closeOldRoom(ctx context.Context, old nostrx.Coordinate) {
+	dctx, cancel := context.WithTimeout(ctx, e.Set.DependencyBudget)
+	defer cancel()
+	room, err := e.LiveKit.Find(dctx, old.D)
+	if err != nil || room == nil || metadataHost(room.Metadata) != old.Author {
+		return
+	}
+	_ = e.LiveKit.Delete(dctx, old.D)
 }
 
 // newRoomBudget refuses a recreation under a new ID once this minute's
@@ -418,21 +645,43 @@ func (e *Engine) newRoomBudget(ctx context.Context) error {
 // bot's relays and the request's hint, within the lookup timeout. A room
 // with no event, or none in time, is nil: then only its author may act.
 func (e *Engine) lookup(ctx context.Context, req nostrx.Request) (*nostrx.RoomEvent, error) {
+	var extra []string
+	if req.RelayHint != "" {
+		extra = []string{req.RelayHint}
+	}
+	return e.lookupAt(ctx, req.Room, extra)
+}
+
+// lookupAt fetches the newest 30312 at c from the bot's relays and extra
+// (at most nostrx.MaxRoomRelays of them). An event that is too large,
+// expired (NIP-40), unreadable or not at c proves nothing and comes back
+// nil, as does none in time.
+func (e *Engine) lookupAt(ctx context.Context, c nostrx.Coordinate, extra []string) (*nostrx.RoomEvent, error) {
 	lookupCtx, cancel := context.WithTimeout(ctx, e.Set.LookupTimeout)
 	defer cancel()
-	relays := e.Set.Relays
-	if req.RelayHint != "" && !slices.Contains(relays, req.RelayHint) {
-		relays = append(slices.Clip(relays), req.RelayHint)
+	relays := slices.Clip(e.Set.Relays)
+	for _, r := range firstN(extra, nostrx.MaxRoomRelays) {
+		if r != "" && !slices.Contains(relays, r) {
+			relays = append(relays, r)
+		}
 	}
-	raw, err := e.Events.Latest(lookupCtx, req.Room, relays)
+	raw, err := e.Events.Latest(lookupCtx, c, relays)
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
 	if err != nil || raw == nil {
 		return nil, nil
 	}
+	if nostrx.RoomEventBytes(raw) > nostrx.MaxRoomEventBytes {
+		// Issue 9: bounded input. Not even its roles are read.
+		return nil, nil
+	}
+	if nostrx.Expired(raw, e.now()) {
+		// NIP-40: an expired event proves nothing, whatever roles it names.
+		return nil, nil
+	}
 	orig, err := nostrx.ParseRoomEvent(raw)
-	if err != nil {
+	if err != nil || orig.Room.String() != c.String() {
 		return nil, nil // an unreadable event proves no roles
 	}
 	return orig, nil
@@ -441,8 +690,15 @@ func (e *Engine) lookup(ctx context.Context, req nostrx.Request) (*nostrx.RoomEv
 // Status answers a status request with the same authorization as a
 // restart: whether the LiveKit room is live, its participants, whether the
 // record exists and when the room was last restarted.
+//
+// It reports only a room that belongs to the requested coordinate (issue 9
+// item 8): the record's host is the coordinate's author, or the LiveKit
+// room's metadata names that author as host, or the coordinate is the
+// bot's own replacement (or the host's adopted version of it). Otherwise
+// the coordinate shares only its d with someone else's room, and the
+// answer says nothing of that room.
 func (e *Engine) Status(ctx context.Context, req nostrx.Request) (*nostrx.StatusResult, error) {
-	target, _, err := e.resolve(ctx, req.Room)
+	target, redirected, err := e.resolve(ctx, req.Room)
 	if err != nil {
 		return nil, err
 	}
@@ -450,9 +706,33 @@ func (e *Engine) Status(ctx context.Context, req nostrx.Request) (*nostrx.Status
 	if err != nil {
 		return nil, err
 	}
+	last, err := e.lastEvent(ctx, target.D, nil)
+	if err != nil {
+		return nil, err
+	}
+	bot := e.Signer.PublicKey()
+	botRoom := last != nil && last.PubKey == bot
+	naddrOf := target
+	if botRoom && rec != nil {
+		naddrOf = nostrx.Coordinate{Kind: nostrx.KindRoom, Author: bot, D: rec.ID}
+		if spec, err := nostrx.SpecFromEvent(last); err == nil && spec.AdoptedBy != nil {
+			naddrOf = *spec.AdoptedBy
+		}
+	}
+	belongs := rec != nil && (redirected || rec.Host == target.Author ||
+		botRoom && (target.Author == bot || target.String() == naddrOf.String()))
+	if rec != nil && !belongs {
+		rec = nil // another coordinate's record under the same d
+	}
 	var relays []string
 	if rec != nil {
-		if _, err := AuthorizeByRecord(rec, req.Requester); err != nil {
+		var hostEv *nostrx.RoomEvent
+		if botRoom && rec.Host != bot {
+			if hostEv, err = e.lookupAt(ctx, nostrx.Coordinate{Kind: nostrx.KindRoom, Author: rec.Host, D: rec.ID}, rec.Relays); err != nil {
+				return nil, err
+			}
+		}
+		if _, err := authorizeInPlace(rec, hostEv, req.Requester); err != nil {
 			return nil, err
 		}
 		relays = rec.Relays
@@ -464,9 +744,13 @@ func (e *Engine) Status(ctx context.Context, req nostrx.Request) (*nostrx.Status
 		if _, err := AuthorizeByEvent(req.Room, orig, req.Requester); err != nil {
 			return nil, err
 		}
+		if err := e.checkHosted(req.Room, orig); err != nil {
+			return nil, err
+		}
 		if orig != nil {
 			relays = orig.Relays
 		}
+		naddrOf = req.Room
 	}
 	room, err := retry(ctx, e.Set.DependencyBudget, func(ctx context.Context) (*LiveRoom, error) {
 		return e.LiveKit.Find(ctx, target.D)
@@ -474,7 +758,10 @@ func (e *Engine) Status(ctx context.Context, req nostrx.Request) (*nostrx.Status
 	if err != nil {
 		return nil, unavailable(err)
 	}
-	res := &nostrx.StatusResult{RoomID: target.D, Record: rec != nil, Naddr: target.Naddr(firstN(relays, 3)...)}
+	if room != nil && rec == nil && metadataHost(room.Metadata) != target.Author && !(botRoom && target.Author == bot) {
+		room = nil // someone else's LiveKit room under the same name
+	}
+	res := &nostrx.StatusResult{RoomID: target.D, Record: rec != nil, Naddr: naddrOf.Naddr(firstN(relays, 3)...)}
 	if room != nil {
 		res.Live, res.Participants = true, room.Participants
 	}
@@ -482,6 +769,21 @@ func (e *Engine) Status(ctx context.Context, req nostrx.Request) (*nostrx.Status
 		res.RestartedAt = rec.RestartedAt
 	}
 	return res, nil
+}
+
+// metadataHost reads "host" from LiveKit room metadata as the Nests API
+// server and the bot write it; "" when there is none.
+func metadataHost(meta string) string {
+	if meta == "" || len(meta) > 64<<10 {
+		return ""
+	}
+	var m struct {
+		Host string `json:"host"`
+	}
+	if json.Unmarshal([]byte(meta), &m) != nil {
+		return ""
+	}
+	return m.Host
 }
 
 // newRecord builds the record of a room recreated under a new ID. The
@@ -508,7 +810,10 @@ func (e *Engine) newRecord(id string, req nostrx.Request, orig *nostrx.RoomEvent
 				add(&rec.Admins, pk)
 				add(&rec.Speakers, pk)
 			case nostrx.RoleSpeaker:
-				add(&rec.Speakers, pk)
+				// Speakers holds the admins too; the bound is on the others.
+				if len(rec.Speakers) < nostrx.MaxSpeakerTags+len(rec.Admins) {
+					add(&rec.Speakers, pk)
+				}
 			}
 		}
 		rec.Relays = slices.Clone(orig.Relays)
@@ -527,7 +832,12 @@ func (e *Engine) spec(rec *Record, orig *nostrx.RoomEvent, now time.Time) nostrx
 		Starts: now.Unix(), Relays: rec.Relays, Host: rec.Host, Admins: rec.Admins, Speakers: rec.Speakers,
 	}
 	if orig != nil {
+		// ParseRoomEvent already bounded every field (issue 9).
 		s.Title, s.Summary, s.Image, s.Color, s.Topics = orig.Title, orig.Summary, orig.Image, orig.Color, orig.Topics
+		s.Vocab, s.Extra = orig.Vocab, orig.Extra
+		if orig.Starts > 0 {
+			s.Starts = orig.Starts
+		}
 		if s.Service == "" {
 			s.Service = orig.Service
 		}
@@ -621,6 +931,21 @@ func (e *Engine) commit(ctx context.Context, w Writes, lk *RoomLock) error {
 		return struct{}{}, e.State.Commit(ctx, w, lk)
 	})
 	return unavailable(err)
+}
+
+// ErrIncomplete marks a restart that failed after a public change (its
+// LiveKit room was recreated or created, or a replacement event may have
+// been published). Such a request is never answered as failed: the caller
+// keeps its claim and runs the restart again, which finishes the same
+// room (the pending choice and the recreation mark lead it there), or
+// leaves it to the replica that takes the claim over.
+var ErrIncomplete = errors.New("restart incomplete after a public change")
+
+func incomplete(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", ErrIncomplete, err)
 }
 
 // unavailable turns a dependency failure that outlived its retries into the

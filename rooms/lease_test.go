@@ -23,11 +23,11 @@ func TestLockLease(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(4 * lockLease)
-	if ttl := rdb.PTTL(ctx, "nestbot:lock:room-a").Val(); ttl <= 0 || ttl > lockLease {
+	if ttl := rdb.PTTL(ctx, "nestbot:{room-a}:lock").Val(); ttl <= 0 || ttl > lockLease {
 		t.Fatalf("held lock's TTL %v, want renewed within one lease", ttl)
 	}
 	unlock()
-	if rdb.Exists(ctx, "nestbot:lock:room-a").Val() != 0 {
+	if rdb.Exists(ctx, "nestbot:{room-a}:lock").Val() != 0 {
 		t.Fatal("lock not released")
 	}
 
@@ -49,7 +49,7 @@ func TestLockLease(t *testing.T) {
 		t.Fatalf("waited %v for a dead holder's lock, want at most about one lease (%v)", waited, lockLease)
 	}
 	dead.Unlock() // not ours any more: must not release next's lock
-	if rdb.Get(ctx, "nestbot:lock:room-b").Val() != next.token {
+	if rdb.Get(ctx, "nestbot:{room-b}:lock").Val() != next.token {
 		t.Fatal("a stale holder released the new holder's lock")
 	}
 	next.Unlock()
@@ -61,7 +61,7 @@ func TestLockLease(t *testing.T) {
 	}
 	_ = short
 	time.Sleep(4 * lockLease)
-	if rdb.Exists(ctx, "nestbot:lock:room-c").Val() != 0 {
+	if rdb.Exists(ctx, "nestbot:{room-c}:lock").Val() != 0 {
 		t.Fatal("a lock was renewed past its ttl")
 	}
 }

@@ -32,7 +32,7 @@ func NextCreatedAt(now time.Time, last *nostr.Event) nostr.Timestamp {
 
 // ownedKey is the Redis set of the d's whose 30312 the bot published and
 // still looks after (neither closed nor forgotten).
-func (s *RedisStore) ownedKey() string { return s.BotKey("owned") }
+func (s *RedisStore) ownedKey() string { return s.keys.Owned() }
 
 // AddOwned adds rooms to the bot's index of rooms it looks after.
 func (s *RedisStore) AddOwned(ctx context.Context, ds ...string) error {
@@ -84,7 +84,7 @@ func (s *RedisStore) LastEvents(ctx context.Context, ds []string) (map[string]*n
 	pipe := s.rdb.Pipeline()
 	cmds := make([]*redis.StringCmd, len(ds))
 	for i, d := range ds {
-		cmds[i] = pipe.Get(ctx, s.BotKey("event", d))
+		cmds[i] = pipe.Get(ctx, s.keys.Event(d))
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, redisErr("get last events", err)
@@ -113,7 +113,7 @@ func (s *RedisStore) Replacements(ctx context.Context, rooms []nostrx.Coordinate
 	pipe := s.rdb.Pipeline()
 	cmds := make([]*redis.StringCmd, len(rooms))
 	for i, c := range rooms {
-		cmds[i] = pipe.Get(ctx, s.BotKey(replacedKey(c)...))
+		cmds[i] = pipe.Get(ctx, s.keys.Replaced(c))
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, redisErr("get replacements", err)
@@ -131,8 +131,7 @@ func (s *RedisStore) Replacements(ctx context.Context, rooms []nostrx.Coordinate
 // batches, so it is for start-up, not for every tick: it finds rooms
 // published before the index existed or while it was lost.
 func (s *RedisStore) EventRooms(ctx context.Context) ([]string, error) {
-	prefix := s.BotKey("event", "")
-	match := globEscape(prefix) + "*"
+	match := globEscape(s.keys.Bot) + "{*}:event"
 	var (
 		mu   sync.Mutex
 		out  []string
@@ -141,7 +140,7 @@ func (s *RedisStore) EventRooms(ctx context.Context) ([]string, error) {
 	scan := func(ctx context.Context, c redis.Cmdable) error {
 		it := c.Scan(ctx, 0, match, 1000).Iterator()
 		for it.Next(ctx) {
-			d := strings.TrimPrefix(it.Val(), prefix)
+			d := s.keys.eventKeyD(it.Val())
 			mu.Lock()
 			if d != "" && !seen[d] {
 				seen[d] = true
@@ -194,4 +193,13 @@ func (l *LiveKitRooms) List(ctx context.Context, names []string) ([]*LiveRoom, e
 		}
 	}
 	return out, nil
+}
+
+// Delete removes the LiveKit room named name, disconnecting everyone in it;
+// a room that is already gone is not an error.
+func (l *LiveKitRooms) Delete(ctx context.Context, name string) error {
+	if _, err := l.client.DeleteRoom(ctx, &livekit.DeleteRoomRequest{Room: name}); err != nil && !isNotFound(err) {
+		return livekitErr("delete room "+name, err)
+	}
+	return nil
 }

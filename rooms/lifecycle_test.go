@@ -59,8 +59,8 @@ func TestOwnedIndex(t *testing.T) {
 	if err := s.SaveEvent(ctx, &ev); err != nil {
 		t.Fatal(err)
 	}
-	rdb.Set(ctx, "nb*:event:broken", "{not json", 0)
-	rdb.Set(ctx, "nbx:event:other-prefix", "{}", 0) // must not match the escaped prefix
+	rdb.Set(ctx, "nb*:{broken}:event", "{not json", 0)
+	rdb.Set(ctx, "nbx:{other-prefix}:event", "{}", 0) // must not match the escaped prefix
 	got, err := s.LastEvents(ctx, []string{"a", "c", "broken"})
 	if err != nil || len(got) != 1 || got["a"] == nil || got["a"].CreatedAt != 42 {
 		t.Fatalf("LastEvents = %v, %v", got, err)

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -20,15 +21,18 @@ import (
 // acts go out in one pipeline, and the writes that end a restart, with the
 // lock's release, in one transaction.
 //
-// That keeps the order of the commands only where one connection to one
-// server carries them: a *redis.Client (a single server, or the master
-// Sentinel points to). Redis runs a connection's commands in order, so the
-// reads still happen after the lock is taken and the release after the
-// writes. A Cluster client splits a pipeline across nodes and runs the
-// parts concurrently, so there these methods send the commands one at a
-// time, as Engine did before.
+// That keeps the order of the commands where one connection to one server
+// carries them. Redis runs a connection's commands in order, so the reads
+// still happen after the lock is taken and the release after the writes.
+// A *redis.Client (a single server, or the master Sentinel points to)
+// carries everything on one connection. A Cluster client splits a
+// pipeline by node and runs the parts concurrently, but the commands for
+// one node keep their order on one connection: the key layout (keys.go)
+// puts every bot key of a room in the room's slot, so the lock and the
+// reads of that room still go together, and only the record (whose key
+// belongs to the Nests API server) is read after the lock is held.
 
-// RoomLock is a held per-room lock (nestbot:lock:<d>). Unlock releases it
+// RoomLock is a held per-room lock (nestbot:{<d>}:lock). Unlock releases it
 // unless it was released already, by Commit or an earlier Unlock.
 type RoomLock struct {
 	store    *RedisStore
@@ -41,7 +45,7 @@ type RoomLock struct {
 func (s *RedisStore) newRoomLock(room string) *RoomLock {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
-	return &RoomLock{store: s, key: s.BotKey("lock", room), token: hex.EncodeToString(b[:])}
+	return &RoomLock{store: s, key: s.keys.Lock(room), token: hex.EncodeToString(b[:])}
 }
 
 // Unlock releases the lock if this holder still has it. It is safe to call
@@ -73,6 +77,9 @@ type RoomView struct {
 	Recreating    bool
 	RecreatingSID string
 	RecreatingErr error
+	// Pending is the new ID a recreation of c that did not finish chose.
+	Pending    string
+	PendingErr error
 }
 
 // singleServer reports whether a pipeline goes to one server over one
@@ -84,31 +91,28 @@ func (s *RedisStore) singleServer() bool {
 
 // LockView takes the lock of room c.D, waiting for it until ctx ends as
 // Lock does, and then reads c's replacement and c.D's record, cool-down and
-// last event. On a single server, when nobody holds the lock, all of it is
-// one round trip.
+// last event. When nobody holds the lock, all of it is one round trip on
+// a single server and two on a cluster (the record is in another slot).
 func (s *RedisStore) LockView(ctx context.Context, c nostrx.Coordinate, ttl time.Duration) (*RoomLock, RoomView, error) {
 	l := s.newRoomLock(c.D)
-	if !s.singleServer() {
-		if err := s.waitLock(ctx, c.D, l, ttl, false); err != nil {
-			return nil, RoomView{}, err
-		}
-		return l, s.readView(ctx, c), nil
-	}
+	single := s.singleServer()
 	pipe := s.rdb.Pipeline()
 	locked := pipe.SetNX(ctx, l.key, l.token, leaseTTL(ttl))
-	repl := pipe.Get(ctx, s.BotKey(replacedKey(c)...))
-	rec := pipe.Get(ctx, s.recordPrefix+c.D)
-	cool := pipe.Exists(ctx, s.BotKey("last", c.D))
-	last := pipe.Get(ctx, s.BotKey("event", c.D))
+	repl := pipe.Get(ctx, s.keys.Replaced(c))
+	cool := pipe.Exists(ctx, s.keys.Cooldown(c.D))
+	last := pipe.Get(ctx, s.keys.Event(c.D))
 	mark := pipe.Get(ctx, s.recreatingKey(c.D))
+	pending := pipe.Get(ctx, s.keys.Pending(c))
+	var rec *redis.StringCmd
+	if single {
+		rec = pipe.Get(ctx, s.keys.RecordKey(c.D))
+	}
 	_, _ = pipe.Exec(ctx) // each command carries its own result or error
 	ok, err := locked.Result()
-	if err != nil {
-		return nil, RoomView{}, redisErr("lock "+c.D, err)
-	}
-	if !ok {
-		// Someone holds the room: wait as Lock does, then read afresh.
-		if err := s.waitLock(ctx, c.D, l, ttl, true); err != nil {
+	if err != nil || !ok {
+		// Someone holds the room, or Redis did not answer: wait as Lock
+		// does, then read afresh.
+		if err := s.waitLock(ctx, c.D, l, ttl, err == nil); err != nil {
 			return nil, RoomView{}, err
 		}
 		return l, s.readView(ctx, c), nil
@@ -116,7 +120,11 @@ func (s *RedisStore) LockView(ctx context.Context, c nostrx.Coordinate, ttl time
 	l.hold(ttl)
 	var v RoomView
 	v.Replacement, v.ReplacementErr = decodeString(repl, "replacement of "+c.String())
-	v.Record, v.RecordErr = decodeRecord(rec, c.D)
+	if rec != nil {
+		v.Record, v.RecordErr = decodeRecord(rec, c.D)
+	} else {
+		v.Record, v.RecordErr = s.Record(ctx, c.D)
+	}
 	if n, err := cool.Result(); err != nil {
 		v.CoolingErr = redisErr("cool-down of "+c.D, err)
 	} else {
@@ -124,6 +132,7 @@ func (s *RedisStore) LockView(ctx context.Context, c nostrx.Coordinate, ttl time
 	}
 	v.Last, v.LastErr = decodeEvent(last, c.D)
 	v.RecreatingSID, v.Recreating, v.RecreatingErr = decodeMark(mark, c.D)
+	v.Pending, v.PendingErr = decodeString(pending, "pending replacement of "+c.String())
 	return l, v, nil
 }
 
@@ -135,6 +144,7 @@ func (s *RedisStore) readView(ctx context.Context, c nostrx.Coordinate) RoomView
 	v.Cooling, v.CoolingErr = s.CoolingDown(ctx, c.D)
 	v.Last, v.LastErr = s.LastEvent(ctx, c.D)
 	v.RecreatingSID, v.Recreating, v.RecreatingErr = s.Recreating(ctx, c.D)
+	v.Pending, v.PendingErr = s.PendingReplacement(ctx, c)
 	return v
 }
 
@@ -149,11 +159,11 @@ func (s *RedisStore) ChoosePendingLast(ctx context.Context, c nostrx.Coordinate,
 		last, err := s.LastEvent(ctx, id)
 		return id, last, err
 	}
-	key := s.BotKey(pendingKey(c)...)
+	key := s.keys.Pending(c)
 	pipe := s.rdb.Pipeline()
 	set := pipe.SetNX(ctx, key, newID, ttl)
 	get := pipe.Get(ctx, key)
-	last := pipe.Get(ctx, s.BotKey("event", newID))
+	last := pipe.Get(ctx, s.keys.Event(newID))
 	_, _ = pipe.Exec(ctx)
 	ok, err := set.Result()
 	if err != nil {
@@ -178,7 +188,8 @@ func (s *RedisStore) ChoosePendingLast(ctx context.Context, c nostrx.Coordinate,
 // (and the end of the pending choice), the cool-down.
 type Writes struct {
 	Record         *Record            // PutRecord
-	Event          *nostr.Event       // SaveEvent, and AddOwned: the engine only publishes open rooms
+	Event          *nostr.Event       // SaveEvent, and AddOwned (RemoveOwned when Closed)
+	Closed         bool               // Event closes its room: the bot no longer looks after it
 	Replaced       *nostrx.Coordinate // SetReplacement(*Replaced, ReplacedBy, ReplacementTTL)
 	ReplacedBy     string
 	ReplacementTTL time.Duration
@@ -188,12 +199,15 @@ type Writes struct {
 
 // Commit applies w and then releases lock (when not nil). On a single
 // server it is one MULTI/EXEC: all the writes and the release, or none.
-// Elsewhere the writes go one by one as before and the lock is left to its
-// holder's Unlock.
+// On a cluster the record and the index of owned rooms go first, then one
+// MULTI per room slot, the slot of the locked room last: an in-place
+// restart's event, cool-down, end of its recreation mark and the release
+// of its lock are one MULTI; a recreation writes the new room's event and
+// cool-down, then the replacement, the end of the pending choice and the
+// release together. A commit cut off half way is applied again by the
+// retry (every write is idempotent); until the last MULTI the lock is held
+// and the recreation stays pending, so no other request sees half of it.
 func (s *RedisStore) Commit(ctx context.Context, w Writes, lock *RoomLock) error {
-	if !s.singleServer() {
-		return s.commitEach(ctx, w)
-	}
 	var rec, ev []byte
 	var err error
 	if w.Record != nil {
@@ -207,29 +221,80 @@ func (s *RedisStore) Commit(ctx context.Context, w Writes, lock *RoomLock) error
 		}
 	}
 	release := lock != nil && !lock.released.Load()
-	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		if rec != nil {
-			p.Set(ctx, s.recordPrefix+w.Record.ID, rec, s.roomTTL)
+	// ops are the writes of one slot, named by a key in it.
+	type ops struct {
+		key string
+		fn  []func(p redis.Pipeliner)
+	}
+	var groups []*ops
+	group := func(key string, f func(p redis.Pipeliner)) {
+		slot := redisHashTag(key)
+		for _, g := range groups {
+			if redisHashTag(g.key) == slot {
+				g.fn = append(g.fn, f)
+				return
+			}
 		}
-		if ev != nil {
-			p.Set(ctx, s.BotKey("event", w.Event.Tags.GetD()), ev, eventTTL)
-			p.SAdd(ctx, s.ownedKey(), w.Event.Tags.GetD())
-		}
-		if w.Replaced != nil {
-			p.Set(ctx, s.BotKey(replacedKey(*w.Replaced)...), w.ReplacedBy, w.ReplacementTTL)
-			p.Del(ctx, s.BotKey(pendingKey(*w.Replaced)...))
-		}
-		if w.Restarted != "" {
-			p.Set(ctx, s.BotKey("last", w.Restarted), time.Now().UnixMilli(), w.Cooldown)
+		groups = append(groups, &ops{key: key, fn: []func(p redis.Pipeliner){f}})
+	}
+	if rec != nil {
+		group(s.keys.RecordKey(w.Record.ID), func(p redis.Pipeliner) { p.Set(ctx, s.keys.RecordKey(w.Record.ID), rec, s.roomTTL) })
+	}
+	if ev != nil {
+		d := w.Event.Tags.GetD()
+		group(s.keys.Owned(), func(p redis.Pipeliner) {
+			if w.Closed {
+				p.SRem(ctx, s.keys.Owned(), d)
+			} else {
+				p.SAdd(ctx, s.keys.Owned(), d)
+			}
+		})
+		group(s.keys.Event(d), func(p redis.Pipeliner) { p.Set(ctx, s.keys.Event(d), ev, eventTTL) })
+	}
+	if w.Restarted != "" {
+		group(s.keys.Cooldown(w.Restarted), func(p redis.Pipeliner) {
+			p.Set(ctx, s.keys.Cooldown(w.Restarted), time.Now().UnixMilli(), w.Cooldown)
 			p.Del(ctx, s.recreatingKey(w.Restarted))
+		})
+	}
+	if w.Replaced != nil {
+		c := *w.Replaced
+		group(s.keys.Replaced(c), func(p redis.Pipeliner) {
+			p.Set(ctx, s.keys.Replaced(c), w.ReplacedBy, w.ReplacementTTL)
+			p.Del(ctx, s.keys.Pending(c))
+		})
+	}
+	if release {
+		// The lock's slot goes last, with its release.
+		tag := redisHashTag(lock.key)
+		for i, g := range groups {
+			if redisHashTag(g.key) == tag {
+				groups = append(append(groups[:i:i], groups[i+1:]...), g)
+				break
+			}
 		}
-		if release {
-			p.Eval(ctx, unlockSource, []string{lock.key}, lock.token)
+		group(lock.key, func(p redis.Pipeliner) { p.Eval(ctx, unlockSource, []string{lock.key}, lock.token) })
+	}
+	if s.singleServer() {
+		all := &ops{}
+		for _, g := range groups {
+			all.key = g.key
+			all.fn = append(all.fn, g.fn...)
 		}
-		return nil
-	})
-	if err != nil {
-		return redisErr("commit restart", err)
+		groups = []*ops{all}
+	}
+	for _, g := range groups {
+		if len(g.fn) == 0 {
+			continue
+		}
+		if err := s.tx(ctx, g.key, func(p redis.Pipeliner) error {
+			for _, f := range g.fn {
+				f(p)
+			}
+			return nil
+		}); err != nil {
+			return redisErr("commit restart", err)
+		}
 	}
 	if release {
 		lock.released.Store(true)
@@ -238,32 +303,73 @@ func (s *RedisStore) Commit(ctx context.Context, w Writes, lock *RoomLock) error
 	return nil
 }
 
-func (s *RedisStore) commitEach(ctx context.Context, w Writes) error {
-	if w.Record != nil {
-		if err := s.PutRecord(ctx, w.Record); err != nil {
-			return err
-		}
+// tx runs fn's commands as one MULTI/EXEC on the server that holds key's
+// slot. With SetWait, it then waits on the same connection until the
+// replicas acknowledged the writes (WAIT counts a connection's own writes).
+func (s *RedisStore) tx(ctx context.Context, key string, fn func(redis.Pipeliner) error) error {
+	if s.waitReplicas <= 0 {
+		_, err := s.rdb.TxPipelined(ctx, fn)
+		return err
 	}
-	if w.Event != nil {
-		if err := s.SaveEvent(ctx, w.Event); err != nil {
-			return err
-		}
-		if err := s.AddOwned(ctx, w.Event.Tags.GetD()); err != nil {
-			return err
-		}
+	return s.onConn(ctx, key, func(c *redis.Conn) error {
+		_, err := c.TxPipelined(ctx, fn)
+		return err
+	})
+}
+
+// onConn runs fn on one connection to the master of key's slot and then,
+// with SetWait, WAITs there for the replicas.
+// Without SetWait fn gets nil and uses the client.
+func (s *RedisStore) onConn(ctx context.Context, key string, fn func(*redis.Conn) error) error {
+	if s.waitReplicas <= 0 {
+		return fn(nil)
 	}
-	if w.Replaced != nil {
-		if err := s.SetReplacement(ctx, *w.Replaced, w.ReplacedBy, w.ReplacementTTL); err != nil {
+	var node *redis.Client
+	switch c := s.rdb.(type) {
+	case *redis.Client:
+		node = c
+	case *redis.ClusterClient:
+		n, err := c.MasterForKey(ctx, key)
+		if err != nil {
+			c.ReloadState(ctx)
 			return err
 		}
+		node = n
+	default:
+		return fn(nil)
 	}
-	if w.Restarted != "" {
-		if err := s.MarkRestarted(ctx, w.Restarted, w.Cooldown); err != nil {
-			return err
+	conn := node.Conn()
+	defer conn.Close()
+	if err := fn(conn); err != nil {
+		if cc, ok := s.rdb.(*redis.ClusterClient); ok {
+			cc.ReloadState(ctx) // MOVED or a dead master: the slot map is stale
 		}
-		if err := s.rdb.Del(ctx, s.recreatingKey(w.Restarted)).Err(); err != nil {
-			return redisErr("end recreation mark of "+w.Restarted, err)
+		return err
+	}
+	if s.waitReplicas > 0 {
+		// WAIT answering fewer replicas than asked (its timeout) is fine:
+		// the write is done, the bot goes on. WAIT failing is not: the
+		// connection broke, maybe with the master, before the write
+		// reached a replica, so the caller writes it again (every write
+		// through here is idempotent), on the new master if there is one.
+		if err := conn.Wait(ctx, s.waitReplicas, s.waitTimeout).Err(); err != nil {
+			if cc, ok := s.rdb.(*redis.ClusterClient); ok {
+				cc.ReloadState(ctx)
+			}
+			return fmt.Errorf("wait for replicas: %w", err)
 		}
 	}
 	return nil
+}
+
+// redisHashTag is the part of key that Redis Cluster hashes: the text
+// between the first "{" and the next "}" when it is not empty, else the
+// whole key. Keys with the same tag share a slot.
+func redisHashTag(key string) string {
+	if i := strings.IndexByte(key, '{'); i >= 0 {
+		if j := strings.IndexByte(key[i+1:], '}'); j > 0 {
+			return key[i+1 : i+1+j]
+		}
+	}
+	return key
 }

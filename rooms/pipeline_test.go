@@ -50,7 +50,7 @@ func TestLockViewAndCommit(t *testing.T) {
 	if err := s.MarkRestarted(ctx, "room-a", time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	if err := rdb.Set(ctx, "nestbot:replaced:"+hexKey(1)+":room-a", "room-b", time.Minute).Err(); err != nil {
+	if err := rdb.Set(ctx, "nestbot:{room-a}:replaced:"+hexKey(1), "room-b", time.Minute).Err(); err != nil {
 		t.Fatal(err)
 	}
 
@@ -72,7 +72,7 @@ func TestLockViewAndCommit(t *testing.T) {
 		v.ReplacementErr != nil || v.RecordErr != nil || v.CoolingErr != nil || v.LastErr != nil {
 		t.Fatalf("batched view %+v differs from one-by-one %+v", v, want)
 	}
-	if tok, _ := rdb.Get(ctx, "nestbot:lock:room-a").Result(); tok != lk.token {
+	if tok, _ := rdb.Get(ctx, "nestbot:{room-a}:lock").Result(); tok != lk.token {
 		t.Fatalf("lock holds %q, want our token", tok)
 	}
 
@@ -94,7 +94,7 @@ func TestLockViewAndCommit(t *testing.T) {
 
 	rec.Status = "changed"
 	ev2 := &nostr.Event{Kind: nostrx.KindRoom, PubKey: hexKey(9), CreatedAt: 101, Tags: nostr.Tags{{"d", "room-a"}}}
-	if err := rdb.Set(ctx, "nestbot:pending:"+hexKey(1)+":room-a", "room-b", time.Minute).Err(); err != nil {
+	if err := rdb.Set(ctx, "nestbot:{room-a}:pending:"+hexKey(1), "room-b", time.Minute).Err(); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Commit(ctx, Writes{Record: rec, Event: ev2, Replaced: &c, ReplacedBy: "room-c", ReplacementTTL: time.Hour,
@@ -111,7 +111,7 @@ func TestLockViewAndCommit(t *testing.T) {
 	if after.Replacement != "room-c" || after.Record.Status != "changed" || after.Last.CreatedAt != 101 || !after.Cooling {
 		t.Fatalf("after commit %+v", after)
 	}
-	if n, _ := rdb.Exists(ctx, "nestbot:pending:"+hexKey(1)+":room-a").Result(); n != 0 {
+	if n, _ := rdb.Exists(ctx, "nestbot:{room-a}:pending:"+hexKey(1)).Result(); n != 0 {
 		t.Fatal("commit kept the pending choice")
 	}
 	if _, marked, err := s.Recreating(ctx, "room-a"); marked || err != nil {
@@ -124,7 +124,7 @@ func TestLockViewAndCommit(t *testing.T) {
 		t.Fatalf("record TTL %s, want the room TTL", ttl)
 	}
 	var raw map[string]any
-	b, _ := rdb.Get(ctx, "nestbot:event:room-a").Bytes()
+	b, _ := rdb.Get(ctx, "nestbot:{room-a}:event").Bytes()
 	if json.Unmarshal(b, &raw) != nil || raw["created_at"] != float64(101) {
 		t.Fatalf("saved event %s", b)
 	}
@@ -150,7 +150,7 @@ func TestCommitKeepsForeignLock(t *testing.T) {
 		t.Fatal(err)
 	}
 	lk.Unlock()
-	if n, _ := rdb.Exists(ctx, "nestbot:lock:room-x").Result(); n != 1 {
+	if n, _ := rdb.Exists(ctx, "nestbot:{room-x}:lock").Result(); n != 1 {
 		t.Fatal("another holder's lock was released")
 	}
 }

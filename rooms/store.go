@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -17,34 +16,41 @@ import (
 
 // RedisStore keeps room records under the Nests API server's prefix and the
 // bot's own bookkeeping (claims, locks, replacements, published events)
-// under a prefix of its own, so the two never collide.
+// under a prefix of its own, so the two never collide. It is the only
+// place that talks to Redis: every key it writes is listed in keys.go.
 type RedisStore struct {
-	rdb          redis.UniversalClient
-	recordPrefix string
-	botPrefix    string
-	roomTTL      time.Duration
+	rdb     redis.UniversalClient
+	keys    Keys
+	roomTTL time.Duration
+	// waitReplicas, when above 0, makes claims and commits wait (WAIT) for
+	// that many replicas to acknowledge them, for at most waitTimeout.
+	waitReplicas int
+	waitTimeout  time.Duration
 }
 
 // NewRedisStore wraps a go-redis client; recordPrefix is "nest:" for the
 // Nests API server, botPrefix "nestbot:".
 func NewRedisStore(rdb redis.UniversalClient, recordPrefix, botPrefix string, roomTTL time.Duration) *RedisStore {
-	return &RedisStore{rdb: rdb, recordPrefix: recordPrefix, botPrefix: botPrefix, roomTTL: roomTTL}
+	return &RedisStore{rdb: rdb, keys: Keys{Record: recordPrefix, Bot: botPrefix}, roomTTL: roomTTL}
 }
 
-// Client exposes the Redis client to the bot's own bookkeeping (claims,
-// checkpoints, rate limits) so one connection pool serves the process.
-func (s *RedisStore) Client() redis.UniversalClient { return s.rdb }
+// SetWait makes claims and the commits of restarts wait until n replicas
+// acknowledged them (Redis WAIT), for at most timeout each: a master that
+// dies right after acknowledging them then loses them only if its
+// replicas did not get them within timeout either. 0 turns it off.
+func (s *RedisStore) SetWait(n int, timeout time.Duration) {
+	s.waitReplicas, s.waitTimeout = n, timeout
+}
 
-// BotKey is a key under the bot's own prefix.
-func (s *RedisStore) BotKey(parts ...string) string {
-	k := s.botPrefix
-	for i, p := range parts {
-		if i > 0 {
-			k += ":"
-		}
-		k += p
+// Keys are the names of the keys this store writes.
+func (s *RedisStore) Keys() Keys { return s.keys }
+
+// Ping checks that Redis answers (readiness, start-up).
+func (s *RedisStore) Ping(ctx context.Context) error {
+	if err := s.rdb.Ping(ctx).Err(); err != nil {
+		return redisErr("ping", err)
 	}
-	return k
+	return nil
 }
 
 func redisErr(op string, err error) error {
@@ -53,7 +59,7 @@ func redisErr(op string, err error) error {
 
 // Record reads a room's record; it returns nil when there is none.
 func (s *RedisStore) Record(ctx context.Context, id string) (*Record, error) {
-	return decodeRecord(s.rdb.Get(ctx, s.recordPrefix+id), id)
+	return decodeRecord(s.rdb.Get(ctx, s.keys.RecordKey(id)), id)
 }
 
 // decodeRecord reads the reply of a GET of id's record.
@@ -82,7 +88,7 @@ func (s *RedisStore) PutRecord(ctx context.Context, rec *Record) error {
 	if err != nil {
 		return fmt.Errorf("encode record %s: %w", rec.ID, err)
 	}
-	if err := s.rdb.Set(ctx, s.recordPrefix+rec.ID, b, s.roomTTL).Err(); err != nil {
+	if err := s.rdb.Set(ctx, s.keys.RecordKey(rec.ID), b, s.roomTTL).Err(); err != nil {
 		return redisErr("set record "+rec.ID, err)
 	}
 	return nil
@@ -107,43 +113,46 @@ func (s *RedisStore) Lock(ctx context.Context, room string, ttl time.Duration) (
 
 // waitLock takes l, retrying with backoff until ctx ends; with taken set,
 // a first attempt already found the lock held, so it waits before trying.
+// A Redis error is retried like a held lock (a failover passes), and a
+// wait that runs out is ErrUnavailable: the room stayed busy, or Redis
+// did not answer, for the whole budget.
 func (s *RedisStore) waitLock(ctx context.Context, room string, l *RoomLock, ttl time.Duration, taken bool) error {
 	wait := 2 * time.Millisecond
+	var lastErr error
 	for {
 		if !taken {
 			ok, err := s.rdb.SetNX(ctx, l.key, l.token, leaseTTL(ttl)).Result()
-			if err != nil {
-				return redisErr("lock "+room, err)
-			}
-			if ok {
+			if err == nil && ok {
 				l.hold(ttl)
 				return nil
 			}
+			lastErr = err
 		}
 		taken = false
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("lock %s: %w", room, ctx.Err())
+			if lastErr != nil {
+				return redisErr("lock "+room, lastErr)
+			}
+			return fmt.Errorf("lock %s: held by another request: %w: %w", room, ErrUnavailable, ctx.Err())
 		case <-time.After(wait):
 		}
 		wait = min(wait*2, 100*time.Millisecond)
 	}
 }
 
-func replacedKey(c nostrx.Coordinate) []string { return []string{"replaced", c.Author, c.D} }
-func pendingKey(c nostrx.Coordinate) []string  { return []string{"pending", c.Author, c.D} }
-
 // Replacement returns the ID of the room that replaced the room at c, or "".
 func (s *RedisStore) Replacement(ctx context.Context, c nostrx.Coordinate) (string, error) {
-	return s.getString(ctx, "replacement of "+c.String(), s.BotKey(replacedKey(c)...))
+	return s.getString(ctx, "replacement of "+c.String(), s.keys.Replaced(c))
 }
 
 // SetReplacement remembers that the room at c was replaced by room newID, and
-// clears the pending choice for c in the same transaction.
+// clears the pending choice for c in the same transaction (both in c.D's
+// slot, so a cluster runs it too).
 func (s *RedisStore) SetReplacement(ctx context.Context, c nostrx.Coordinate, newID string, ttl time.Duration) error {
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Set(ctx, s.BotKey(replacedKey(c)...), newID, ttl)
-		p.Del(ctx, s.BotKey(pendingKey(c)...))
+		p.Set(ctx, s.keys.Replaced(c), newID, ttl)
+		p.Del(ctx, s.keys.Pending(c))
 		return nil
 	})
 	if err != nil {
@@ -156,13 +165,13 @@ func (s *RedisStore) SetReplacement(ctx context.Context, c nostrx.Coordinate, ne
 // recreation that did not finish, or "". ChoosePending stores one; the
 // first choice wins, so a resumed recreation finishes the same room.
 func (s *RedisStore) PendingReplacement(ctx context.Context, c nostrx.Coordinate) (string, error) {
-	return s.getString(ctx, "pending replacement of "+c.String(), s.BotKey(pendingKey(c)...))
+	return s.getString(ctx, "pending replacement of "+c.String(), s.keys.Pending(c))
 }
 
 // ChoosePending records newID as c's replacement-to-be unless one is already
 // recorded, and returns the one that holds.
 func (s *RedisStore) ChoosePending(ctx context.Context, c nostrx.Coordinate, newID string, ttl time.Duration) (string, error) {
-	key := s.BotKey(pendingKey(c)...)
+	key := s.keys.Pending(c)
 	ok, err := s.rdb.SetNX(ctx, key, newID, ttl).Result()
 	if err != nil {
 		return "", redisErr("choose replacement of "+c.String(), err)
@@ -175,7 +184,7 @@ func (s *RedisStore) ChoosePending(ctx context.Context, c nostrx.Coordinate, new
 
 // MarkRestarted starts a room's cool-down.
 func (s *RedisStore) MarkRestarted(ctx context.Context, room string, cooldown time.Duration) error {
-	if err := s.rdb.Set(ctx, s.BotKey("last", room), time.Now().UnixMilli(), cooldown).Err(); err != nil {
+	if err := s.rdb.Set(ctx, s.keys.Cooldown(room), time.Now().UnixMilli(), cooldown).Err(); err != nil {
 		return redisErr("mark restart of "+room, err)
 	}
 	return nil
@@ -184,7 +193,7 @@ func (s *RedisStore) MarkRestarted(ctx context.Context, room string, cooldown ti
 // recreatingKey marks a restart in place of room between the deletion of
 // its LiveKit room and the commit; the value is "sid:" and the deleted
 // room's SID, so that an empty SID (no room was there) is still a mark.
-func (s *RedisStore) recreatingKey(room string) string { return s.BotKey("recreating", room) }
+func (s *RedisStore) recreatingKey(room string) string { return s.keys.Recreating(room) }
 
 // MarkRecreating notes that room's LiveKit room oldSID ("" for none) is
 // gone and its replacement is being created.
@@ -215,7 +224,7 @@ func decodeMark(cmd *redis.StringCmd, room string) (string, bool, error) {
 // clock minute of now, across replicas, and returns the minute's count so
 // far including it.
 func (s *RedisStore) CountNewRoom(ctx context.Context, now time.Time) (int64, error) {
-	key := s.BotKey("newrooms", strconv.FormatInt(now.Unix()/60, 10))
+	key := s.keys.NewRooms(now.Unix() / 60)
 	pipe := s.rdb.TxPipeline()
 	n := pipe.Incr(ctx, key)
 	pipe.Expire(ctx, key, 2*time.Minute)
@@ -227,7 +236,7 @@ func (s *RedisStore) CountNewRoom(ctx context.Context, now time.Time) (int64, er
 
 // CoolingDown reports whether room was (re)created within its cool-down.
 func (s *RedisStore) CoolingDown(ctx context.Context, room string) (bool, error) {
-	n, err := s.rdb.Exists(ctx, s.BotKey("last", room)).Result()
+	n, err := s.rdb.Exists(ctx, s.keys.Cooldown(room)).Result()
 	if err != nil {
 		return false, redisErr("cool-down of "+room, err)
 	}
@@ -240,7 +249,7 @@ const eventTTL = 30 * 24 * time.Hour
 
 // LastEvent returns the last 30312 the bot published for d, or nil.
 func (s *RedisStore) LastEvent(ctx context.Context, d string) (*nostr.Event, error) {
-	return decodeEvent(s.rdb.Get(ctx, s.BotKey("event", d)), d)
+	return decodeEvent(s.rdb.Get(ctx, s.keys.Event(d)), d)
 }
 
 // decodeEvent reads the reply of a GET of d's last event.
@@ -266,7 +275,7 @@ func (s *RedisStore) SaveEvent(ctx context.Context, ev *nostr.Event) error {
 		return err
 	}
 	d := ev.Tags.GetD()
-	if err := s.rdb.Set(ctx, s.BotKey("event", d), b, eventTTL).Err(); err != nil {
+	if err := s.rdb.Set(ctx, s.keys.Event(d), b, eventTTL).Err(); err != nil {
 		return redisErr("save event of "+d, err)
 	}
 	return nil

@@ -42,7 +42,7 @@ func main() {
 	flag.BoolVar(&libsecp, "libsecp", false, "build the bot with -tags libsecp256k1 (cgo) instead of pure Go")
 	flag.BoolVar(&both, "both", false, "measure the pure Go and the libsecp256k1 builds one after the other, each on a fresh stack")
 	flag.StringVar(&o.BotBin, "bot", "", "run this prebuilt bot binary (e.g. bin/nestbot from make build) instead of building one")
-	flag.StringVar(&o.CPUProfile, "cpuprofile", "", "run the bot built from bench/profbot and write its CPU profile to this file")
+	flag.StringVar(&o.CPUProfile, "cpuprofile", "", "write the bot's CPU profile to this file (nestbot run --cpuprofile), and its heap profile beside it")
 	flag.StringVar(&botEnv, "bot-env", "", "extra environment for the bot process, comma-separated KEY=VALUE (e.g. GOMAXPROCS=1)")
 	flag.DurationVar(&o.Timeout, "timeout", 15*time.Second, "how long to wait for one answer")
 	flag.StringVar(&out, "out", "", "JSON output (default bench-results/<timestamp>.json)")
@@ -59,7 +59,7 @@ func main() {
 	case both && o.BotBin != "":
 		fail(fmt.Errorf("-both builds the bot; it cannot be combined with -bot"))
 	case o.BotBin != "" && o.CPUProfile != "":
-		fail(fmt.Errorf("-cpuprofile builds bench/profbot; it cannot be combined with -bot"))
+		fail(fmt.Errorf("-cpuprofile builds the bot itself; it cannot be combined with -bot"))
 	case both:
 		o.Variants = []string{"pure", "libsecp"}
 	case libsecp:

@@ -10,7 +10,10 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -67,7 +70,8 @@ func rootCmd() *cobra.Command {
 }
 
 func runCmd(load func() (bot.Config, error)) *cobra.Command {
-	return &cobra.Command{
+	var cpuProfile, heapProfile string
+	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Run the service until SIGINT or SIGTERM",
 		Args:  cobra.NoArgs,
@@ -77,15 +81,53 @@ func runCmd(load func() (bot.Config, error)) *cobra.Command {
 				return err
 			}
 			log := bot.NewLogger(os.Stderr, cfg.Log)
+			bot.RouteLibraryLogs(log)
 			svc, err := bot.New(cfg, log)
 			if err != nil {
 				return err
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return svc.Run(ctx)
+			err = profiled(cpuProfile, heapProfile, func() error { return svc.Run(ctx) })
+			runtime.KeepAlive(svc) // its caches are what a heap profile is about
+			return err
 		},
 	}
+	// For nestbench (-cpuprofile): the bot's own work under the bench's load.
+	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file")
+	cmd.Flags().StringVar(&heapProfile, "heapprofile", "", "write a heap profile to this file when the run ends (after a GC: what the bot still held)")
+	_ = cmd.Flags().MarkHidden("cpuprofile")
+	_ = cmd.Flags().MarkHidden("heapprofile")
+	return cmd
+}
+
+// profiled runs f under a CPU profile written to cpu, and writes a heap
+// profile to heap once f returned; either may be "" for none.
+func profiled(cpu, heap string, f func() error) error {
+	if cpu != "" {
+		out, err := os.Create(cpu)
+		if err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer out.Close()
+		if err := pprof.StartCPUProfile(out); err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	err := f()
+	if heap != "" {
+		runtime.GC()
+		out, ferr := os.Create(heap)
+		if ferr != nil {
+			return errors.Join(err, fmt.Errorf("heap profile: %w", ferr))
+		}
+		defer out.Close()
+		if werr := pprof.WriteHeapProfile(out); werr != nil {
+			return errors.Join(err, fmt.Errorf("heap profile: %w", werr))
+		}
+	}
+	return err
 }
 
 func keygenCmd() *cobra.Command {
@@ -110,6 +152,7 @@ func keygenCmd() *cobra.Command {
 func restartCmd(load func() (bot.Config, error)) *cobra.Command {
 	var key, botKey, reason, hint, action string
 	var relays []string
+	var noAdopt bool
 	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "restart <room>",
@@ -186,9 +229,13 @@ func restartCmd(load func() (bot.Config, error)) *cobra.Command {
 			if ex.Payload.Error != nil {
 				return &codeError{fmt.Sprintf("%s: %s", ex.Payload.Error.Code, ex.Payload.Error.Message)}
 			}
+			if !noAdopt && action == nostrx.ActionRestart {
+				return adopt(ctx, cmd, signer, ex.Payload, relays)
+			}
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&noAdopt, "no-adopt", false, "do not sign and publish the answer's template (a room recreated under a new ID stays the bot's until you do)")
 	cmd.Flags().StringVar(&key, "key", "", "requester's secret key (nsec or hex); default $NESTBOT_CLIENT_KEY")
 	cmd.Flags().StringVar(&botKey, "bot", "", "the bot's npub or hex pubkey; default: the bot of --config")
 	cmd.Flags().StringSliceVar(&relays, "relay", nil, "relay to use (repeatable); default: nostr.relays of --config")
@@ -197,6 +244,72 @@ func restartCmd(load func() (bot.Config, error)) *cobra.Command {
 	cmd.Flags().StringVar(&action, "action", nostrx.ActionRestart, "restart or status")
 	cmd.Flags().DurationVar(&timeout, "timeout", bot.DefaultClientTimeout, "how long to wait for the answer")
 	return cmd
+}
+
+// adopt takes over a room the bot recreated under a new ID (issue 12):
+// it signs the answer's template with the requester's key and publishes it
+// to relays and the room's own relays, so the room's event is the
+// requester's to update. The bot sees it and hands the room over. A
+// result without a template (same ID, or too large to carry one) needs
+// nothing. The outcome goes to stderr; stdout keeps the answer alone.
+func adopt(ctx context.Context, cmd *cobra.Command, signer *nostrx.Signer, p nostrx.Payload, relays []string) error {
+	var res nostrx.RestartResult
+	if err := json.Unmarshal(p.Result, &res); err != nil || res.Template == nil {
+		if err == nil && res.IsNewRoom && res.Event != nil {
+			fmt.Fprintln(cmd.ErrOrStderr(), "no template in the answer: nothing adopted")
+		}
+		return nil
+	}
+	ev := nostr.Event{Kind: res.Template.Kind, CreatedAt: nostr.Now(), Tags: res.Template.Tags, Content: res.Template.Content}
+	if ev.Kind != nostrx.KindRoom || ev.Tags.GetD() != res.RoomID {
+		return fmt.Errorf("template: want a kind %d event with d %q", nostrx.KindRoom, res.RoomID)
+	}
+	if err := signer.Sign(&ev); err != nil {
+		return fmt.Errorf("sign template: %w", err)
+	}
+	targets := slices.Clone(relays)
+	if t := ev.Tags.Find("relays"); t != nil {
+		for _, r := range firstRelays(t[1:], nostrx.MaxRoomRelays) {
+			if nostrx.ValidRelayURL(r) && !slices.Contains(targets, r) {
+				targets = append(targets, r)
+			}
+		}
+	}
+	accepted := 0
+	var lastErr error
+	for _, url := range targets {
+		if err := publishOnce(ctx, url, ev); err != nil {
+			lastErr = err
+			continue
+		}
+		accepted++
+	}
+	if accepted == 0 {
+		return fmt.Errorf("adopt: no relay accepted your room event: %w", lastErr)
+	}
+	c := nostrx.Coordinate{Kind: nostrx.KindRoom, Author: ev.PubKey, D: ev.Tags.GetD()}
+	fmt.Fprintf(cmd.ErrOrStderr(), "adopted: your room event %s is on %d relay(s); the room's address is now %s\n",
+		ev.ID, accepted, c.Naddr(firstRelays(targets, 3)...))
+	return nil
+}
+
+func firstRelays(s []string, n int) []string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// publishOnce publishes ev to one relay and waits for its OK.
+func publishOnce(ctx context.Context, url string, ev nostr.Event) error {
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	rl, err := nostr.RelayConnect(pctx, url)
+	if err != nil {
+		return err
+	}
+	defer rl.Close()
+	return rl.Publish(pctx, ev)
 }
 
 func decodeSecret(s string) (string, error) {

@@ -33,6 +33,17 @@ type Relay struct {
 	BotREQs   atomic.Int64 // REQs for kind 4312 seen
 	Published atomic.Int64 // EVENTs clients sent (all answered OK)
 
+	// OnConnect runs for every new connection before anything is read:
+	// a hostile relay's greeting (MalformedFrames, HugeNotice,
+	// ForgedNotice). Set it before clients connect.
+	OnConnect func(c *Conn)
+	// Silent makes the relay accept connections and never answer (no EOSE,
+	// no OK): a relay that holds its clients.
+	Silent atomic.Bool
+
+	// Connections: accepted in all, open now, most open at once.
+	Accepted, OpenNow, MostOpen atomic.Int64
+
 	srv    *httptest.Server
 	mu     sync.Mutex
 	conns  []*Conn
@@ -160,11 +171,26 @@ func (r *Relay) serve(w http.ResponseWriter, req *http.Request) {
 	r.conns = append(r.conns, c)
 	r.mu.Unlock()
 	defer ws.CloseNow()
+	r.Accepted.Add(1)
+	open := r.OpenNow.Add(1)
+	defer r.OpenNow.Add(-1)
+	for {
+		most := r.MostOpen.Load()
+		if open <= most || r.MostOpen.CompareAndSwap(most, open) {
+			break
+		}
+	}
+	if r.OnConnect != nil {
+		r.OnConnect(c)
+	}
 	parser := nostr.NewMessageParser()
 	for {
 		_, data, err := ws.Read(ctx)
 		if err != nil {
 			return
+		}
+		if r.Silent.Load() {
+			continue
 		}
 		env, err := parser.ParseMessage(string(data))
 		if err != nil {
@@ -187,4 +213,30 @@ func (r *Relay) serve(w http.ResponseWriter, req *http.Request) {
 			c.SendJSON(nostr.OKEnvelope{EventID: env.Event.ID, OK: true})
 		}
 	}
+}
+
+// MalformedFrames are relay messages that are not valid NIP-01: cut
+// short, wrong types, unknown labels. `["EVENT","x` crashed go-nostr's
+// Relay reader (extractSubID slices out of range).
+var MalformedFrames = []string{
+	`["EVENT","x`, `["EVENT"`, `["OK"`, `["OK","x"]`, `["EOSE"]`, `["CLOSED"`, `["AUTH"]`, `["NOTICE"]`,
+	`["EVENT","x",{"id":1}]`, `["EVENT",{},[]]`, `[]`, `{}`, `null`, `["EVENT","nestbot-1",{"kind":1e999}]`,
+	"\xff\xfe", `["WHAT","x"]`,
+}
+
+// HugeNotice is a NOTICE of about n bytes.
+func HugeNotice(n int) []byte {
+	b := make([]byte, 0, n+16)
+	b = append(b, `["NOTICE","`...)
+	for range n {
+		b = append(b, 'A')
+	}
+	return append(b, `"]`...)
+}
+
+// ForgedNotice is a NOTICE whose text starts a new line that looks like one
+// of the bot's own log lines (line, e.g. "time=… level=INFO msg=request").
+func ForgedNotice(line string) []byte {
+	b, _ := nostr.NoticeEnvelope("relay says hi\n" + line).MarshalJSON()
+	return b
 }

@@ -42,6 +42,7 @@ type LiveKit struct {
 // because livekit-server can only bind it on all interfaces.
 func StartLiveKit(t testing.TB) *LiveKit {
 	t.Helper()
+	skipShort(t, "livekit-server")
 	bin := cachedBinary(t, "livekit-server-"+liveKitVersion)
 	var secret [32]byte
 	if _, err := rand.Read(secret[:]); err != nil {

@@ -27,6 +27,7 @@ type Redis struct {
 // until it answers PING and stops it at t.Cleanup.
 func StartRedis(t testing.TB) *Redis {
 	t.Helper()
+	skipShort(t, "redis-server")
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		t.Fatalf("stack: redis-server not found in PATH: %s", installHint)

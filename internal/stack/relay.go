@@ -39,6 +39,7 @@ func WithAuth() RelayOption { return func(o *relayOptions) { o.auth = true } }
 // accepts connections and stops it at t.Cleanup.
 func StartRelay(t testing.TB, opts ...RelayOption) *Relay {
 	t.Helper()
+	skipShort(t, "the khatru relay")
 	var o relayOptions
 	for _, opt := range opts {
 		opt(&o)

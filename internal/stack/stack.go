@@ -90,6 +90,7 @@ func isRepoRoot(dir string) bool {
 // installed.
 func NodeDir(t testing.TB) string {
 	t.Helper()
+	skipShort(t, "nostr-tools (interop/)")
 	root := RepoRoot()
 	if root == "" {
 		t.Fatalf("stack: cannot find the nestbot repository root (go.mod of %s) from the working directory", modulePath)
@@ -99,6 +100,17 @@ func NodeDir(t testing.TB) string {
 		t.Fatalf("stack: %s has no node_modules: run devstack/install.sh", dir)
 	}
 	return dir
+}
+
+// skipShort skips a test under -short: a test that starts a real service
+// or runs node needs what make deps installs, and `go test -short ./...`
+// must pass on a fresh clone with nothing installed. A Session (a program,
+// not a test) never skips.
+func skipShort(t testing.TB, what string) {
+	t.Helper()
+	if _, program := t.(*Session); !program && testing.Short() {
+		t.Skipf("-short: needs %s from make deps; run without -short (make test)", what)
+	}
 }
 
 // BinDir returns the directory devstack/install.sh installs binaries into:

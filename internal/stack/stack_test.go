@@ -200,9 +200,9 @@ func (c *relayClient) read() nostr.Envelope {
 	if err := c.conn.ReadMessage(c.ctx, &buf); err != nil {
 		c.t.Fatalf("read %s: %v", c.url, err)
 	}
-	env := nostr.ParseMessage(buf.String())
-	if env == nil {
-		c.t.Fatalf("unparsable message from %s: %s", c.url, buf.String())
+	env, err := nostr.NewMessageParser().ParseMessage(buf.String())
+	if err != nil {
+		c.t.Fatalf("unparsable message from %s: %v: %s", c.url, err, buf.String())
 	}
 	if a, ok := env.(*nostr.AuthEnvelope); ok && a.Challenge != nil {
 		c.challenge = *a.Challenge

@@ -1,0 +1,84 @@
+package bot
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nbd-wtf/go-nostr"
+
+	"github.com/nestbot/nestbot/internal/flood"
+	"github.com/nestbot/nestbot/internal/relay"
+	"github.com/nestbot/nestbot/nostrx"
+)
+
+// Look-ups on relays named by others share a small budget and end after
+// strangerLookupTimeout: silent hints cannot hold more than strangerLookups
+// connections, nor a caller longer than the timeout (plus the wait for a
+// slot, bounded by the same timeout).
+func TestStrangerLookupBudget(t *testing.T) {
+	silent := flood.StartRelay()
+	t.Cleanup(silent.Close)
+	silent.Silent.Store(true)
+	s := testService(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s.outbox = newOutbox(ctx, s.signer, s.log, newRelayPolicy(nil, true), nil, nil)
+	defer s.outbox.close()
+	// Lift the per-host cap (every test relay is on 127.0.0.1) so that the
+	// budget is what bounds the look-ups.
+	s.outbox.pool = relay.NewPool(relay.Options{AllowPrivate: true, MaxPerHost: 100, MaxConns: 100})
+
+	const n = 3 * strangerLookups
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			lctx, cancel := context.WithTimeout(ctx, time.Minute)
+			defer cancel()
+			c := nostrx.Coordinate{Kind: nostrx.KindRoom, Author: nostr.GeneratePrivateKey(), D: "x"}
+			ev, err := s.outbox.Latest(lctx, c, []string{fmt.Sprintf("%s/p%d", silent.URL, i)})
+			if ev != nil || err != nil {
+				t.Errorf("silent relay: %v %v", ev, err)
+			}
+			if lctx.Err() != nil {
+				t.Error("a look-up on a silent hint ran until its caller's deadline")
+			}
+		}()
+	}
+	wg.Wait()
+	if silent.Accepted.Load() == 0 {
+		t.Fatal("no look-up reached the relay: the test proves nothing")
+	}
+	if most := silent.MostOpen.Load(); most > strangerLookups {
+		t.Fatalf("%d look-ups at once on strangers' relays, budget %d", most, strangerLookups)
+	}
+}
+
+// /readyz names the bot's relays refusing every write for writesStale, and
+// clears once one accepts again.
+func TestReadyzWritesFailing(t *testing.T) {
+	o := newOutbox(context.Background(), nil, testService(t).log, newRelayPolicy([]string{"wss://own.example"}, false), []string{"wss://own.example"}, nil)
+	defer o.close()
+	ev := &nostr.Event{ID: "x", Kind: 4313}
+	now := time.Now()
+	o.observe(ev, relay.Result{URL: "wss://own.example", Class: relay.RateLimited})
+	o.observe(ev, relay.Result{URL: "wss://stranger.example", Class: relay.Accepted}) // not one of the bot's relays
+	if why := o.writesFailing(now.Add(writesStale / 2)); why != "" {
+		t.Fatalf("not ready after %s: %s", writesStale/2, why)
+	}
+	ready := readiness{
+		relays: func() int { return 1 }, redis: func(context.Context) error { return nil }, livekit: func(context.Context) error { return nil },
+		writes: func() string { return o.writesFailing(now.Add(writesStale + time.Second)) },
+	}
+	if why := ready.check(context.Background(), o.log); why != "no configured relay has accepted a write for 2m0s" {
+		t.Fatalf("readyz reason %q", why)
+	}
+	o.observe(ev, relay.Result{URL: "wss://own.example", Class: relay.Accepted})
+	if why := ready.check(context.Background(), o.log); why != "" {
+		t.Fatalf("still not ready after an OK: %s", why)
+	}
+}

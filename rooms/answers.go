@@ -1,0 +1,148 @@
+package rooms
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Answers pending delivery (the bot's pending.go gives the protocol): an
+// answer no relay has said OK to is kept here until one does, so that any
+// replica sends it again after a restart. Its hash and its sending lease
+// share the request's hash tag (Keys.Answer, Keys.AnswerLease); the index
+// of pending ids (Keys.Answers) is one key of its own, written beside them,
+// not in one transaction with them.
+
+// PendingAnswer is one answer waiting for a relay's OK.
+type PendingAnswer struct {
+	ID       string            // the request id it answers
+	Event    string            // the signed event, JSON
+	Relays   []string          // where it is to be sent
+	Deadline time.Time         // given up after this
+	Refused  map[string]string // relay URL → refusal class, relays that refused it for good
+}
+
+// answerRefused prefixes the hash fields of relays that refused for good.
+const answerRefused = "refused:"
+
+// AddAnswer stores a as pending unless an answer to a.ID already is (then
+// the stored one, with its deadline and refusals, stays). The hash lives
+// until an hour after the deadline.
+func (s *RedisStore) AddAnswer(ctx context.Context, a PendingAnswer) error {
+	key := s.keys.Answer(a.ID)
+	relays, err := json.Marshal(a.Relays)
+	if err != nil {
+		return fmt.Errorf("pending answer %s: %w", a.ID, err)
+	}
+	ms := a.Deadline.UnixMilli()
+	pipe := s.rdb.TxPipeline()
+	pipe.HSetNX(ctx, key, "event", a.Event)
+	pipe.HSetNX(ctx, key, "relays", relays)
+	pipe.HSetNX(ctx, key, "deadline", ms)
+	pipe.PExpireAt(ctx, key, a.Deadline.Add(time.Hour))
+	if _, err := pipe.Exec(ctx); err != nil {
+		return redisErr("store pending answer "+a.ID, err)
+	}
+	if err := s.rdb.ZAddNX(ctx, s.keys.Answers(), redis.Z{Score: float64(ms), Member: a.ID}).Err(); err != nil {
+		return redisErr("index pending answer "+a.ID, err)
+	}
+	return nil
+}
+
+// Answer reads the pending answer to request id; nil when none is pending.
+func (s *RedisStore) Answer(ctx context.Context, id string) (*PendingAnswer, error) {
+	h, err := s.rdb.HGetAll(ctx, s.keys.Answer(id)).Result()
+	if err != nil {
+		return nil, redisErr("pending answer "+id, err)
+	}
+	if h["event"] == "" {
+		return nil, nil
+	}
+	ms, err := strconv.ParseInt(h["deadline"], 10, 64)
+	if err != nil {
+		return nil, fmt.Errorf("pending answer %s: deadline %q: %w", id, h["deadline"], err)
+	}
+	a := &PendingAnswer{ID: id, Event: h["event"], Deadline: time.UnixMilli(ms), Refused: map[string]string{}}
+	if err := json.Unmarshal([]byte(h["relays"]), &a.Relays); err != nil {
+		return nil, fmt.Errorf("pending answer %s: relays: %w", id, err)
+	}
+	for f, v := range h {
+		if url, ok := strings.CutPrefix(f, answerRefused); ok {
+			a.Refused[url] = v
+		}
+	}
+	return a, nil
+}
+
+// RefuseAnswer notes that relay refused the answer to id for good (class is
+// the refusal's class, e.g. "blocked").
+func (s *RedisStore) RefuseAnswer(ctx context.Context, id, relay, class string) error {
+	if err := s.rdb.HSet(ctx, s.keys.Answer(id), answerRefused+relay, class).Err(); err != nil {
+		return redisErr("note refusal of answer "+id, err)
+	}
+	return nil
+}
+
+// RemoveAnswer drops the answer to id: delivered or given up.
+func (s *RedisStore) RemoveAnswer(ctx context.Context, id string) error {
+	if err := s.rdb.Del(ctx, s.keys.Answer(id), s.keys.AnswerLease(id)).Err(); err != nil {
+		return redisErr("remove pending answer "+id, err)
+	}
+	if err := s.rdb.ZRem(ctx, s.keys.Answers(), id).Err(); err != nil {
+		return redisErr("unindex pending answer "+id, err)
+	}
+	return nil
+}
+
+// leaseAnswerScript takes or renews the sending lease KEYS[1] for ARGV[1]
+// for ARGV[2] ms.
+var leaseAnswerScript = redis.NewScript(`
+local v = redis.call("get", KEYS[1])
+if v == false or v == ARGV[1] then
+  redis.call("set", KEYS[1], ARGV[1], "PX", ARGV[2])
+  return 1
+end
+return 0`)
+
+// unleaseAnswerScript gives the lease KEYS[1] back if ARGV[1] holds it.
+var unleaseAnswerScript = redis.NewScript(`
+if redis.call("get", KEYS[1]) == ARGV[1] then
+  return redis.call("del", KEYS[1])
+end
+return 0`)
+
+// LeaseAnswer takes or renews owner's lease on sending the answer to id,
+// reporting false when another owner holds it.
+func (s *RedisStore) LeaseAnswer(ctx context.Context, id, owner string, lease time.Duration) (bool, error) {
+	n, err := leaseAnswerScript.Run(ctx, s.rdb, []string{s.keys.AnswerLease(id)}, owner, lease.Milliseconds()).Int()
+	if err != nil {
+		return false, redisErr("lease pending answer "+id, err)
+	}
+	return n == 1, nil
+}
+
+// ReleaseAnswer gives owner's sending lease on the answer to id back.
+func (s *RedisStore) ReleaseAnswer(ctx context.Context, id, owner string) error {
+	if err := unleaseAnswerScript.Run(ctx, s.rdb, []string{s.keys.AnswerLease(id)}, owner).Err(); err != nil && !errors.Is(err, redis.Nil) {
+		return redisErr("release pending answer "+id, err)
+	}
+	return nil
+}
+
+// DueAnswers lists at most n pending request ids, the earliest deadline
+// first, and how many are pending in all.
+func (s *RedisStore) DueAnswers(ctx context.Context, n int) (ids []string, total int64, err error) {
+	pipe := s.rdb.Pipeline()
+	card := pipe.ZCard(ctx, s.keys.Answers())
+	rng := pipe.ZRange(ctx, s.keys.Answers(), 0, int64(n)-1)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, 0, redisErr("pending answers", err)
+	}
+	return rng.Val(), card.Val(), nil
+}

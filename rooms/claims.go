@@ -1,0 +1,213 @@
+package rooms
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Claims make each request ID processed once across restarts and
+// replicas (the bot's claims.go gives the protocol). Here is their storage:
+// one key per request (Keys.Claim), whose value is
+//
+//	w:<owner>:<lease end, unix ms>   worked on by owner, alive until the lease end
+//	anything else                    the bot's own answered states, opaque here
+//
+// The owner's lease lives inside the value, not in a key of its own, so
+// that the take-over script reads only the key it declares: on a cluster
+// a script may touch only keys of its own slot. The owner renews the
+// lease of every claim it holds (RenewClaim) while it lives; a claim whose
+// lease ended belongs to a dead owner and is taken over. The lease end is
+// compared with the Redis server's clock (TIME), never with a replica's.
+
+// claimScript claims KEYS[1] for ARGV[1]: when nobody holds it (unless
+// ARGV[4] is "0"), when ARGV[1] already holds it, or when its owner's
+// lease ended. ARGV[2] is the key's expiry in ms, ARGV[3] the lease in ms.
+// It returns "acquired", "busy", "gone" (no claim and ARGV[4] is "0") or
+// the value it found.
+var claimScript = redis.NewScript(`
+local t = redis.call("time")
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local mine = "w:" .. ARGV[1] .. ":"
+local val = mine .. tostring(now + tonumber(ARGV[3]))
+local v = redis.call("get", KEYS[1])
+if not v then
+  if ARGV[4] == "0" then
+    return "gone"
+  end
+  redis.call("set", KEYS[1], val, "PX", ARGV[2])
+  return "acquired"
+end
+if string.sub(v, 1, #mine) == mine then
+  redis.call("set", KEYS[1], val, "PX", ARGV[2])
+  return "acquired"
+end
+if string.sub(v, 1, 2) == "w:" then
+  local leaseEnd = tonumber(string.match(v, "^w:[^:]*:(%d+)$"))
+  if leaseEnd ~= nil and leaseEnd < now then
+    redis.call("set", KEYS[1], val, "PX", ARGV[2])
+    return "acquired"
+  end
+  return "busy"
+end
+return v`)
+
+// renewClaimScript moves the lease end of ARGV[1]'s claim on KEYS[1] to
+// now + ARGV[2] ms, keeping the key's expiry; 0 when the claim is not
+// ARGV[1]'s (any more).
+var renewClaimScript = redis.NewScript(`
+local mine = "w:" .. ARGV[1] .. ":"
+local v = redis.call("get", KEYS[1])
+if not v or string.sub(v, 1, #mine) ~= mine then
+  return 0
+end
+local t = redis.call("time")
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call("set", KEYS[1], mine .. tostring(now + tonumber(ARGV[2])), "KEEPTTL")
+return 1`)
+
+// releaseClaimScript deletes KEYS[1] when ARGV[1] holds it.
+var releaseClaimScript = redis.NewScript(`
+local mine = "w:" .. ARGV[1] .. ":"
+local v = redis.call("get", KEYS[1])
+if v and string.sub(v, 1, #mine) == mine then
+  return redis.call("del", KEYS[1])
+end
+return 0`)
+
+// Claim runs the claim script for request id on behalf of owner (a hex
+// instance ID): keep is the key's expiry, lease how long the claim stays
+// owner's without a renewal. allowNew false only takes over an existing
+// claim. It returns "acquired", "busy", "gone" or the stored value. With
+// SetWait it waits for the replicas before it returns.
+func (s *RedisStore) Claim(ctx context.Context, id, owner string, keep, lease time.Duration, allowNew bool) (string, error) {
+	flag := "0"
+	if allowNew {
+		flag = "1"
+	}
+	key := s.keys.Claim(id)
+	args := []any{owner, keep.Milliseconds(), lease.Milliseconds(), flag}
+	var res string
+	run := func(c redis.Scripter) error {
+		var err error
+		res, err = claimScript.Run(ctx, c, []string{key}, args...).Text()
+		return err
+	}
+	err := s.onConn(ctx, key, func(c *redis.Conn) error {
+		if c == nil || s.waitReplicas <= 0 {
+			return run(s.rdb)
+		}
+		return run(c)
+	})
+	if err != nil {
+		return "", redisErr("claim "+id, err)
+	}
+	return res, nil
+}
+
+// RenewClaim extends owner's lease on request id's claim by lease from
+// now. It reports false when owner no longer holds the claim.
+func (s *RedisStore) RenewClaim(ctx context.Context, id, owner string, lease time.Duration) (bool, error) {
+	n, err := renewClaimScript.Run(ctx, s.rdb, []string{s.keys.Claim(id)}, owner, lease.Milliseconds()).Int()
+	if err != nil {
+		return false, redisErr("renew claim "+id, err)
+	}
+	return n == 1, nil
+}
+
+// RenewClaims is RenewClaim for many claims in one pipelined round trip
+// (one per node on a cluster), so that a slow Redis delays every renewal
+// by one timeout, not one per claim. held[i] is false when owner no
+// longer holds ids[i]; a claim whose renewal failed is reported held.
+func (s *RedisStore) RenewClaims(ctx context.Context, ids []string, owner string, lease time.Duration) ([]bool, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.Cmd, len(ids))
+	for i, id := range ids {
+		cmds[i] = renewClaimScript.Eval(ctx, pipe, []string{s.keys.Claim(id)}, owner, lease.Milliseconds())
+	}
+	_, err := pipe.Exec(ctx)
+	held := make([]bool, len(ids))
+	for i, c := range cmds {
+		n, cerr := c.Int()
+		held[i] = cerr != nil || n == 1
+	}
+	if err != nil {
+		return held, redisErr("renew claims", err)
+	}
+	return held, nil
+}
+
+// SetClaim stores one of the bot's answered states as request id's claim.
+// With SetWait it waits for the replicas, so that a failover right after
+// does not bring back the working state and a second answer.
+func (s *RedisStore) SetClaim(ctx context.Context, id, value string, ttl time.Duration) error {
+	key := s.keys.Claim(id)
+	err := s.onConn(ctx, key, func(c *redis.Conn) error {
+		if c == nil || s.waitReplicas <= 0 {
+			return s.rdb.Set(ctx, key, value, ttl).Err()
+		}
+		return c.Set(ctx, key, value, ttl).Err()
+	})
+	if err != nil {
+		return redisErr("set claim "+id, err)
+	}
+	return nil
+}
+
+// ReleaseClaim drops owner's claim on request id, so another instance may
+// take the request at once; a claim owner no longer holds stays.
+func (s *RedisStore) ReleaseClaim(ctx context.Context, id, owner string) error {
+	if err := releaseClaimScript.Run(ctx, s.rdb, []string{s.keys.Claim(id)}, owner).Err(); err != nil && !errors.Is(err, redis.Nil) {
+		return redisErr("release claim "+id, err)
+	}
+	return nil
+}
+
+// RateAllow counts one request of pubkey against its one-minute window at
+// now, across replicas, and reports whether it is within limit.
+func (s *RedisStore) RateAllow(ctx context.Context, pubkey string, now time.Time, limit int) (bool, error) {
+	key := s.keys.Rate(pubkey, now.Unix()/60)
+	pipe := s.rdb.TxPipeline()
+	n := pipe.Incr(ctx, key)
+	pipe.Expire(ctx, key, 2*time.Minute)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return false, redisErr("rate limit", err)
+	}
+	return n.Val() <= int64(limit), nil
+}
+
+// Checkpoint returns the newest created_at saved for relay, 0 for none.
+func (s *RedisStore) Checkpoint(ctx context.Context, relay string) (int64, error) {
+	n, err := s.rdb.Get(ctx, s.keys.Checkpoint(relay)).Int64()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, redisErr("checkpoint of "+relay, err)
+	}
+	return n, nil
+}
+
+// SetCheckpoint saves the newest created_at seen on relay for ttl.
+func (s *RedisStore) SetCheckpoint(ctx context.Context, relay string, n int64, ttl time.Duration) error {
+	if err := s.rdb.Set(ctx, s.keys.Checkpoint(relay), n, ttl).Err(); err != nil {
+		return redisErr("save checkpoint of "+relay, err)
+	}
+	return nil
+}
+
+// FirstHelp reports whether sender was not sent the help text within
+// every, and marks it sent, across replicas.
+func (s *RedisStore) FirstHelp(ctx context.Context, sender string, every time.Duration) (bool, error) {
+	ok, err := s.rdb.SetNX(ctx, s.keys.DMHelp(sender), 1, every).Result()
+	if err != nil {
+		return false, fmt.Errorf("help limit: %w", redisErr("dmhelp", err))
+	}
+	return ok, nil
+}
