@@ -44,7 +44,8 @@ e2e:
 	$(GO) test -count=1 ./e2e/...
 
 ## faults: the fault suite (build tag faults): relay, Redis, LiveKit and the bot itself killed or stopped
-## mid-request, three replicas, a hostile relay's forgeries and flood; without -race so that its timings
+## mid-request, three replicas, a hostile relay's forgeries and flood, poisoned DMs and the 60 s hostile soak
+## (NESTBOT_SOAK=10m for the long one); without -race so that its timings
 ## mean something. Its FIGURES lines are the numbers in docs/reliability.md.
 faults:
 	set -o pipefail; $(GO) test -tags faults -count=1 -timeout 15m -run '^TestFault' -v ./e2e/ 2>&1 | grep -v '^redis: '

@@ -25,13 +25,20 @@ func (s *Service) background() []func(context.Context) {
 	}
 	if s.cfg.HTTP.Listen != "" {
 		ready := readiness{
-			relays:  s.RelaysConnected,
-			writes:  func() string { return s.outbox.writesFailing(time.Now()) },
-			redis:   func(ctx context.Context) error { return s.store.Ping(ctx) },
-			livekit: func(ctx context.Context) error { _, err := lk.Find(ctx, readyProbeRoom); return err },
+			relays: s.RelaysConnected,
+			writes: func() string { return s.outbox.writesFailing(time.Now()) },
+			redis: func(ctx context.Context) (err error) {
+				defer s.guard.catchErr("readyz", &err)
+				return s.store.Ping(ctx)
+			},
+			livekit: func(ctx context.Context) (err error) {
+				defer s.guard.catchErr("readyz", &err)
+				_, err = lk.Find(ctx, readyProbeRoom)
+				return err
+			},
 		}
 		keys := auth.NewSimpleKeyProvider(s.cfg.LiveKit.APIKey, s.cfg.LiveKit.APISecret)
-		h := opsHandler(s.log, s.metrics.reg, ready, s.cfg.HTTP.WebhookPath, keys, lc.webhook, m)
+		h := s.guard.handler(s.cfg.HTTP.WebhookPath, opsHandler(s.log, s.metrics.reg, ready, s.cfg.HTTP.WebhookPath, keys, lc.webhook, m))
 		tasks = append(tasks, func(ctx context.Context) { serveOps(ctx, s.log, s.cfg.HTTP.Listen, h) })
 	}
 	return tasks

@@ -2,10 +2,13 @@ package bot
 
 import (
 	"context"
+	"crypto/aes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/nbd-wtf/go-nostr"
@@ -73,6 +76,7 @@ func (s *Service) dmFilters(now time.Time) nostr.Filters {
 
 // intakeDM screens and verifies a direct message in the relay's goroutine.
 func (s *Service) intakeDM(ctx context.Context, ev *nostr.Event, via string) {
+	defer s.guard.catch("dm", ev.ID)
 	var cmd *dmCommand
 	switch ev.Kind {
 	case nostr.KindGiftWrap:
@@ -237,12 +241,54 @@ func (s *Service) screenNIP04(ev *nostr.Event, now time.Time) *dmCommand {
 		s.metrics.dropped.WithLabelValues("undecryptable").Inc()
 		return nil
 	}
-	text, err := nip04.Decrypt(ev.Content, key)
+	text, err := openNIP04(ev.Content, key)
+	if errors.Is(err, errNIP04Payload) {
+		s.drop(nostrx.ErrMalformed)
+		s.log.Debug("dropped malformed nip04 message", "id", ev.ID, "err", err)
+		return nil
+	}
 	if err != nil {
 		s.metrics.dropped.WithLabelValues("undecryptable").Inc()
 		return nil
 	}
 	return &dmCommand{proto: protoNIP04, id: ev.ID, sender: ev.PubKey, createdAt: ev.CreatedAt, text: text, nip04Key: key}
+}
+
+// errNIP04Payload is a kind 4 content that is not a NIP-04 payload:
+// base64(ciphertext) "?iv=" base64(16-byte IV), the ciphertext whole
+// 16-byte AES blocks.
+var errNIP04Payload = errors.New("not a nip04 payload")
+
+// openNIP04 decrypts a NIP-04 payload with the shared key (32 bytes),
+// checking its shape first: go-nostr's nip04.Decrypt hands the IV and the
+// ciphertext to crypto/cipher's CBC decrypter unchecked, and that panics on
+// an IV that is not 16 bytes or a ciphertext that is not whole blocks.
+// Errors wrap errNIP04Payload for a malformed payload (one-line reason),
+// else they are nip04.Decrypt's.
+func openNIP04(content string, key []byte) (string, error) {
+	if len(content) > maxDMContent {
+		return "", fmt.Errorf("%w: %d bytes, at most %d", errNIP04Payload, len(content), maxDMContent)
+	}
+	ct64, iv64, ok := strings.Cut(content, "?iv=")
+	if !ok || strings.Contains(iv64, "?iv=") {
+		return "", fmt.Errorf("%w: want exactly one ?iv=", errNIP04Payload)
+	}
+	iv, err := base64.StdEncoding.DecodeString(iv64)
+	if err != nil || len(iv) != aes.BlockSize {
+		return "", fmt.Errorf("%w: the iv is not %d bytes of base64", errNIP04Payload, aes.BlockSize)
+	}
+	ct, err := base64.StdEncoding.DecodeString(ct64)
+	if err != nil || len(ct) == 0 || len(ct)%aes.BlockSize != 0 {
+		return "", fmt.Errorf("%w: the ciphertext is not whole %d-byte blocks of base64", errNIP04Payload, aes.BlockSize)
+	}
+	if len(key) != 32 {
+		return "", fmt.Errorf("nip04: a shared key is 32 bytes, got %d", len(key))
+	}
+	text, err := nip04.Decrypt(content, key)
+	if err != nil {
+		return "", fmt.Errorf("nip04: %w", err)
+	}
+	return text, nil
 }
 
 // handleDM answers one direct-message command on a worker: claim, parse,
@@ -263,7 +309,12 @@ func (s *Service) handleDM(ctx context.Context, j job) {
 	var lists chan relayList
 	if parsed.verb != verbNone {
 		lists = make(chan relayList, 1)
-		go func() { lists <- s.relayListsOf(ctx, cmd.sender) }()
+		go func() {
+			var l relayList // empty after a panic: the reply goes to the bot's relays
+			defer func() { lists <- l }()
+			defer s.guard.catch("relay_lists", cmd.id)
+			l = s.relayListsOf(ctx, cmd.sender)
+		}()
 	}
 	text, action, outcome, room, werr := s.dmAnswer(ctx, cmd, parsed)
 	if text == "" {

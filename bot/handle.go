@@ -60,7 +60,7 @@ func (s *Service) handle(ctx context.Context, j job) {
 		action = "other"
 	}
 	if ans.outcome == "ok" {
-		s.known.Add(ev.PubKey) // authorized once: verified first from now on
+		s.noteAuthorized(ctx, ev) // authorized by a record: verified first from now on
 	}
 	s.metrics.requests.WithLabelValues(action, ans.outcome).Inc()
 	s.metrics.latency.WithLabelValues(action).Observe(time.Since(j.received).Seconds())

@@ -175,6 +175,7 @@ func (s *Service) fetchIdentity(ctx context.Context, relays []string) map[int]ma
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer s.guard.catch("identity")
 			for _, ev := range s.outbox.query(fctx, []string{url}, filter, 16) {
 				if ev.PubKey != s.PublicKey() {
 					continue

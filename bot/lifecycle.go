@@ -291,6 +291,7 @@ func (lc *lifecycle) adoptions(ctx context.Context, ds []string, lasts map[strin
 		wg.Add(1)
 		go func() {
 			defer func() { <-slots; wg.Done() }()
+			defer lc.svc.guard.catch("background")
 			if lc.adoptedBy(ctx, lasts[d]) != nil {
 				mu.Lock()
 				adopted = append(adopted, d)

@@ -240,7 +240,8 @@ func (s *session) subscribe(ctx context.Context) error {
 
 // read handles the relay's messages until the connection ends or the relay
 // closes the subscription for good.
-func (s *session) read(ctx context.Context) error {
+func (s *session) read(ctx context.Context) (err error) {
+	defer s.l.svc.guard.catchErr("reader", &err) // a panic ends the session; it is retried with backoff
 	for {
 		typ, data, err := s.conn.Read(ctx)
 		if err != nil {

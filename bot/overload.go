@@ -41,8 +41,10 @@ import (
 // knownPubkeys bounds the set of pubkeys seen as host or admin.
 const knownPubkeys = 10_000
 
-// knownSet is a bounded LRU of pubkeys seen as a host or admin in a record,
-// a room event, or an authorized request: the priority lane.
+// knownSet is a bounded LRU of pubkeys that a Redis record names host or
+// admin, or that a record authorized: the priority lane. Room events feed
+// it nothing: anyone can publish one naming any number of keys Admin, and
+// a lane strangers can join is no lane (issue 9, item 5).
 type knownSet struct {
 	mu    sync.Mutex
 	max   int
@@ -89,9 +91,16 @@ func (k *knownSet) Len() int {
 	return k.order.Len()
 }
 
+// addRecord notes the host and admins of a record. A record the bot
+// recreated from a room event (IsRecreated) copied its admins from that
+// event, which anyone may have published: only its host, the requester
+// whose recreation wrote it, is noted; its admins join once the record
+// authorizes a request of theirs (judge).
 func (k *knownSet) addRecord(rec *rooms.Record) {
 	k.Add(rec.Host)
-	k.Add(rec.Admins...)
+	if !rec.IsRecreated {
+		k.Add(rec.Admins...)
+	}
 }
 
 // observedState is the engine's Redis state, noting the hosts and admins of
@@ -107,28 +116,6 @@ func (o observedState) Record(ctx context.Context, id string) (*rooms.Record, er
 		o.known.addRecord(rec)
 	}
 	return rec, err
-}
-
-// observedEvents is the engine's relay side, noting the author, hosts and
-// admins of every room event it looks up.
-type observedEvents struct {
-	rooms.RoomEvents
-	known *knownSet
-}
-
-func (o observedEvents) Latest(ctx context.Context, c nostrx.Coordinate, relays []string) (*nostr.Event, error) {
-	ev, err := o.RoomEvents.Latest(ctx, c, relays)
-	if ev != nil {
-		if re, perr := nostrx.ParseRoomEvent(ev); perr == nil {
-			o.known.Add(re.Room.Author)
-			for pk, role := range re.Roles {
-				if role >= nostrx.RoleAdmin {
-					o.known.Add(pk)
-				}
-			}
-		}
-	}
-	return ev, err
 }
 
 // overload holds the overload series and counters for the periodic report.
@@ -202,7 +189,17 @@ func (s *Service) judge(rec *rooms.Record, requester string) verdict {
 	if _, err := rooms.AuthorizeByRecord(rec, requester); err != nil {
 		return verdictRefused
 	}
+	s.known.Add(requester) // a record authorized it
 	return verdictAuthorized
+}
+
+// noteAuthorized puts the requester of an answered request in the known
+// lane when a record (not a room event) authorizes it.
+func (s *Service) noteAuthorized(ctx context.Context, ev *nostr.Event) {
+	if s.known.Has(ev.PubKey) {
+		return
+	}
+	s.preauth(ctx, ev)
 }
 
 // dispatch hands a verified request to the workers; see the comment at the
@@ -485,4 +482,14 @@ func (s *Service) runDeferred(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// registerKnown exposes the size of the known lane: it grows only with
+// records and the requests they authorized, never with what strangers
+// publish.
+func registerKnown(reg prometheus.Registerer, k *knownSet) {
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "nestbot_known_pubkeys",
+		Help: "Pubkeys in the priority lane: hosts and admins named by Redis records, and requesters a record authorized.",
+	}, func() float64 { return float64(k.Len()) }))
 }

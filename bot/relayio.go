@@ -36,6 +36,7 @@ type outbox struct {
 	log    *slog.Logger
 	policy relayPolicy
 	bg     context.Context // lives as long as the service: background sends
+	guard  *panicGuard
 	own    map[string]bool
 
 	refusals *prometheus.CounterVec // by relay_host (own relays' hosts, else "other") and class
@@ -210,13 +211,10 @@ func (o *outbox) broadcast(ctx, loops context.Context, ev *nostr.Event, relays [
 			if slot {
 				defer func() { <-o.sendSlots }()
 			}
-			defer func() {
-				if r := recover(); r != nil {
-					o.log.Error("publish panic", "relay", u, "event", ev.ID, "panic", fmt.Sprint(r))
-					done(relay.Result{URL: u, Class: relay.Failed, Reason: "panic"})
-				}
-			}()
-			done(o.sendLoop(lctx, u, ev))
+			res := relay.Result{URL: u, Class: relay.Failed, Reason: "panic"}
+			defer func() { done(res) }()
+			defer o.guard.catchOwn("publish", ev.ID)
+			res = o.sendLoop(lctx, u, ev)
 		}()
 	}
 }
@@ -259,6 +257,7 @@ func (o *outbox) query(ctx context.Context, relays []string, filter nostr.Filter
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer o.guard.catch("lookup")
 			qctx := ctx
 			if !o.own[u] {
 				var cancel context.CancelFunc
@@ -306,6 +305,7 @@ func (o *outbox) first(ctx context.Context, relays []string, filter nostr.Filter
 	found := make(chan *nostr.Event, len(relays))
 	for _, u := range o.usable(relays) {
 		go func() {
+			defer o.guard.catch("lookup")
 			s, err := o.pool.Subscribe(ctx, u, nostr.Filters{filter})
 			if err != nil {
 				return

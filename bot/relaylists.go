@@ -77,7 +77,7 @@ func (r *relayLists) cached(pubkey string) (relayList, bool) {
 // one pubkey share one lookup. A lookup that finds nothing (or nothing in
 // time) yields empty lists; callers then use the bot's relays alone.
 func (s *Service) relayListsOf(ctx context.Context, pubkey string) relayList {
-	return s.relayLists.get(ctx, s.outbox.bg, pubkey, s.cfg.Nostr.LookupTimeout, s.fetchRelayLists)
+	return s.relayLists.get(ctx, s.outbox.bg, pubkey, s.cfg.Nostr.LookupTimeout, s.guardedFetchRelayLists)
 }
 
 // get is relayListsOf with the lookup passed in: fetch runs detached from
@@ -211,6 +211,7 @@ func (s *Service) requesterReadRelays(req *nostr.Event, already []string) []stri
 	}
 	go func() {
 		defer func() { <-lists.forwards }()
+		defer s.guard.catchOwn("forward", req.ID)
 		s.forwardResponse(req, dedupe(already))
 	}()
 	return nil

@@ -40,6 +40,7 @@ type Service struct {
 	verifySlots chan struct{}
 	ready       chan struct{}
 	relayLists  *relayLists // requesters' 10050 and 10002 lists, cached
+	guard       *panicGuard // recovers panics of goroutines that handle outside input (panics.go)
 
 	listsOnce       sync.Once
 	allowed, denied map[string]bool
@@ -135,12 +136,18 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	}
 	s.metrics = newMetrics(func() float64 { return float64(len(s.queue) + len(s.priority)) })
 	s.overload = newOverload(s.metrics.reg, func() float64 { return float64(s.deferred.Len()) })
+	registerKnown(s.metrics.reg, s.known)
 	s.claims = &claims{
 		store: s.store, instance: newInstanceID(), step: cfg.Limits.DependencyTimeout,
 		lease: 3*cfg.Limits.DependencyTimeout + cfg.Nostr.LookupTimeout + 30*time.Second,
 		ttl:   2*max(cfg.Nostr.MaxRequestAge, cfg.Nostr.MaxDMAge) + time.Hour,
 	}
 	s.pending = newDeliveries(s, &pendingStore{store: s.store, instance: s.claims.instance})
+	s.guard = newPanicGuard(s.metrics.reg, log, s.seen)
+	s.guard.store, s.guard.ttl = s.store, s.claims.ttl
+	// A relay may bring an event back as long as the bot would still take
+	// it: gift wraps are backdated up to two days beyond max_dm_age.
+	s.guard.window = wrapBackdate + max(cfg.Nostr.MaxRequestAge, cfg.Nostr.MaxDMAge) + time.Hour
 	s.engine = &rooms.Engine{
 		State: observedState{s.store, s.known},
 		LiveKit: rooms.NewLiveKitRooms(cfg.LiveKit.URL, cfg.LiveKit.APIKey, cfg.LiveKit.APISecret, rooms.RoomOptions{
@@ -179,12 +186,13 @@ func (s *Service) Run(ctx context.Context) error {
 	sendCtx, stopSends := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopSends()
 	s.outbox = newOutbox(sendCtx, s.signer, s.log, newRelayPolicy(s.cfg.Nostr.Relays, s.cfg.Nostr.AllowPrivateRelays), s.cfg.Nostr.Relays, s.metrics.reg)
-	s.engine.Events = observedEvents{s.outbox, s.known}
+	s.outbox.guard = s.guard
+	s.engine.Events = s.outbox // room events feed no lane: see knownSet
 	s.log.Info("nestbot starting", "npub", nostrx.Npub(s.PublicKey()), "relays", s.cfg.Nostr.Relays, "workers", s.cfg.Limits.Workers, "instance", s.claims.instance)
 
 	hbCtx, stopHeartbeat := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopHeartbeat()
-	go s.claims.heartbeat(hbCtx)
+	go s.guard.supervise(hbCtx, "heartbeat", s.claims.heartbeat)
 	go func() {
 		// Keys of the layout before hash tags (rooms/keys.go), once.
 		mctx, cancel := context.WithTimeout(ctx, time.Minute)
@@ -211,11 +219,7 @@ func (s *Service) Run(ctx context.Context) error {
 				if !ok {
 					return
 				}
-				if j.dm != nil {
-					s.handleDM(workCtx, j)
-				} else {
-					s.handle(workCtx, j)
-				}
+				s.runJob(workCtx, j)
 			}
 		}()
 	}
@@ -224,14 +228,16 @@ func (s *Service) Run(ctx context.Context) error {
 	listeners.Add(1)
 	go func() {
 		defer listeners.Done()
-		s.runDeferred(ctx)
+		s.guard.supervise(ctx, "deferred", s.runDeferred)
 	}()
+	// Events that made a previous run panic are not taken again.
+	s.guard.load(ctx)
 	for _, l := range s.listeners {
 		l.loadCheckpoint(ctx)
 		listeners.Add(1)
 		go func() {
 			defer listeners.Done()
-			l.run(ctx)
+			s.guard.supervise(ctx, "listener", l.run)
 		}()
 	}
 	var tasks sync.WaitGroup
@@ -239,7 +245,7 @@ func (s *Service) Run(ctx context.Context) error {
 		tasks.Add(1)
 		go func() {
 			defer tasks.Done()
-			task(ctx)
+			s.guard.supervise(ctx, "background", task)
 		}()
 	}
 	close(s.ready)
@@ -266,13 +272,32 @@ func (s *Service) Run(ctx context.Context) error {
 	return nil
 }
 
+// runJob runs one job on a worker. A panic ends the job, not the worker,
+// and settles the job's claim (see panics.go).
+func (s *Service) runJob(ctx context.Context, j job) {
+	ids := []string{j.id()}
+	if j.dm != nil {
+		ids = append(ids, j.dm.wrapID)
+	}
+	defer s.guard.catch("worker", ids...)
+	if j.dm != nil {
+		s.handleDM(ctx, j)
+	} else {
+		s.handle(ctx, j)
+	}
+}
+
 // intake runs in a relay's verifier goroutine: the cheap checks again (the
 // event may have waited in the relay's buffer), then verification, then the
 // hand-off to the workers (see dispatch). received is when the event was read
 // from the relay; known says the signer is a known host or admin, whose
 // events skip the shared limit on verification (see verifySlots). It
 // reports whether the event was a verified, new request.
-func (s *Service) intake(ctx context.Context, ev *nostr.Event, via string, received time.Time, known bool) bool {
+//
+// A panic is recovered here (see panics.go): the event is dropped, the
+// verifier goes on. intakeDM has its own guard.
+func (s *Service) intake(ctx context.Context, ev *nostr.Event, via string, received time.Time, known bool) (verified bool) {
+	defer s.guard.catch("verifier", ev.ID)
 	if err := nostrx.Screen(ev, s.cfg.Nostr.RequestKind, s.signer.PublicKey()); err != nil {
 		s.drop(err)
 		return false

@@ -90,7 +90,7 @@ func (w *world) botEnv(cfg bot.Config) []string {
 		"NESTBOT_LIMITS_DEPENDENCY_TIMEOUT=" + cfg.Limits.DependencyTimeout.String(),
 		"NESTBOT_LIMITS_WORKERS=" + strconv.Itoa(cfg.Limits.Workers),
 		"NESTBOT_LIMITS_QUEUE=" + strconv.Itoa(cfg.Limits.Queue),
-		"NESTBOT_HTTP_LISTEN=",
+		"NESTBOT_HTTP_LISTEN=" + cfg.HTTP.Listen, // "" unless the test reads /metrics
 		"NESTBOT_LOG_LEVEL=info",
 	}
 	for _, kv := range os.Environ() {
