@@ -160,3 +160,12 @@ func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
 	}
 	l.log.WarnContext(ctx, "redis client", "msg", strconv.Quote(msg))
 }
+
+// forEachMaster runs f on every master of a cluster (a SCAN sees one node's
+// keys only), or once on the single server.
+func (s *RedisStore) forEachMaster(ctx context.Context, f func(context.Context, redis.Cmdable) error) error {
+	if cc, ok := s.rdb.(*redis.ClusterClient); ok {
+		return cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error { return f(ctx, node) })
+	}
+	return f(ctx, s.rdb)
+}

@@ -145,15 +145,9 @@ func (e *Engine) Restart(ctx context.Context, req nostrx.Request) (*Result, erro
 			return res, err
 		}
 		if need.room {
-			orig, err := e.lookup(ctx, req)
-			if err != nil {
-				return nil, err
-			}
 			// Decided before any lock: a refusal takes no lock at all.
-			if _, err := AuthorizeByEvent(req.Room, orig, req.Requester); err != nil {
-				return nil, err
-			}
-			if err := e.checkHosted(req.Room, orig); err != nil {
+			orig, err := e.lookupAuthorized(ctx, req)
+			if err != nil {
 				return nil, err
 			}
 			pre.room, pre.roomDone = orig, true
@@ -652,6 +646,24 @@ func (e *Engine) lookup(ctx context.Context, req nostrx.Request) (*nostrx.RoomEv
 	return e.lookupAt(ctx, req.Room, extra)
 }
 
+// lookupAuthorized is lookup, then the checks a room without a record
+// passes before anything is done for it: the requester is authorized by
+// that event (or is the coordinate's author when there is none), and the
+// room is this deployment's.
+func (e *Engine) lookupAuthorized(ctx context.Context, req nostrx.Request) (*nostrx.RoomEvent, error) {
+	orig, err := e.lookup(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := AuthorizeByEvent(req.Room, orig, req.Requester); err != nil {
+		return nil, err
+	}
+	if err := e.checkHosted(req.Room, orig); err != nil {
+		return nil, err
+	}
+	return orig, nil
+}
+
 // lookupAt fetches the newest 30312 at c from the bot's relays and extra
 // (at most nostrx.MaxRoomRelays of them). An event that is too large,
 // expired (NIP-40), unreadable or not at c proves nothing and comes back
@@ -737,14 +749,8 @@ func (e *Engine) Status(ctx context.Context, req nostrx.Request) (*nostrx.Status
 		}
 		relays = rec.Relays
 	} else {
-		orig, err := e.lookup(ctx, req)
+		orig, err := e.lookupAuthorized(ctx, req)
 		if err != nil {
-			return nil, err
-		}
-		if _, err := AuthorizeByEvent(req.Room, orig, req.Requester); err != nil {
-			return nil, err
-		}
-		if err := e.checkHosted(req.Room, orig); err != nil {
 			return nil, err
 		}
 		if orig != nil {

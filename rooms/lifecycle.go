@@ -150,13 +150,7 @@ func (s *RedisStore) EventRooms(ctx context.Context) ([]string, error) {
 		}
 		return it.Err()
 	}
-	var err error
-	if cc, ok := s.rdb.(*redis.ClusterClient); ok {
-		err = cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error { return scan(ctx, node) })
-	} else {
-		err = scan(ctx, s.rdb)
-	}
-	if err != nil {
+	if err := s.forEachMaster(ctx, scan); err != nil {
 		return nil, redisErr("scan saved events", err)
 	}
 	return out, nil

@@ -48,13 +48,7 @@ func (s *RedisStore) MigrateKeys(ctx context.Context) (int, error) {
 		}
 		return nil
 	}
-	var err error
-	if cc, ok := s.rdb.(*redis.ClusterClient); ok {
-		err = cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error { return scan(ctx, node) })
-	} else {
-		err = scan(ctx, s.rdb)
-	}
-	if err != nil {
+	if err := s.forEachMaster(ctx, scan); err != nil {
 		return moved, redisErr("migrate keys", err)
 	}
 	return moved, nil
