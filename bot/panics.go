@@ -2,7 +2,6 @@ package bot
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -224,9 +223,6 @@ func (g *panicGuard) handler(webhookPath string, h http.Handler) http.Handler {
 		h.ServeHTTP(w, r)
 	})
 }
-
-// errPublishPanicked is a publish attempt's result when it panicked.
-var errPublishPanicked = errors.New("publish: recovered from a panic")
 
 // guardedFetchRelayLists is fetchRelayLists in the look-up goroutine of
 // relayLists.get: a panic yields an incomplete, empty result (not cached).

@@ -33,7 +33,6 @@ type conn struct {
 	seq       int
 	challenge string
 	authed    chan struct{} // closed once an AUTH of ours got OK true
-	authing   bool
 	gotChal   chan struct{} // closed when the first challenge arrives
 
 	done chan struct{} // closed when the reader ends

@@ -77,16 +77,15 @@ type Pool struct {
 	log     *slog.Logger
 	trusted map[string]bool
 
-	mu       sync.Mutex
-	conns    map[string]*conn
-	dialing  map[string]bool
-	perHost  map[string]int
-	strange  int // connections (and dials) to strangers' relays
-	changed  chan struct{}
-	closed   bool
-	maxOpen  int // high-water mark of open connections, for tests
-	openNow  int
-	dialFail map[string]error
+	mu      sync.Mutex
+	conns   map[string]*conn
+	dialing map[string]bool
+	perHost map[string]int
+	strange int // connections (and dials) to strangers' relays
+	changed chan struct{}
+	closed  bool
+	maxOpen int // high-water mark of open connections, for tests
+	openNow int
 }
 
 // NewPool makes a pool; it dials nothing until used.
