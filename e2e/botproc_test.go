@@ -207,7 +207,15 @@ func (w *world) startReplica(cfg bot.Config) (*bot.Service, func()) {
 	if os.Getenv("NESTBOT_TEST_LOG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	cfg.HTTP.Listen = "" // replicas in one process would share the ops port
+	return w.runInProcess(cfg, log)
+}
+
+// runInProcess runs a bot on cfg with log until the test ends (or stop is
+// called) and waits until it is subscribed on every relay. It opens no ops
+// port: replicas in one process would share it.
+func (w *world) runInProcess(cfg bot.Config, log *slog.Logger) (*bot.Service, func()) {
+	w.t.Helper()
+	cfg.HTTP.Listen = ""
 	svc, err := bot.New(cfg, log)
 	if err != nil {
 		w.t.Fatalf("bot.New: %v", err)
@@ -225,7 +233,7 @@ func (w *world) startReplica(cfg bot.Config) (*bot.Service, func()) {
 		})
 	}
 	w.t.Cleanup(stop)
-	waitFor(w.t, "replica subscribed on every relay", func() bool { return svc.RelaysConnected() == len(cfg.Nostr.Relays) })
+	waitFor(w.t, "bot subscribed on every relay", func() bool { return svc.RelaysConnected() == len(cfg.Nostr.Relays) })
 	return svc, stop
 }
 

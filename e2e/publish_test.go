@@ -84,25 +84,7 @@ func (w *world) startLogged(cfg bot.Config) (*bot.Service, *syncBuffer, func()) 
 	if os.Getenv("NESTBOT_TEST_LOG") != "" {
 		out = io.MultiWriter(buf, os.Stderr)
 	}
-	cfg.HTTP.Listen = ""
-	svc, err := bot.New(cfg, slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx) }()
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				w.t.Errorf("Run: %v", err)
-			}
-		})
-	}
-	w.t.Cleanup(stop)
-	waitFor(w.t, "bot subscribed on every relay", func() bool { return svc.RelaysConnected() == len(cfg.Nostr.Relays) })
+	svc, stop := w.runInProcess(cfg, slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	return svc, buf, stop
 }
 
@@ -153,6 +135,8 @@ func TestFaultPublishHangUp(t *testing.T) {
 		t.Fatalf("answer sent %d times, want 2 (hang-up, then accepted)", n)
 	}
 	waitFor(t, "claim done", func() bool { return w.rdb.Get(context.Background(), rooms.DefaultKeys.Claim(req.ID)).Val() == "done" })
+	// The request's log line follows its delivery (and the claim's "done").
+	waitFor(t, "request logged", func() bool { return log.lines("msg=request", "id="+req.ID) > 0 })
 	if n := log.lines("msg=request", "id="+req.ID); n != 1 {
 		t.Fatalf("%d request lines", n)
 	}
