@@ -36,9 +36,26 @@ for hit in "${hits[@]}"; do
 	[ -n "$rel" ] && [ "$rel" != "." ] || pkg=.
 	n=$((n + 1))
 	echo "fuzz-smoke: $name in $dir ($FUZZTIME)"
-	if ! (cd "$mod" && go test -run='^$' -fuzz="^${name}\$" -fuzztime="$FUZZTIME" "$pkg"); then
+	# go test's fuzzing coordinator sometimes ends a run with a bare
+	# "context deadline exceeded" when -fuzztime runs out while a worker is
+	# busy: no input failed and none is written. That run is tried once more;
+	# a real failure names its input ("Failing input written to ...") and is
+	# never retried.
+	for try in 1 2; do
+		log="$(mktemp)"
+		if (cd "$mod" && go test -run='^$' -fuzz="^${name}\$" -fuzztime="$FUZZTIME" "$pkg") 2>&1 | tee "$log"; then
+			rm -f "$log"
+			break
+		fi
+		if [ "$try" = 1 ] && grep -q 'context deadline exceeded' "$log" && ! grep -q 'Failing input written' "$log"; then
+			echo "fuzz-smoke: $name ended on the coordinator's deadline with no failing input; once more"
+			rm -f "$log"
+			continue
+		fi
+		rm -f "$log"
 		failed+=("$dir:$name")
-	fi
+		break
+	done
 done
 
 if ((${#failed[@]})); then
