@@ -6,8 +6,6 @@ import (
 	"bytes"
 	"fmt"
 	"log"
-	"net"
-	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -18,6 +16,7 @@ import (
 	"github.com/nbd-wtf/go-nostr"
 
 	"github.com/nestbot/nestbot/internal/flood"
+	"github.com/nestbot/nestbot/internal/stack"
 	"github.com/nestbot/nestbot/nostrx"
 )
 
@@ -165,30 +164,10 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	return l.w.Write(p)
 }
 
-// loopbackName is this machine's host name when it resolves to loopback
-// only (/etc/hosts usually makes it so), else "".
-func loopbackName() string {
-	name, err := os.Hostname()
-	if err != nil {
-		return ""
-	}
-	addrs, err := net.LookupHost(name)
-	if err != nil || len(addrs) == 0 {
-		return ""
-	}
-	for _, a := range addrs {
-		ip, err := netip.ParseAddr(a)
-		if err != nil || !ip.IsLoopback() {
-			return ""
-		}
-	}
-	return name
-}
-
 // Item 9: a hint whose name resolves to loopback is judged like the IP
 // literal: with nostr.allow_private_relays off, the bot never connects.
 func TestFaultPrivateNameRefused(t *testing.T) {
-	name := loopbackName()
+	name := stack.LoopbackHostname()
 	if name == "" {
 		t.Skip("this machine's host name does not resolve to loopback only")
 	}

@@ -5,11 +5,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/netip"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +16,7 @@ import (
 	"github.com/nbd-wtf/go-nostr"
 
 	"github.com/nestbot/nestbot/internal/relaytest"
+	"github.com/nestbot/nestbot/internal/stack"
 )
 
 type keySigner struct{ sk string }
@@ -297,7 +295,7 @@ func TestPrivateNamesRefused(t *testing.T) {
 	p := NewPool(Options{})
 	t.Cleanup(p.Close)
 	urls := []string{r.URL, "ws://localhost" + port}
-	if name := loopbackName(t); name != "" {
+	if name := stack.LoopbackHostname(); name != "" {
 		urls = append(urls, "ws://"+name+port)
 	}
 	for _, u := range urls {
@@ -312,26 +310,6 @@ func TestPrivateNamesRefused(t *testing.T) {
 	if res := own.Publish(ctxT(t), r.URL, signed(t, "x")); res.Class != Accepted {
 		t.Fatalf("own relay: %+v", res)
 	}
-}
-
-// loopbackName is this machine's host name when it resolves to loopback
-// only (as /etc/hosts usually makes it), else "".
-func loopbackName(t *testing.T) string {
-	name, err := os.Hostname()
-	if err != nil {
-		return ""
-	}
-	addrs, err := net.LookupHost(name)
-	if err != nil || len(addrs) == 0 {
-		return ""
-	}
-	for _, a := range addrs {
-		ip, err := netip.ParseAddr(a)
-		if err != nil || !ip.IsLoopback() {
-			return ""
-		}
-	}
-	return name
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {

@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -111,6 +112,27 @@ func skipShort(t testing.TB, what string) {
 	if _, program := t.(*Session); !program && testing.Short() {
 		t.Skipf("-short: needs %s from make deps; run without -short (make test)", what)
 	}
+}
+
+// LoopbackHostname is this machine's host name when it resolves to loopback
+// addresses only (as /etc/hosts usually makes it), else "": a name, not an
+// IP literal, that tests can use for a relay on a private address.
+func LoopbackHostname() string {
+	name, err := os.Hostname()
+	if err != nil {
+		return ""
+	}
+	addrs, err := net.LookupHost(name)
+	if err != nil || len(addrs) == 0 {
+		return ""
+	}
+	for _, a := range addrs {
+		ip, err := netip.ParseAddr(a)
+		if err != nil || !ip.IsLoopback() {
+			return ""
+		}
+	}
+	return name
 }
 
 // BinDir returns the directory devstack/install.sh installs binaries into:
