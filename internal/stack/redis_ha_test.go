@@ -15,16 +15,22 @@ func TestRedisCluster(t *testing.T) {
 	t.Parallel()
 	c := stack.StartRedisCluster(t)
 	ctx := ctxT(t, 90*time.Second)
-	cc := c.Client()
-	if err := cc.Set(ctx, "{k}a", "v", 0).Err(); err != nil {
-		t.Fatal(err)
-	}
-	if err := cc.Wait(ctx, 1, 5*time.Second).Err(); err != nil {
-		t.Logf("WAIT: %v", err)
-	}
 	m, err := c.MasterFor(ctx, "{k}a")
 	if err != nil {
 		t.Fatal(err)
+	}
+	// Write on the key's master and WAIT on that same connection (WAIT
+	// counts the replicas that have this connection's writes), so the
+	// failover cannot lose the write to asynchronous replication.
+	mc := redis.NewClient(&redis.Options{Addr: m.Addr})
+	defer mc.Close()
+	conn := mc.Conn()
+	defer conn.Close()
+	if err := conn.Set(ctx, "{k}a", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := conn.Wait(ctx, 1, 5*time.Second).Result(); err != nil || n < 1 {
+		t.Fatalf("WAIT for the replica: %d, %v", n, err)
 	}
 	m.Kill()
 	if err := c.WaitHealthy(ctx); err != nil {
