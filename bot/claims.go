@@ -12,6 +12,7 @@ import (
 
 	"github.com/nbd-wtf/go-nostr"
 
+	"github.com/nestbot/nestbot/internal/retry"
 	"github.com/nestbot/nestbot/rooms"
 )
 
@@ -190,23 +191,11 @@ func (c *claims) retry(ctx context.Context, f func(context.Context) error) error
 	return retryRedis(ctx, f)
 }
 
-// retryRedis calls f until it succeeds or ctx ends, with a short backoff:
-// a Redis failover takes a few seconds, a step of a request may wait
-// that long (its ctx carries dependency_timeout).
+// retryRedis calls f until it succeeds or ctx ends (retry.Dependency): a
+// Redis failover takes a few seconds, a step of a request may wait that
+// long (its ctx carries dependency_timeout).
 func retryRedis(ctx context.Context, f func(context.Context) error) error {
-	wait := 50 * time.Millisecond
-	for {
-		err := f(ctx)
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(wait):
-		}
-		wait = min(wait*2, time.Second)
-	}
+	return retry.Until(ctx, retry.Dependency, f)
 }
 
 func truncate(s string, n int) string {

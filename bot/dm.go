@@ -430,13 +430,6 @@ func internalErr(code nostrx.Code, err error) error {
 	return nil
 }
 
-// serves reports whether the operator's allow and deny lists let pubkey in
-// (the same rule admit applies).
-func (s *Service) serves(pubkey string) bool {
-	return !slices.Contains(s.cfg.Nostr.DeniedPubkeys, pubkey) &&
-		(len(s.cfg.Nostr.AllowedPubkeys) == 0 || slices.Contains(s.cfg.Nostr.AllowedPubkeys, pubkey))
-}
-
 // buildDMReply signs the reply in the command's protocol: a kind 14 rumor
 // (p requester, e the command's rumor) gift-wrapped to the requester, or a
 // kind 4 (p requester, e the command) encrypted with NIP-04.

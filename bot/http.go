@@ -16,6 +16,7 @@ import (
 	"github.com/livekit/protocol/livekit"
 	"github.com/livekit/protocol/utils/protojson"
 	"github.com/livekit/protocol/webhook"
+	"github.com/nestbot/nestbot/internal/retry"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -36,9 +37,6 @@ const (
 	readyTimeout = 2 * time.Second
 	// maxWebhookBody bounds a webhook body; LiveKit's are a few KB.
 	maxWebhookBody = 1 << 20
-	// opsRetry is how long the ops listener waits before binding again when
-	// its address is taken (say by the previous process, still stopping).
-	opsRetry = 5 * time.Second
 	// opsShutdown bounds the listener's graceful shutdown.
 	opsShutdown = 5 * time.Second
 )
@@ -237,11 +235,10 @@ func serveOps(ctx context.Context, log *slog.Logger, addr string, h http.Handler
 		if ctx.Err() != nil {
 			return
 		}
-		log.Error("ops listener cannot bind; retrying", "listen", addr, "err", err, "retry_in", opsRetry)
-		select {
-		case <-ctx.Done():
+		wait := retry.Rebind.Wait(1)
+		log.Error("ops listener cannot bind; retrying", "listen", addr, "err", err, "retry_in", wait)
+		if !retry.Sleep(ctx, wait) {
 			return
-		case <-time.After(opsRetry):
 		}
 	}
 	srv := &http.Server{

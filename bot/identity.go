@@ -11,6 +11,7 @@ import (
 
 	"github.com/nbd-wtf/go-nostr"
 
+	"github.com/nestbot/nestbot/internal/retry"
 	"github.com/nestbot/nestbot/rooms"
 )
 
@@ -94,18 +95,15 @@ func (s *Service) publishIdentity(ctx context.Context, m *opsMetrics) {
 	for _, t := range templates {
 		pending[t.Kind] = true
 	}
-	wait := time.Second
+	backoff := retry.Background.Backoff()
 	for ctx.Err() == nil {
 		s.identityPass(ctx, templates, pending, m)
 		if len(pending) == 0 {
 			return
 		}
-		select {
-		case <-ctx.Done():
+		if !retry.Sleep(ctx, backoff.NextBackOff()) {
 			return
-		case <-time.After(wait):
 		}
-		wait = min(wait*2, time.Minute)
 	}
 }
 

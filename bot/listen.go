@@ -3,7 +3,6 @@ package bot
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,7 +14,7 @@ import (
 	"github.com/nbd-wtf/go-nostr"
 
 	"github.com/nestbot/nestbot/internal/relay"
-	"github.com/nestbot/nestbot/nostrx"
+	"github.com/nestbot/nestbot/internal/retry"
 )
 
 // listener owns one relay: its connection, its subscription, its reconnect
@@ -69,10 +68,8 @@ const (
 const resubscribeSlack = 60 * time.Second
 
 const (
-	minBackoff = 250 * time.Millisecond
-	maxBackoff = 30 * time.Second
 	// healthySession is how long a subscription must have been live for the
-	// backoff to start again from minBackoff.
+	// backoff (retry.Reconnect) to start again from its first wait.
 	healthySession = 5 * time.Second
 
 	connectTimeout   = 10 * time.Second
@@ -99,7 +96,7 @@ func (l *listener) run(ctx context.Context) {
 	}()
 	defer verifier.Wait()
 
-	backoff := minBackoff
+	backoff := retry.Reconnect.Backoff()
 	for ctx.Err() == nil {
 		live, err := l.session(ctx)
 		l.connected.Store(false)
@@ -109,18 +106,15 @@ func (l *listener) run(ctx context.Context) {
 			return
 		}
 		if live > healthySession {
-			backoff = minBackoff
+			backoff.Reset()
 		}
 		l.reconnects.Add(1)
 		l.svc.metrics.reconnects.WithLabelValues(l.url).Inc()
-		wait := backoff/2 + rand.N(backoff/2+1)
+		wait := backoff.NextBackOff()
 		l.svc.log.Warn("relay subscription ended", "relay", l.url, "err", err, "retry_in", wait.Round(time.Millisecond))
-		select {
-		case <-ctx.Done():
+		if !retry.Sleep(ctx, wait) {
 			return
-		case <-time.After(wait):
 		}
-		backoff = min(backoff*2, maxBackoff)
 	}
 }
 
@@ -397,12 +391,8 @@ func (s *session) accept(ev *nostr.Event, at time.Time) {
 	svc := l.svc
 	ch := l.normal
 	if ev.Kind == svc.cfg.Nostr.RequestKind {
-		if err := screen(svc, ev); err != nil {
+		if err := svc.screen(ev); err != nil {
 			svc.drop(err)
-			return
-		}
-		if svc.seen.Contains(ev.ID) {
-			svc.metrics.dropped.WithLabelValues("duplicate").Inc()
 			return
 		}
 		if svc.known.Has(ev.PubKey) {
@@ -435,15 +425,6 @@ func (s *session) accept(ev *nostr.Event, at time.Time) {
 			return
 		}
 	}
-}
-
-// screen is the structural check plus freshness: both are cheap and need
-// no key material.
-func screen(svc *Service, ev *nostr.Event) error {
-	if err := nostrx.Screen(ev, svc.cfg.Nostr.RequestKind, svc.signer.PublicKey()); err != nil {
-		return err
-	}
-	return nostrx.CheckFresh(ev, time.Now(), svc.cfg.Nostr.MaxRequestAge)
 }
 
 // keepalive pings the relay, saves the checkpoint, gives up on a

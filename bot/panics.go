@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/nestbot/nestbot/internal/retry"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -178,17 +179,16 @@ func (g *panicGuard) load(ctx context.Context) {
 // started again after a pause, so that a bug in one task does not stop the
 // bot nor spin.
 func (g *panicGuard) supervise(ctx context.Context, where string, task func(context.Context)) {
-	pause := g.pause
+	p := retry.Background
+	p.Initial = g.pause
+	backoff := p.Backoff()
 	for ctx.Err() == nil {
 		if !g.run(ctx, where, task) {
 			return
 		}
-		select {
-		case <-ctx.Done():
+		if !retry.Sleep(ctx, backoff.NextBackOff()) {
 			return
-		case <-time.After(pause):
 		}
-		pause = min(2*pause, time.Minute)
 	}
 }
 

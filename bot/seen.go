@@ -1,62 +1,40 @@
 package bot
 
 import (
-	"container/list"
-	"sync"
+	lru "github.com/hashicorp/golang-lru/v2"
 )
 
 // seenSet remembers recently verified event IDs, bounded, so that the same
 // request arriving from several relays is verified and queued once. Only
 // verified IDs enter it: a forged copy can never shadow the real request.
+// The oldest ID is forgotten first: neither a look-up nor a second Add
+// refreshes an entry, so a flood of copies cannot keep one alive.
 type seenSet struct {
-	mu    sync.Mutex
-	max   int
-	order *list.List
-	items map[string]*list.Element
+	ids *lru.Cache[string, struct{}]
 }
 
+// newSeenSet holds up to max IDs (limits.seen_cache; at least one).
 func newSeenSet(max int) *seenSet {
-	return &seenSet{max: max, order: list.New(), items: make(map[string]*list.Element)}
+	c, err := lru.New[string, struct{}](max)
+	if err != nil {
+		// lru.New fails only for a size below one, which Validate refuses.
+		panic(err)
+	}
+	return &seenSet{ids: c}
 }
 
 // Contains is the cheap look-up done before verification.
-func (s *seenSet) Contains(id string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	_, ok := s.items[id]
-	return ok
-}
+func (s *seenSet) Contains(id string) bool { return s.ids.Contains(id) }
 
 // Add records id and reports whether it was new.
 func (s *seenSet) Add(id string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.items[id]; ok {
-		return false
-	}
-	s.items[id] = s.order.PushFront(id)
-	for s.order.Len() > s.max {
-		old := s.order.Back()
-		s.order.Remove(old)
-		delete(s.items, old.Value.(string))
-	}
-	return true
+	had, _ := s.ids.ContainsOrAdd(id, struct{}{})
+	return !had
 }
 
 // Len is the number of remembered IDs.
-func (s *seenSet) Len() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.order.Len()
-}
+func (s *seenSet) Len() int { return s.ids.Len() }
 
 // forget drops id so the next sighting of the request is processed again
 // (after a failure that left it unanswered).
-func (s *seenSet) forget(id string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if el, ok := s.items[id]; ok {
-		s.order.Remove(el)
-		delete(s.items, id)
-	}
-}
+func (s *seenSet) forget(id string) { s.ids.Remove(id) }

@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nbd-wtf/go-nostr"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/nestbot/nestbot/nostrx"
@@ -38,59 +37,10 @@ type Service struct {
 	// verifySlots bounds the signature checks of unknown signers running at
 	// once across all relays, so that junk never takes every core.
 	verifySlots chan struct{}
-	ready       chan struct{}
 	relayLists  *relayLists // requesters' 10050 and 10002 lists, cached
 	guard       *panicGuard // recovers panics of goroutines that handle outside input (panics.go)
 
-	listsOnce       sync.Once
-	allowed, denied map[string]bool
-}
-
-// job is one verified request waiting for a worker: a kind 4312 request
-// (ev) or a command that arrived by direct message (dm).
-type job struct {
-	ev       *nostr.Event
-	dm       *dmCommand
-	via      string
-	received time.Time
-
-	attempt    int       // claim attempts that failed because Redis did not answer
-	watching   bool      // another instance held the claim; we look again later
-	watchUntil time.Time // when to stop watching
-}
-
-// id is the request id the job is claimed under: the event id of a 4312,
-// the rumor or event id of a direct message.
-func (j job) id() string {
-	if j.dm != nil {
-		return j.dm.id
-	}
-	return j.ev.ID
-}
-
-// requester is the pubkey the job is answered to.
-func (j job) requester() string {
-	if j.dm != nil {
-		return j.dm.sender
-	}
-	return j.ev.PubKey
-}
-
-// staleAt is when the job's request is too old to be answered.
-func (s *Service) staleAt(j job) time.Time {
-	if j.dm != nil {
-		return j.dm.createdAt.Time().Add(s.cfg.Nostr.MaxDMAge)
-	}
-	return j.ev.CreatedAt.Time().Add(s.cfg.Nostr.MaxRequestAge)
-}
-
-// forgetJob lets a job's request be taken again when a relay brings it
-// again (its gift wrap too), after it could not be finished here.
-func (s *Service) forgetJob(j job) {
-	s.seen.forget(j.id())
-	if j.dm != nil && j.dm.wrapID != "" {
-		s.seen.forget(j.dm.wrapID)
-	}
+	access access // the operator's allow and deny lists (access.go)
 }
 
 // ShutdownGrace is how long in-flight requests may run after Run's context
@@ -129,7 +79,6 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 		priority:   make(chan job, cfg.Limits.Queue),
 		known:      newKnownSet(knownPubkeys),
 		deferred:   newDeferredQueue(cfg.Limits.Queue),
-		ready:      make(chan struct{}),
 		relayLists: newRelayLists(),
 
 		verifySlots: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2)),
@@ -172,9 +121,6 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 
 // PublicKey is the bot's hex public key: requests are addressed to it.
 func (s *Service) PublicKey() string { return s.signer.PublicKey() }
-
-// Ready is closed once every relay listener has started.
-func (s *Service) Ready() <-chan struct{} { return s.ready }
 
 // Run serves until ctx ends, then stops listening, lets in-flight requests
 // finish for up to ShutdownGrace, and returns.
@@ -248,7 +194,6 @@ func (s *Service) Run(ctx context.Context) error {
 			s.guard.supervise(ctx, "background", task)
 		}()
 	}
-	close(s.ready)
 	<-ctx.Done()
 	listeners.Wait()
 	tasks.Wait()
@@ -270,81 +215,6 @@ func (s *Service) Run(ctx context.Context) error {
 	s.outbox.close()
 	s.log.Info("nestbot stopped")
 	return nil
-}
-
-// runJob runs one job on a worker. A panic ends the job, not the worker,
-// and settles the job's claim (see panics.go).
-func (s *Service) runJob(ctx context.Context, j job) {
-	ids := []string{j.id()}
-	if j.dm != nil {
-		ids = append(ids, j.dm.wrapID)
-	}
-	defer s.guard.catch("worker", ids...)
-	if j.dm != nil {
-		s.handleDM(ctx, j)
-	} else {
-		s.handle(ctx, j)
-	}
-}
-
-// intake runs in a relay's verifier goroutine: the cheap checks again (the
-// event may have waited in the relay's buffer), then verification, then the
-// hand-off to the workers (see dispatch). received is when the event was read
-// from the relay; known says the signer is a known host or admin, whose
-// events skip the shared limit on verification (see verifySlots). It
-// reports whether the event was a verified, new request.
-//
-// A panic is recovered here (see panics.go): the event is dropped, the
-// verifier goes on. intakeDM has its own guard.
-func (s *Service) intake(ctx context.Context, ev *nostr.Event, via string, received time.Time, known bool) (verified bool) {
-	defer s.guard.catch("verifier", ev.ID)
-	if err := nostrx.Screen(ev, s.cfg.Nostr.RequestKind, s.signer.PublicKey()); err != nil {
-		s.drop(err)
-		return false
-	}
-	if s.seen.Contains(ev.ID) {
-		s.metrics.dropped.WithLabelValues("duplicate").Inc()
-		return false
-	}
-	if err := nostrx.CheckFresh(ev, time.Now(), s.cfg.Nostr.MaxRequestAge); err != nil {
-		s.drop(err)
-		return false
-	}
-	// Only a verified id enters the seen set, so a forged copy of a request
-	// (bad signature, or an id that is not the hash of the content) can
-	// never shadow the real one.
-	if err := s.verifyEvent(ctx, ev, known); err != nil {
-		s.drop(err)
-		s.log.Debug("dropped unverifiable event", "relay", via, "id", ev.ID, "err", err)
-		return false
-	}
-	if !s.seen.Add(ev.ID) {
-		s.metrics.dropped.WithLabelValues("duplicate").Inc()
-		return false
-	}
-	s.dispatch(ctx, job{ev: ev, via: via, received: received})
-	return true
-}
-
-func (s *Service) drop(err error) {
-	reason := "other"
-	switch {
-	case errors.Is(err, nostrx.ErrWrongKind):
-		reason = "wrong_kind"
-	case errors.Is(err, nostrx.ErrNotAddressed):
-		reason = "not_addressed"
-	case errors.Is(err, nostrx.ErrMalformed):
-		reason = "malformed"
-	case errors.Is(err, nostrx.ErrStale), errors.Is(err, nostrx.ErrFuture):
-		reason = "stale"
-	case errors.Is(err, nostrx.ErrExpired):
-		reason = "expired"
-	case errors.Is(err, nostrx.ErrBadID):
-		reason = "bad_id"
-	case errors.Is(err, nostrx.ErrBadSignature):
-		reason = "bad_signature"
-	}
-	s.metrics.dropped.WithLabelValues(reason).Inc()
 }
 
 // RelaysConnected counts relays whose subscription is live; /readyz and

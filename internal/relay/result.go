@@ -1,9 +1,10 @@
 package relay
 
 import (
-	"math/rand/v2"
 	"strings"
 	"time"
+
+	"github.com/nestbot/nestbot/internal/retry"
 )
 
 // Class is what one attempt to publish an event to one relay came to, as
@@ -79,9 +80,5 @@ const (
 // Backoff is the wait before resending after attempt failed attempts (1 or
 // more), in [d, 1.5·d] with d = min(BackoffBase·2^(attempt-1), BackoffCap).
 func Backoff(attempt int) time.Duration {
-	d := BackoffCap
-	if attempt < 8 {
-		d = min(BackoffBase<<max(attempt-1, 0), BackoffCap)
-	}
-	return d + rand.N(d/2+1)
+	return max(retry.Resend.Wait(attempt), BackoffBase)
 }

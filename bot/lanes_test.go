@@ -185,3 +185,22 @@ func TestDMClaimRetry(t *testing.T) {
 		t.Fatal("a stale DM was deferred, or its ids kept")
 	}
 }
+
+// One allow/deny rule for requests (listed) and direct-message commands
+// (serves).
+func TestAccessOneRule(t *testing.T) {
+	s := intakeTestService(t, nil)
+	a, b := strings.Repeat("a", 64), strings.Repeat("b", 64)
+	if !s.serves(a) || s.listed(a) != nil {
+		t.Fatal("no lists: everyone is served")
+	}
+	s.cfg.Nostr.DeniedPubkeys = []string{a}
+	if s.serves(a) || s.listed(a) == nil || !s.serves(b) {
+		t.Fatal("a denied pubkey is served")
+	}
+	s.cfg.Nostr.DeniedPubkeys = nil
+	s.cfg.Nostr.AllowedPubkeys = []string{b}
+	if s.serves(a) || s.listed(a) == nil || !s.serves(b) || s.listed(b) != nil {
+		t.Fatal("the allow list is not applied")
+	}
+}

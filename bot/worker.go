@@ -3,7 +3,6 @@ package bot
 import (
 	"context"
 	"errors"
-	"slices"
 	"strconv"
 	"time"
 
@@ -12,6 +11,101 @@ import (
 	"github.com/nestbot/nestbot/nostrx"
 	"github.com/nestbot/nestbot/rooms"
 )
+
+// A restart request's whole path, top to bottom. Each step is one call
+// into the file or package that owns it:
+//
+//	listen.go  reader: s.screen (cheap checks, once), then a bounded buffer
+//	intake     s.verifyEvent (id and signature)   → s.seen.Add (dedupe)
+//	           → s.dispatch (lanes.go: known-host lane or shared queue)
+//	runJob     a worker takes the job (lanes.go: next), panic guard
+//	handle     s.claim (claims.go → rooms/claims.go; deferred.go when Redis
+//	           or another replica holds it)
+//	           → s.work: nostrx.ParseRequest → s.admit (access.go allow/deny,
+//	             s.rateAllow → rooms.RedisStore.RateAllow)
+//	             → rooms.Engine.Restart or Status (rooms/engine.go)
+//	           → nostrx.BuildResponse (the answer, NIP-44)
+//	           → s.storeAnswer (claims.go) → s.deliver (pending.go, relayio.go)
+//
+// Direct-message commands join at runJob (dm.go: intakeDM, handleDM) and
+// take the same claim, work and delivery steps.
+
+// screen is the reader's cheap check of a request (listen.go, accept),
+// done once, before the event is buffered: structure, addressed to the bot,
+// fresh, not already taken. It needs no key material, so a flood of junk
+// costs no signature check and no buffer space. The error says why the
+// event was dropped (metric reason: drop).
+func (s *Service) screen(ev *nostr.Event) error {
+	if err := nostrx.Screen(ev, s.cfg.Nostr.RequestKind, s.signer.PublicKey()); err != nil {
+		return err
+	}
+	if err := nostrx.CheckFresh(ev, time.Now(), s.cfg.Nostr.MaxRequestAge); err != nil {
+		return err
+	}
+	if s.seen.Contains(ev.ID) {
+		return errDuplicate
+	}
+	return nil
+}
+
+// errDuplicate: the event's id is in the seen set.
+var errDuplicate = errors.New("duplicate")
+
+// intake runs in a relay's verifier goroutine on an event the reader has
+// already screened (screen, seen): verification, then dedupe, then the
+// hand-off to the workers (dispatch). received is when the event was read
+// from the relay; known says the signer is a known host or admin, whose
+// events skip the shared limit on verification (see verifySlots). It
+// reports whether the event was a verified, new request.
+//
+// A panic is recovered here (see panics.go): the event is dropped, the
+// verifier goes on. intakeDM has its own guard.
+func (s *Service) intake(ctx context.Context, ev *nostr.Event, via string, received time.Time, known bool) (verified bool) {
+	defer s.guard.catch("verifier", ev.ID)
+	// Only a verified id enters the seen set, so a forged copy of a request
+	// (bad signature, or an id that is not the hash of the content) can
+	// never shadow the real one.
+	if err := s.verifyEvent(ctx, ev, known); err != nil {
+		s.drop(err)
+		s.log.Debug("dropped unverifiable event", "relay", via, "id", ev.ID, "err", err)
+		return false
+	}
+	if !s.seen.Add(ev.ID) {
+		s.metrics.dropped.WithLabelValues("duplicate").Inc()
+		return false
+	}
+	s.dispatch(ctx, job{ev: ev, via: via, received: received})
+	return true
+}
+
+// verifyEvent checks id and signature; an unknown signer's event waits for
+// one of verifySlots.
+func (s *Service) verifyEvent(ctx context.Context, ev *nostr.Event, known bool) error {
+	if !known {
+		select {
+		case s.verifySlots <- struct{}{}:
+			defer func() { <-s.verifySlots }()
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nostrx.Verify(ev)
+}
+
+// runJob runs one job on a worker. A panic ends the job, not the worker,
+// and settles the job's claim (see panics.go).
+func (s *Service) runJob(ctx context.Context, j job) {
+	ids := []string{j.id()}
+	if j.dm != nil {
+		ids = append(ids, j.dm.wrapID)
+	}
+	defer s.guard.catch("worker", ids...)
+	if j.dm != nil {
+		s.handleDM(ctx, j)
+	} else {
+		s.handle(ctx, j)
+	}
+}
 
 // answer is one request's outcome on its way to becoming a response.
 type answer struct {
@@ -158,42 +252,6 @@ func (s *Service) work(ctx context.Context, req nostrx.Request, perr error) answ
 	}
 }
 
-// storeAnswer stores a request's response in its claim before it is
-// published, retrying while the request is younger than its max age: a
-// response published but not stored would leave the claim in its working
-// state, and the replica that takes it over after a failover would answer
-// a second time. Only when Redis stays away that long is the response
-// published unstored (an answer, at the risk of a second one).
-func (s *Service) storeAnswer(ctx context.Context, j job, resp *nostr.Event) error {
-	sctx, cancel := context.WithDeadline(ctx, s.staleAt(j))
-	defer cancel()
-	return retryRedis(sctx, func(ctx context.Context) error { return s.claims.answered(ctx, j.id(), resp) })
-}
-
-// resumeLater runs a restart that failed after a public change again, with
-// backoff, while its request is younger than max_request_age. The claim
-// stays this instance's (its heartbeat renews it), so no other replica
-// starts it meanwhile; if this instance dies, the replica that takes the
-// claim over finishes it. Either way the requester gets the result, never
-// a failure for a room that was already changed.
-func (s *Service) resumeLater(j job, err error) {
-	wait := min(250*time.Millisecond<<min(j.attempt, 5), 5*time.Second)
-	j.attempt++
-	if time.Now().Add(wait).After(s.staleAt(j)) {
-		s.metrics.dropped.WithLabelValues("incomplete").Inc()
-		s.claims.release(context.Background(), j.id())
-		s.forgetJob(j)
-		s.log.Error("restart left incomplete: its request went stale before it could be finished", "id", j.id(), "err", err)
-		return
-	}
-	s.metrics.retries.WithLabelValues("resume").Inc()
-	s.log.Warn("restart incomplete after a public change; finishing it", "id", j.id(), "attempt", j.attempt, "err", err)
-	if !s.deferred.add(j, time.Now().Add(wait)) {
-		s.metrics.dropped.WithLabelValues("deferred_full").Inc()
-		s.forgetJob(j)
-	}
-}
-
 // admit applies the operator's allow and deny lists and the per-requester
 // rate limit, before any room is looked at.
 func (s *Service) admit(ctx context.Context, req nostrx.Request) error {
@@ -229,41 +287,37 @@ func (s *Service) rateAllow(ctx context.Context, pubkey string) (bool, error) {
 	return ok, nil
 }
 
-// responseRelays: the bot's relays, the relay the request came from, its
-// hint, the live room's relays, and the requester's NIP-65 read relays
-// (at once when known, else forwarded in the background: relaylists.go).
-// A refusal (see isRefusal) goes only to the bot's relays, the one the
-// request came from (one of them) and the requester's read relays: a
-// stranger's hint never makes the bot write to a relay of their choosing
-// without passing the checks.
-func (s *Service) responseRelays(ev *nostr.Event, via string, roomRelays []string, refusal bool) []string {
-	relays := slices.Clone(s.cfg.Nostr.Relays)
-	relays = append(relays, via)
-	if t := ev.Tags.Find("a"); !refusal && len(t) >= 3 && nostrx.ValidRelayURL(t[2]) {
-		relays = append(relays, t[2])
-	}
-	if !refusal {
-		relays = append(relays, roomRelays...)
-	}
-	relays = append(relays, s.requesterReadRelays(ev, relays)...)
-	return dedupe(relays)
+// storeAnswer stores a request's response in its claim before it is
+// published, retrying while the request is younger than its max age: a
+// response published but not stored would leave the claim in its working
+// state, and the replica that takes it over after a failover would answer
+// a second time. Only when Redis stays away that long is the response
+// published unstored (an answer, at the risk of a second one).
+func (s *Service) storeAnswer(ctx context.Context, j job, resp *nostr.Event) error {
+	sctx, cancel := context.WithDeadline(ctx, s.staleAt(j))
+	defer cancel()
+	return retryRedis(sctx, func(ctx context.Context) error { return s.claims.answered(ctx, j.id(), resp) })
 }
 
-// isRefusal reports answers a stranger gets without passing the checks
-// (BAD_REQUEST, UNAUTHORIZED, RATE_LIMITED).
-func isRefusal(p nostrx.Payload) bool {
-	if p.Error == nil {
-		return false
+func (s *Service) drop(err error) {
+	reason := "other"
+	switch {
+	case errors.Is(err, errDuplicate):
+		reason = "duplicate"
+	case errors.Is(err, nostrx.ErrWrongKind):
+		reason = "wrong_kind"
+	case errors.Is(err, nostrx.ErrNotAddressed):
+		reason = "not_addressed"
+	case errors.Is(err, nostrx.ErrMalformed):
+		reason = "malformed"
+	case errors.Is(err, nostrx.ErrStale), errors.Is(err, nostrx.ErrFuture):
+		reason = "stale"
+	case errors.Is(err, nostrx.ErrExpired):
+		reason = "expired"
+	case errors.Is(err, nostrx.ErrBadID):
+		reason = "bad_id"
+	case errors.Is(err, nostrx.ErrBadSignature):
+		reason = "bad_signature"
 	}
-	switch p.Error.Code {
-	case nostrx.CodeBadRequest, nostrx.CodeUnauthorized, nostrx.CodeRateLimited:
-		return true
-	}
-	return false
+	s.metrics.dropped.WithLabelValues(reason).Inc()
 }
-
-// refusalOnly: a stored answer is sent again only where a refusal goes, so
-// that a re-sighting never widens where it went. Its payload is encrypted
-// to the requester, so the bot cannot tell without decrypting; the bot's
-// own relays and the requester's read relays hold it in every case.
-func refusalOnly(*nostr.Event) bool { return true }
