@@ -6,6 +6,7 @@ import (
 
 	"github.com/livekit/protocol/auth"
 
+	"github.com/nestbot/nestbot/internal/ops"
 	"github.com/nestbot/nestbot/rooms"
 )
 
@@ -15,7 +16,7 @@ import (
 //
 // Run calls it once, after the outbox exists.
 func (s *Service) background() []func(context.Context) {
-	m := newOpsMetrics(s.metrics.reg)
+	m := s.metrics
 	lk := rooms.NewLiveKitRooms(s.cfg.LiveKit.URL, s.cfg.LiveKit.APIKey, s.cfg.LiveKit.APISecret, rooms.RoomOptions{})
 	lc := newLifecycle(s, lk, m)
 	tasks := []func(context.Context){
@@ -24,22 +25,22 @@ func (s *Service) background() []func(context.Context) {
 		s.pending.run,
 	}
 	if s.cfg.HTTP.Listen != "" {
-		ready := readiness{
-			relays: s.RelaysConnected,
-			writes: func() string { return s.outbox.writesFailing(time.Now()) },
-			redis: func(ctx context.Context) (err error) {
+		ready := ops.Readiness{
+			Relays: s.RelaysConnected,
+			Writes: func() string { return s.outbox.writesFailing(time.Now()) },
+			Redis: func(ctx context.Context) (err error) {
 				defer s.guard.catchErr("readyz", &err)
 				return s.store.Ping(ctx)
 			},
-			livekit: func(ctx context.Context) (err error) {
+			LiveKit: func(ctx context.Context) (err error) {
 				defer s.guard.catchErr("readyz", &err)
 				_, err = lk.Find(ctx, readyProbeRoom)
 				return err
 			},
 		}
 		keys := auth.NewSimpleKeyProvider(s.cfg.LiveKit.APIKey, s.cfg.LiveKit.APISecret)
-		h := s.guard.handler(s.cfg.HTTP.WebhookPath, opsHandler(s.log, s.metrics.reg, ready, s.cfg.HTTP.WebhookPath, keys, lc.webhook, m))
-		tasks = append(tasks, func(ctx context.Context) { serveOps(ctx, s.log, s.cfg.HTTP.Listen, h) })
+		h := s.guard.handler(s.cfg.HTTP.WebhookPath, ops.Handler(s.log, s.metrics.Reg, ready, s.cfg.HTTP.WebhookPath, keys, lc.webhook, m))
+		tasks = append(tasks, func(ctx context.Context) { ops.Serve(ctx, s.log, s.cfg.HTTP.Listen, h) })
 	}
 	return tasks
 }

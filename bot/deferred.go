@@ -20,16 +20,16 @@ func (s *Service) resumeLater(j job, err error) {
 	j.attempt++
 	wait := retry.Request.Wait(j.attempt)
 	if time.Now().Add(wait).After(s.staleAt(j)) {
-		s.metrics.dropped.WithLabelValues("incomplete").Inc()
+		s.metrics.Dropped.WithLabelValues("incomplete").Inc()
 		s.claims.release(context.Background(), j.id())
 		s.forgetJob(j)
 		s.log.Error("restart left incomplete: its request went stale before it could be finished", "id", j.id(), "err", err)
 		return
 	}
-	s.metrics.retries.WithLabelValues("resume").Inc()
+	s.metrics.Retries.WithLabelValues("resume").Inc()
 	s.log.Warn("restart incomplete after a public change; finishing it", "id", j.id(), "attempt", j.attempt, "err", err)
 	if !s.deferred.add(j, time.Now().Add(wait)) {
-		s.metrics.dropped.WithLabelValues("deferred_full").Inc()
+		s.metrics.Dropped.WithLabelValues("deferred_full").Inc()
 		s.forgetJob(j)
 	}
 }
@@ -102,17 +102,17 @@ func (s *Service) claimRetry(j job, err error) {
 	j.attempt++
 	wait := retry.Request.Wait(j.attempt)
 	if time.Now().Add(wait).After(s.staleAt(j)) {
-		s.metrics.dropped.WithLabelValues("claim_failed").Inc()
+		s.metrics.Dropped.WithLabelValues("claim_failed").Inc()
 		s.forgetJob(j)
 		s.log.Warn("request dropped: could not be claimed before it went stale", "id", j.id(), "err", err)
 		return
 	}
-	s.metrics.retries.WithLabelValues("claim").Inc()
+	s.metrics.Retries.WithLabelValues("claim").Inc()
 	if j.attempt == 1 {
 		s.log.Warn("claim failed; will retry", "id", j.id(), "err", err)
 	}
 	if !s.deferred.add(j, time.Now().Add(wait)) {
-		s.metrics.dropped.WithLabelValues("deferred_full").Inc()
+		s.metrics.Dropped.WithLabelValues("deferred_full").Inc()
 		s.forgetJob(j)
 	}
 }
@@ -132,7 +132,7 @@ func (s *Service) watchClaim(j job) {
 	}
 	wait := heartbeatTTL/2 + rand.N(heartbeatTTL/4)
 	if !s.deferred.add(j, now.Add(wait)) {
-		s.metrics.dropped.WithLabelValues("deferred_full").Inc()
+		s.metrics.Dropped.WithLabelValues("deferred_full").Inc()
 		s.forgetJob(j)
 	}
 }

@@ -84,7 +84,7 @@ func (s *Service) intakeDM(ctx context.Context, ev *nostr.Event, via string) {
 	case nostr.KindEncryptedDirectMessage:
 		cmd = s.screenNIP04(ev, time.Now())
 	default:
-		s.metrics.dropped.WithLabelValues("wrong_kind").Inc()
+		s.metrics.Dropped.WithLabelValues("wrong_kind").Inc()
 		return
 	}
 	if cmd == nil {
@@ -107,7 +107,7 @@ func (s *Service) screenWrap(wrap *nostr.Event, now time.Time) *dmCommand {
 		return nil
 	}
 	if s.seen.Contains(wrap.ID) {
-		s.metrics.dropped.WithLabelValues("duplicate").Inc()
+		s.metrics.Dropped.WithLabelValues("duplicate").Inc()
 		return nil
 	}
 	at := wrap.CreatedAt.Time()
@@ -119,7 +119,7 @@ func (s *Service) screenWrap(wrap *nostr.Event, now time.Time) *dmCommand {
 		s.drop(nostrx.ErrFuture)
 		return nil
 	case len(wrap.Content) > maxDMContent:
-		s.metrics.dropped.WithLabelValues("too_large").Inc()
+		s.metrics.Dropped.WithLabelValues("too_large").Inc()
 		return nil
 	}
 	if err := nostrx.Verify(wrap); err != nil {
@@ -134,12 +134,12 @@ func (s *Service) screenWrap(wrap *nostr.Event, now time.Time) *dmCommand {
 	// worth caching, unlike the seal's, which belongs to a returning sender.
 	ck, err := nip44.GenerateConversationKey(wrap.PubKey, s.cfg.Nostr.SecretKey)
 	if err != nil {
-		s.metrics.dropped.WithLabelValues("undecryptable").Inc()
+		s.metrics.Dropped.WithLabelValues("undecryptable").Inc()
 		return nil
 	}
 	sealJSON, err := nip44.Decrypt(wrap.Content, ck)
 	if err != nil {
-		s.metrics.dropped.WithLabelValues("undecryptable").Inc()
+		s.metrics.Dropped.WithLabelValues("undecryptable").Inc()
 		return nil
 	}
 	var seal nostr.Event
@@ -149,7 +149,7 @@ func (s *Service) screenWrap(wrap *nostr.Event, now time.Time) *dmCommand {
 		return nil
 	}
 	if seal.PubKey == bot {
-		s.metrics.dropped.WithLabelValues("own_message").Inc()
+		s.metrics.Dropped.WithLabelValues("own_message").Inc()
 		return nil
 	}
 	if err := nostrx.Verify(&seal); err != nil {
@@ -158,7 +158,7 @@ func (s *Service) screenWrap(wrap *nostr.Event, now time.Time) *dmCommand {
 	}
 	rumorJSON, err := s.signer.Decrypt(seal.PubKey, seal.Content)
 	if err != nil {
-		s.metrics.dropped.WithLabelValues("undecryptable").Inc()
+		s.metrics.Dropped.WithLabelValues("undecryptable").Inc()
 		return nil
 	}
 	var rumor nostr.Event
@@ -169,7 +169,7 @@ func (s *Service) screenWrap(wrap *nostr.Event, now time.Time) *dmCommand {
 	// The seal's signature vouches for the rumor only when the rumor
 	// claims the same author; anything else is an impersonation attempt.
 	if rumor.PubKey != seal.PubKey {
-		s.metrics.dropped.WithLabelValues("sender_mismatch").Inc()
+		s.metrics.Dropped.WithLabelValues("sender_mismatch").Inc()
 		return nil
 	}
 	addressed, recipients := false, 0
@@ -187,7 +187,7 @@ func (s *Service) screenWrap(wrap *nostr.Event, now time.Time) *dmCommand {
 	// the id field it came with.
 	rumor.ID = rumor.GetID()
 	if s.seen.Contains(rumor.ID) {
-		s.metrics.dropped.WithLabelValues("duplicate").Inc()
+		s.metrics.Dropped.WithLabelValues("duplicate").Inc()
 		return nil
 	}
 	if err := nostrx.CheckFresh(&rumor, now, s.cfg.Nostr.MaxDMAge); err != nil {
@@ -195,7 +195,7 @@ func (s *Service) screenWrap(wrap *nostr.Event, now time.Time) *dmCommand {
 		return nil
 	}
 	if !s.seen.Add(rumor.ID) {
-		s.metrics.dropped.WithLabelValues("duplicate").Inc()
+		s.metrics.Dropped.WithLabelValues("duplicate").Inc()
 		return nil
 	}
 	return &dmCommand{
@@ -213,11 +213,11 @@ func (s *Service) screenNIP04(ev *nostr.Event, now time.Time) *dmCommand {
 		return nil
 	}
 	if ev.PubKey == bot {
-		s.metrics.dropped.WithLabelValues("own_message").Inc()
+		s.metrics.Dropped.WithLabelValues("own_message").Inc()
 		return nil
 	}
 	if s.seen.Contains(ev.ID) {
-		s.metrics.dropped.WithLabelValues("duplicate").Inc()
+		s.metrics.Dropped.WithLabelValues("duplicate").Inc()
 		return nil
 	}
 	if err := nostrx.CheckFresh(ev, now, s.cfg.Nostr.MaxDMAge); err != nil {
@@ -225,7 +225,7 @@ func (s *Service) screenNIP04(ev *nostr.Event, now time.Time) *dmCommand {
 		return nil
 	}
 	if len(ev.Content) > maxDMContent {
-		s.metrics.dropped.WithLabelValues("too_large").Inc()
+		s.metrics.Dropped.WithLabelValues("too_large").Inc()
 		return nil
 	}
 	if err := nostrx.Verify(ev); err != nil {
@@ -233,12 +233,12 @@ func (s *Service) screenNIP04(ev *nostr.Event, now time.Time) *dmCommand {
 		return nil
 	}
 	if !s.seen.Add(ev.ID) {
-		s.metrics.dropped.WithLabelValues("duplicate").Inc()
+		s.metrics.Dropped.WithLabelValues("duplicate").Inc()
 		return nil
 	}
 	key, err := nip04.ComputeSharedSecret(ev.PubKey, s.cfg.Nostr.SecretKey)
 	if err != nil {
-		s.metrics.dropped.WithLabelValues("undecryptable").Inc()
+		s.metrics.Dropped.WithLabelValues("undecryptable").Inc()
 		return nil
 	}
 	text, err := openNIP04(ev.Content, key)
@@ -248,7 +248,7 @@ func (s *Service) screenNIP04(ev *nostr.Event, now time.Time) *dmCommand {
 		return nil
 	}
 	if err != nil {
-		s.metrics.dropped.WithLabelValues("undecryptable").Inc()
+		s.metrics.Dropped.WithLabelValues("undecryptable").Inc()
 		return nil
 	}
 	return &dmCommand{proto: protoNIP04, id: ev.ID, sender: ev.PubKey, createdAt: ev.CreatedAt, text: text, nip04Key: key}
@@ -333,7 +333,7 @@ func (s *Service) handleDM(ctx context.Context, j job) {
 		if err := s.claims.delivered(ctx, cmd.id); err != nil {
 			s.log.Warn("mark dm settled", "id", cmd.id, "err", err)
 		}
-		s.metrics.dropped.WithLabelValues(outcome).Inc()
+		s.metrics.Dropped.WithLabelValues(outcome).Inc()
 		return
 	}
 	reply, err := s.buildDMReply(cmd, text)
@@ -357,8 +357,8 @@ func (s *Service) handleDM(ctx context.Context, j job) {
 		s.seen.forget(cmd.wrapID)
 	}
 
-	s.metrics.requests.WithLabelValues(action, outcome).Inc()
-	s.metrics.latency.WithLabelValues(action).Observe(time.Since(j.received).Seconds())
+	s.metrics.Requests.WithLabelValues(action, outcome).Inc()
+	s.metrics.Latency.WithLabelValues(action).Observe(time.Since(j.received).Seconds())
 	attrs := []any{
 		"id", cmd.id, "proto", string(cmd.proto), "requester", nostrx.Npub(cmd.sender), "command", parsed.verb.String(),
 		"room", room.D, "outcome", outcome, "delivered", delivered,

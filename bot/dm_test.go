@@ -292,7 +292,7 @@ func intakeOne(s *Service, ev nostr.Event) *dmCommand {
 
 func dropped(t *testing.T, s *Service, reason string) float64 {
 	t.Helper()
-	mfs, err := s.metrics.reg.Gather()
+	mfs, err := s.metrics.Reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nbd-wtf/go-nostr"
 
+	"github.com/nestbot/nestbot/internal/ops"
 	"github.com/nestbot/nestbot/internal/retry"
 	"github.com/nestbot/nestbot/rooms"
 )
@@ -89,7 +90,7 @@ func identityPlan(want nostr.Event, relays []string, have map[string]*nostr.Even
 
 // publishIdentity runs at start-up until every identity event is on every
 // relay that answered, retrying with backoff while no relay accepts one.
-func (s *Service) publishIdentity(ctx context.Context, m *opsMetrics) {
+func (s *Service) publishIdentity(ctx context.Context, m *ops.Metrics) {
 	templates := identityTemplates(s.cfg.Profile, s.cfg.Nostr.Relays)
 	pending := map[int]bool{}
 	for _, t := range templates {
@@ -109,7 +110,7 @@ func (s *Service) publishIdentity(ctx context.Context, m *opsMetrics) {
 
 // identityPass does one round: fetch what the relays have, publish what
 // differs. Kinds that are settled leave pending.
-func (s *Service) identityPass(ctx context.Context, templates []nostr.Event, pending map[int]bool, m *opsMetrics) {
+func (s *Service) identityPass(ctx context.Context, templates []nostr.Event, pending map[int]bool, m *ops.Metrics) {
 	// One replica at a time; a Redis that does not answer only costs the
 	// serialization, never the identity.
 	lctx, cancel := context.WithTimeout(ctx, s.cfg.Limits.DependencyTimeout)
@@ -130,7 +131,7 @@ func (s *Service) identityPass(ctx context.Context, templates []nostr.Event, pen
 		kind := strconv.Itoa(want.Kind)
 		lacking, newest := identityPlan(want, relays, have[want.Kind])
 		if len(lacking) == 0 {
-			m.identity.WithLabelValues(kind, "unchanged").Inc()
+			m.Identity.WithLabelValues(kind, "unchanged").Inc()
 			s.log.Debug("identity unchanged", "kind", want.Kind)
 			delete(pending, want.Kind)
 			continue
@@ -147,12 +148,12 @@ func (s *Service) identityPass(ctx context.Context, templates []nostr.Event, pen
 		err := s.outbox.Publish(pctx, &ev, lacking)
 		cancel()
 		if err != nil {
-			m.identity.WithLabelValues(kind, "failed").Inc()
+			m.Identity.WithLabelValues(kind, "failed").Inc()
 			s.log.Warn("identity event not published; will retry", "kind", want.Kind, "err", err)
 			continue
 		}
-		m.identity.WithLabelValues(kind, "published").Inc()
-		s.metrics.published.WithLabelValues(kind).Inc()
+		m.Identity.WithLabelValues(kind, "published").Inc()
+		s.metrics.Published.WithLabelValues(kind).Inc()
 		s.log.Info("identity published", "kind", want.Kind, "id", ev.ID, "relays", lacking)
 		delete(pending, want.Kind)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 
 	lru "github.com/hashicorp/golang-lru/v2"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/nestbot/nestbot/rooms"
 )
@@ -69,14 +68,4 @@ func (o observedState) Record(ctx context.Context, id string) (*rooms.Record, er
 		o.known.addRecord(rec)
 	}
 	return rec, err
-}
-
-// registerKnown exposes the size of the known lane: it grows only with
-// records and the requests they authorized, never with what strangers
-// publish.
-func registerKnown(reg prometheus.Registerer, k *knownSet) {
-	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "nestbot_known_pubkeys",
-		Help: "Pubkeys in the priority lane: hosts and admins named by Redis records, and requesters a record authorized.",
-	}, func() float64 { return float64(k.Len()) }))
 }

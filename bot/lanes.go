@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/nbd-wtf/go-nostr"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/nestbot/nestbot/nostrx"
 	"github.com/nestbot/nestbot/rooms"
@@ -34,26 +33,10 @@ import (
 //     (knownPubkeys), NIP-44 keys (the signer's), verify buffers per relay,
 //     deferred claims (limits.queue).
 
-// overload holds the overload series and counters for the periodic report.
+// overload counts what was shed, for the periodic report (runDeferred);
+// the series is ops.Metrics.Shed.
 type overload struct {
-	shed     prometheus.Counter
-	shedN    atomic.Int64
-	deferred prometheus.GaugeFunc
-}
-
-func newOverload(reg *prometheus.Registry, deferred func() float64) *overload {
-	o := &overload{
-		shed: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "nestbot_refusals_shed_total",
-			Help: "Verified requests dropped without an answer under overload because they would have been refused.",
-		}),
-		deferred: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "nestbot_deferred_requests",
-			Help: "Requests waiting to be claimed again: Redis was unreachable, or another instance holds the claim.",
-		}, deferred),
-	}
-	reg.MustRegister(o.shed, o.deferred)
-	return o
+	shedN atomic.Int64
 }
 
 // verdict is a cheap prediction of a request's authorization.
@@ -141,7 +124,7 @@ func (s *Service) dispatch(ctx context.Context, j job) {
 			default:
 			}
 		}
-		s.overload.shed.Inc()
+		s.metrics.Shed.Inc()
 		s.overload.shedN.Add(1)
 		s.log.Debug("refusal shed under overload", "id", j.ev.ID, "relay", j.via)
 	default:

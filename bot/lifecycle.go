@@ -11,6 +11,7 @@ import (
 	"github.com/livekit/protocol/webhook"
 	"github.com/nbd-wtf/go-nostr"
 
+	"github.com/nestbot/nestbot/internal/ops"
 	"github.com/nestbot/nestbot/nostrx"
 	"github.com/nestbot/nestbot/rooms"
 )
@@ -115,14 +116,14 @@ const lifecycleHintBuffer = 256
 type lifecycle struct {
 	svc   *Service
 	lk    *rooms.LiveKitRooms
-	m     *opsMetrics
+	m     *ops.Metrics
 	hints chan string // room names LiveKit told about
 	now   func() time.Time
 
 	adoptCursor int // where the next reconcile's adoption checks start
 }
 
-func newLifecycle(s *Service, lk *rooms.LiveKitRooms, m *opsMetrics) *lifecycle {
+func newLifecycle(s *Service, lk *rooms.LiveKitRooms, m *ops.Metrics) *lifecycle {
 	return &lifecycle{svc: s, lk: lk, m: m, hints: make(chan string, lifecycleHintBuffer), now: time.Now}
 }
 
@@ -194,11 +195,11 @@ func (lc *lifecycle) reconcile(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		lc.m.checks.WithLabelValues("reconcile", "error").Inc()
+		lc.m.Checks.WithLabelValues("reconcile", "error").Inc()
 		lc.svc.log.Warn("lifecycle reconcile failed; next tick retries", "err", err)
 		return
 	}
-	lc.m.checks.WithLabelValues("reconcile", "ok").Inc()
+	lc.m.Checks.WithLabelValues("reconcile", "ok").Inc()
 }
 
 func (lc *lifecycle) reconcileOnce(ctx context.Context) error {
@@ -339,7 +340,7 @@ func (lc *lifecycle) checkRoom(ctx context.Context, d string) {
 		outcome = "error"
 		lc.svc.log.Warn("lifecycle: room check failed; next reconcile retries", "room", d, "err", err)
 	}
-	lc.m.checks.WithLabelValues("webhook", outcome).Inc()
+	lc.m.Checks.WithLabelValues("webhook", outcome).Inc()
 }
 
 func (lc *lifecycle) checkRoomOnce(ctx context.Context, d string) error {
@@ -436,8 +437,8 @@ func (lc *lifecycle) apply(ctx context.Context, d string, act lifecycleAction, s
 		s.log.Warn("lifecycle: room event not published; next reconcile retries", "room", d, "action", act.String(), "err", err)
 		return
 	}
-	lc.m.lifecycle.WithLabelValues(act.String()).Inc()
-	s.metrics.published.WithLabelValues(strconv.Itoa(nostrx.KindRoom)).Inc()
+	lc.m.Lifecycle.WithLabelValues(act.String()).Inc()
+	s.metrics.Published.WithLabelValues(strconv.Itoa(nostrx.KindRoom)).Inc()
 	attrs := []any{"room", d, "action", act.String(), "id", ev.ID, "created_at", int64(ev.CreatedAt)}
 	if room != nil && act == actRepublish {
 		attrs = append(attrs, "participants", room.Participants)
@@ -498,8 +499,8 @@ func (lc *lifecycle) adopt(ctx context.Context, d string, last *nostr.Event) {
 		s.log.Warn("lifecycle: adoption not published; next reconcile retries", "room", d, "err", err)
 		return
 	}
-	lc.m.lifecycle.WithLabelValues(actAdopted.String()).Inc()
-	s.metrics.published.WithLabelValues(strconv.Itoa(nostrx.KindRoom)).Inc()
+	lc.m.Lifecycle.WithLabelValues(actAdopted.String()).Inc()
+	s.metrics.Published.WithLabelValues(strconv.Itoa(nostrx.KindRoom)).Inc()
 	s.log.Info("room event updated", "room", d, "action", actAdopted.String(), "id", ev.ID, "adopted_by", nostrx.Npub(spec.Host))
 	if err := s.store.RemoveOwned(ctx, d); err != nil {
 		s.log.Warn("lifecycle: cannot unindex room", "room", d, "err", err)

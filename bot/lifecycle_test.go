@@ -9,8 +9,8 @@ import (
 
 	"github.com/livekit/protocol/livekit"
 	"github.com/nbd-wtf/go-nostr"
-	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/nestbot/nestbot/internal/ops"
 	"github.com/nestbot/nestbot/nostrx"
 	"github.com/nestbot/nestbot/rooms"
 )
@@ -92,7 +92,7 @@ func TestSuccessorsByTag(t *testing.T) {
 
 func TestLifecycleWebhookHints(t *testing.T) {
 	s := &Service{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	lc := newLifecycle(s, nil, newOpsMetrics(prometheus.NewRegistry()))
+	lc := newLifecycle(s, nil, ops.NewMetrics(ops.Gauges{}))
 	for _, ev := range []*livekit.WebhookEvent{
 		{Event: "room_finished", Room: &livekit.Room{Name: "a"}},
 		{Event: "track_published", Room: &livekit.Room{Name: "b"}},

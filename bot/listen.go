@@ -100,7 +100,7 @@ func (l *listener) run(ctx context.Context) {
 	for ctx.Err() == nil {
 		live, err := l.session(ctx)
 		l.connected.Store(false)
-		l.svc.metrics.connected.WithLabelValues(l.url).Set(0)
+		l.svc.metrics.Connected.WithLabelValues(l.url).Set(0)
 		l.saveCheckpoint(context.WithoutCancel(ctx))
 		if ctx.Err() != nil {
 			return
@@ -109,7 +109,7 @@ func (l *listener) run(ctx context.Context) {
 			backoff.Reset()
 		}
 		l.reconnects.Add(1)
-		l.svc.metrics.reconnects.WithLabelValues(l.url).Inc()
+		l.svc.metrics.Reconnects.WithLabelValues(l.url).Inc()
 		wait := backoff.NextBackOff()
 		l.svc.log.Warn("relay subscription ended", "relay", l.url, "err", err, "retry_in", wait.Round(time.Millisecond))
 		if !retry.Sleep(ctx, wait) {
@@ -320,7 +320,7 @@ func (s *session) eose(ctx context.Context, id string) error {
 			s.l.lost.CompareAndSwap(lost, 0)
 		}
 		s.l.connected.Store(true)
-		s.l.svc.metrics.connected.WithLabelValues(s.l.url).Set(1)
+		s.l.svc.metrics.Connected.WithLabelValues(s.l.url).Set(1)
 		s.l.svc.log.Info("subscribed", "relay", s.l.url, "since", int64(s.l.since(time.Now())))
 		return nil
 	case id == s.catchup && id != "":
@@ -403,7 +403,7 @@ func (s *session) accept(ev *nostr.Event, at time.Time) {
 		dm := slices.ContainsFunc(s.dmFilters, func(f nostr.Filter) bool { return f.MatchesIgnoringTimestampConstraints(ev) })
 		s.mu.Unlock()
 		if !dm {
-			svc.metrics.dropped.WithLabelValues("wrong_kind").Inc()
+			svc.metrics.Dropped.WithLabelValues("wrong_kind").Inc()
 			return
 		}
 	}
@@ -412,7 +412,7 @@ func (s *session) accept(ev *nostr.Event, at time.Time) {
 		return
 	default:
 	}
-	svc.metrics.dropped.WithLabelValues("overflow").Inc()
+	svc.metrics.Dropped.WithLabelValues("overflow").Inc()
 	l.overflow.Add(1)
 	l.overflowAt.Store(at.UnixNano())
 	ts := int64(ev.CreatedAt)

@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/nestbot/nestbot/internal/ops"
 	"github.com/nestbot/nestbot/internal/retry"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -62,18 +63,11 @@ type panicGuard struct {
 	pause  time.Duration // before a supervised task is started again; doubles up to a minute
 }
 
-func newPanicGuard(reg prometheus.Registerer, log *slog.Logger, seen *seenSet) *panicGuard {
-	g := &panicGuard{
-		log: log, seen: seen, pause: time.Second,
-		count: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "nestbot_panics_total",
-			Help: "Panics recovered, by where (reader, verifier, dm, worker, publish, webhook, …): each is a bug worth reporting.",
-		}, []string{"where"}),
-	}
+func newPanicGuard(count *prometheus.CounterVec, log *slog.Logger, seen *seenSet) *panicGuard {
+	g := &panicGuard{log: log, seen: seen, pause: time.Second, count: count}
 	for _, w := range panicWheres {
 		g.count.WithLabelValues(w)
 	}
-	reg.MustRegister(g.count)
 	return g
 }
 
@@ -218,7 +212,7 @@ func (g *panicGuard) handler(webhookPath string, h http.Handler) http.Handler {
 				where = "webhook"
 			}
 			g.record(where, v, nil)
-			plain(w, http.StatusInternalServerError, "internal error")
+			ops.Plain(w, http.StatusInternalServerError, "internal error")
 		}()
 		h.ServeHTTP(w, r)
 	})

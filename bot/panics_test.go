@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/nestbot/nestbot/internal/ops"
 	"github.com/nestbot/nestbot/internal/stack"
 	"github.com/nestbot/nestbot/rooms"
 )
@@ -106,7 +108,7 @@ type guardFixture struct {
 func newGuardFixture(t *testing.T, store poisonStore) *guardFixture {
 	t.Helper()
 	f := &guardFixture{log: &syncBuffer{}}
-	f.g = newPanicGuard(prometheus.NewRegistry(), slog.New(slog.NewTextHandler(f.log, nil)), newSeenSet(100))
+	f.g = newPanicGuard(ops.NewMetrics(ops.Gauges{}).Panics, slog.New(slog.NewTextHandler(f.log, nil)), newSeenSet(100))
 	if store != nil {
 		f.g.store = store
 	}
@@ -250,3 +252,16 @@ func counterValue(c prometheus.Counter) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+// syncBuffer is a log sink safe for the goroutines of a test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }

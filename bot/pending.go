@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/nbd-wtf/go-nostr"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/nestbot/nestbot/internal/relay"
 	"github.com/nestbot/nestbot/rooms"
@@ -105,9 +104,6 @@ type deliveries struct {
 	active  map[string]*delivery
 	slots   chan struct{}
 	pending atomic.Int64 // answers pending in Redis at the last scan
-
-	pendingGauge prometheus.GaugeFunc
-	givenUp      prometheus.Counter
 }
 
 // delivery is one answer being sent by this instance.
@@ -120,13 +116,6 @@ type delivery struct {
 
 func newDeliveries(s *Service, store *pendingStore) *deliveries {
 	d := &deliveries{svc: s, store: store, active: map[string]*delivery{}, slots: make(chan struct{}, maxPendingSends)}
-	d.pendingGauge = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "nestbot_answers_pending", Help: "Answers no relay has accepted yet, kept in Redis and retried (as of the last scan).",
-	}, func() float64 { return float64(d.pending.Load()) })
-	d.givenUp = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "nestbot_answers_given_up_total", Help: "Answers no relay accepted within nostr.response_ttl.",
-	})
-	s.metrics.reg.MustRegister(d.pendingGauge, d.givenUp)
 	return d
 }
 
@@ -256,7 +245,7 @@ func (d *deliveries) scan(ctx context.Context) {
 				if a != nil {
 					s.log.Error("answer given up: no relay accepted it", "id", id, "kind", a.ev.Kind,
 						"relays", a.relays, "refused_for_good", len(a.refused), "deadline", a.deadline.UTC().Format(time.RFC3339))
-					d.givenUp.Inc()
+					d.svc.metrics.GivenUp.Inc()
 				}
 				_ = d.store.remove(lctx, id)
 			}
@@ -330,7 +319,7 @@ func (s *Service) deliver(ctx context.Context, id string, resp *nostr.Event, rel
 	}
 	select {
 	case <-dl.accepted:
-		s.metrics.published.WithLabelValues(strconv.Itoa(resp.Kind)).Inc()
+		s.metrics.Published.WithLabelValues(strconv.Itoa(resp.Kind)).Inc()
 		return true
 	case <-time.After(firstAnswerWait):
 	case <-ctx.Done():

@@ -14,6 +14,7 @@ import (
 	"github.com/nbd-wtf/go-nostr"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/nestbot/nestbot/internal/ops"
 	"github.com/nestbot/nestbot/internal/relay"
 	"github.com/nestbot/nestbot/nostrx"
 )
@@ -81,7 +82,7 @@ const (
 	writesStale = 2 * time.Minute
 )
 
-func newOutbox(ctx context.Context, signer *nostrx.Signer, log *slog.Logger, policy relayPolicy, own []string, reg prometheus.Registerer) *outbox {
+func newOutbox(ctx context.Context, signer *nostrx.Signer, log *slog.Logger, policy relayPolicy, own []string, refusals *prometheus.CounterVec) *outbox {
 	o := &outbox{
 		log: log, policy: policy, bg: ctx, own: map[string]bool{},
 		strangerSlots: make(chan struct{}, strangerLookups),
@@ -95,17 +96,9 @@ func newOutbox(ctx context.Context, signer *nostrx.Signer, log *slog.Logger, pol
 		Trusted: own, AllowPrivate: policy.allowPrivate, Signer: signer, Log: log,
 		MaxConns: 32, MaxPerHost: 4, IdleTimeout: time.Minute, MaxMessage: maxMessage,
 	})
-	o.refusals = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "nestbot_publish_refusals_total",
-		Help: "Attempts to publish an event that a relay did not accept, by relay host (the bot's relays; others are \"other\") and class (rate-limited, refused, auth-required, error, no-ok, dropped, unreachable).",
-	}, []string{"relay_host", "class"})
-	if reg != nil {
-		if err := reg.Register(o.refusals); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if errors.As(err, &are) {
-				o.refusals = are.ExistingCollector.(*prometheus.CounterVec)
-			}
-		}
+	o.refusals = refusals
+	if o.refusals == nil { // tests without a service
+		o.refusals = ops.NewMetrics(ops.Gauges{}).Refusals
 	}
 	return o
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/nbd-wtf/go-nostr"
 
 	"github.com/nestbot/nestbot/internal/flood"
+	"github.com/nestbot/nestbot/internal/ops"
 	"github.com/nestbot/nestbot/internal/relay"
 	"github.com/nestbot/nestbot/nostrx"
 )
@@ -70,15 +71,15 @@ func TestReadyzWritesFailing(t *testing.T) {
 	if why := o.writesFailing(now.Add(writesStale / 2)); why != "" {
 		t.Fatalf("not ready after %s: %s", writesStale/2, why)
 	}
-	ready := readiness{
-		relays: func() int { return 1 }, redis: func(context.Context) error { return nil }, livekit: func(context.Context) error { return nil },
-		writes: func() string { return o.writesFailing(now.Add(writesStale + time.Second)) },
+	ready := ops.Readiness{
+		Relays: func() int { return 1 }, Redis: func(context.Context) error { return nil }, LiveKit: func(context.Context) error { return nil },
+		Writes: func() string { return o.writesFailing(now.Add(writesStale + time.Second)) },
 	}
-	if why := ready.check(context.Background(), o.log); why != "no configured relay has accepted a write for 2m0s" {
+	if why := ready.Check(context.Background(), o.log); why != "no configured relay has accepted a write for 2m0s" {
 		t.Fatalf("readyz reason %q", why)
 	}
 	o.observe(ev, relay.Result{URL: "wss://own.example", Class: relay.Accepted})
-	if why := ready.check(context.Background(), o.log); why != "" {
+	if why := ready.Check(context.Background(), o.log); why != "" {
 		t.Fatalf("still not ready after an OK: %s", why)
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/nestbot/nestbot/internal/ops"
 	"github.com/nestbot/nestbot/nostrx"
 	"github.com/nestbot/nestbot/rooms"
 )
@@ -27,13 +28,13 @@ type Service struct {
 	claims    *claims
 	pending   *deliveries // answers no relay has accepted yet (pending.go)
 	seen      *seenSet
-	metrics   *metrics
+	metrics   *ops.Metrics // every series (internal/ops/metrics.go)
 	listeners []*listener
 	queue     chan job // verified requests and commands, in arrival order
 	priority  chan job // requests from known hosts and admins: served first
 	known     *knownSet
 	deferred  *deferredQueue
-	overload  *overload
+	overload  overload
 	// verifySlots bounds the signature checks of unknown signers running at
 	// once across all relays, so that junk never takes every core.
 	verifySlots chan struct{}
@@ -83,16 +84,19 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 
 		verifySlots: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2)),
 	}
-	s.metrics = newMetrics(func() float64 { return float64(len(s.queue) + len(s.priority)) })
-	s.overload = newOverload(s.metrics.reg, func() float64 { return float64(s.deferred.Len()) })
-	registerKnown(s.metrics.reg, s.known)
+	s.metrics = ops.NewMetrics(ops.Gauges{
+		Queue:    func() float64 { return float64(len(s.queue) + len(s.priority)) },
+		Deferred: func() float64 { return float64(s.deferred.Len()) },
+		Known:    func() float64 { return float64(s.known.Len()) },
+		Pending:  func() float64 { return float64(s.pending.pending.Load()) },
+	})
 	s.claims = &claims{
 		store: s.store, instance: newInstanceID(), step: cfg.Limits.DependencyTimeout,
 		lease: 3*cfg.Limits.DependencyTimeout + cfg.Nostr.LookupTimeout + 30*time.Second,
 		ttl:   2*max(cfg.Nostr.MaxRequestAge, cfg.Nostr.MaxDMAge) + time.Hour,
 	}
 	s.pending = newDeliveries(s, &pendingStore{store: s.store, instance: s.claims.instance})
-	s.guard = newPanicGuard(s.metrics.reg, log, s.seen)
+	s.guard = newPanicGuard(s.metrics.Panics, log, s.seen)
 	s.guard.store, s.guard.ttl = s.store, s.claims.ttl
 	// A relay may bring an event back as long as the bot would still take
 	// it: gift wraps are backdated up to two days beyond max_dm_age.
@@ -131,7 +135,7 @@ func (s *Service) Run(ctx context.Context) error {
 	// Sends outlive ctx by the shutdown grace, like work does.
 	sendCtx, stopSends := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopSends()
-	s.outbox = newOutbox(sendCtx, s.signer, s.log, newRelayPolicy(s.cfg.Nostr.Relays, s.cfg.Nostr.AllowPrivateRelays), s.cfg.Nostr.Relays, s.metrics.reg)
+	s.outbox = newOutbox(sendCtx, s.signer, s.log, newRelayPolicy(s.cfg.Nostr.Relays, s.cfg.Nostr.AllowPrivateRelays), s.cfg.Nostr.Relays, s.metrics.Refusals)
 	s.outbox.guard = s.guard
 	s.engine.Events = s.outbox // room events feed no lane: see knownSet
 	s.log.Info("nestbot starting", "npub", nostrx.Npub(s.PublicKey()), "relays", s.cfg.Nostr.Relays, "workers", s.cfg.Limits.Workers, "instance", s.claims.instance)
@@ -230,4 +234,4 @@ func (s *Service) RelaysConnected() int {
 }
 
 // Metrics is the service's Prometheus registry, served on /metrics.
-func (s *Service) Metrics() *prometheus.Registry { return s.metrics.reg }
+func (s *Service) Metrics() *prometheus.Registry { return s.metrics.Reg }

@@ -71,7 +71,7 @@ func (s *Service) intake(ctx context.Context, ev *nostr.Event, via string, recei
 		return false
 	}
 	if !s.seen.Add(ev.ID) {
-		s.metrics.dropped.WithLabelValues("duplicate").Inc()
+		s.metrics.Dropped.WithLabelValues("duplicate").Inc()
 		return false
 	}
 	s.dispatch(ctx, job{ev: ev, via: via, received: received})
@@ -156,8 +156,8 @@ func (s *Service) handle(ctx context.Context, j job) {
 	if ans.outcome == "ok" {
 		s.noteAuthorized(ctx, ev) // authorized by a record: verified first from now on
 	}
-	s.metrics.requests.WithLabelValues(action, ans.outcome).Inc()
-	s.metrics.latency.WithLabelValues(action).Observe(time.Since(j.received).Seconds())
+	s.metrics.Requests.WithLabelValues(action, ans.outcome).Inc()
+	s.metrics.Latency.WithLabelValues(action).Observe(time.Since(j.received).Seconds())
 	attrs := []any{
 		"id", ev.ID, "requester", nostrx.Npub(ev.PubKey), "room", req.Room.D, "action", req.Action,
 		"outcome", ans.outcome, "delivered", delivered, "duration_ms", float64(time.Since(j.received).Microseconds()) / 1000,
@@ -193,7 +193,7 @@ func (s *Service) claim(ctx context.Context, j job) (stored *nostr.Event, ours b
 	case claimBusy:
 		s.watchClaim(j)
 	case claimDone, claimGone:
-		s.metrics.dropped.WithLabelValues("claimed").Inc()
+		s.metrics.Dropped.WithLabelValues("claimed").Inc()
 	case claimAnswered:
 		return stored, false
 	case claimAcquired:
@@ -246,7 +246,7 @@ func (s *Service) work(ctx context.Context, req nostrx.Request, perr error) answ
 			return fail(err)
 		}
 		if res.Event != nil {
-			s.metrics.published.WithLabelValues(strconv.Itoa(nostrx.KindRoom)).Inc()
+			s.metrics.Published.WithLabelValues(strconv.Itoa(nostrx.KindRoom)).Inc()
 		}
 		return answer{payload: p, room: res.Room, relays: res.Relays, outcome: "ok"}
 	}
@@ -319,5 +319,5 @@ func (s *Service) drop(err error) {
 	case errors.Is(err, nostrx.ErrBadSignature):
 		reason = "bad_signature"
 	}
-	s.metrics.dropped.WithLabelValues(reason).Inc()
+	s.metrics.Dropped.WithLabelValues(reason).Inc()
 }

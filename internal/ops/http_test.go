@@ -1,4 +1,4 @@
-package bot
+package ops
 
 import (
 	"bytes"
@@ -20,6 +20,7 @@ import (
 	"github.com/livekit/protocol/livekit"
 	"github.com/livekit/protocol/utils/protojson"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 const (
@@ -47,18 +48,18 @@ type opsFixture struct {
 	relays   int
 	redis    error
 	livekit  error
-	m        *opsMetrics
+	m        *Metrics
 }
 
 func newOpsFixture(t *testing.T) *opsFixture {
 	f := &opsFixture{logs: &bytes.Buffer{}, relays: 1}
 	log := slog.New(slog.NewTextHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	reg := prometheus.NewRegistry()
-	f.m = newOpsMetrics(reg)
-	ready := readiness{
-		relays: func() int { f.mu.Lock(); defer f.mu.Unlock(); return f.relays },
-		redis:  func(context.Context) error { f.mu.Lock(); defer f.mu.Unlock(); return f.redis },
-		livekit: func(ctx context.Context) error {
+	f.m = NewMetrics(Gauges{})
+	reg := f.m.Reg
+	ready := Readiness{
+		Relays: func() int { f.mu.Lock(); defer f.mu.Unlock(); return f.relays },
+		Redis:  func(context.Context) error { f.mu.Lock(); defer f.mu.Unlock(); return f.redis },
+		LiveKit: func(ctx context.Context) error {
 			f.mu.Lock()
 			err := f.livekit
 			f.mu.Unlock()
@@ -70,7 +71,7 @@ func newOpsFixture(t *testing.T) *opsFixture {
 		},
 	}
 	sink := func(ev *livekit.WebhookEvent) { f.mu.Lock(); f.received = append(f.received, ev); f.mu.Unlock() }
-	f.handler = opsHandler(log, reg, ready, "/livekit/webhook", auth.NewSimpleKeyProvider(testLKKey, testLKSecret), sink, f.m)
+	f.handler = Handler(log, reg, ready, "/livekit/webhook", auth.NewSimpleKeyProvider(testLKKey, testLKSecret), sink, f.m)
 	return f
 }
 
@@ -121,19 +122,17 @@ func TestOpsHealthAndReady(t *testing.T) {
 
 func TestOpsMetrics(t *testing.T) {
 	f := newOpsFixture(t)
-	f.m.checks.WithLabelValues("reconcile", "ok").Inc()
+	f.m.Checks.WithLabelValues("reconcile", "ok").Inc()
 	code, body := f.do("GET", "/metrics", nil, nil)
 	if code != 200 || !strings.Contains(body, `nestbot_lifecycle_checks_total{outcome="ok",trigger="reconcile"} 1`) {
 		t.Fatalf("/metrics: %d\n%s", code, body)
 	}
-	// Registering twice on one registry reuses the series.
-	if m2 := newOpsMetrics(prometheus.NewRegistry()); m2 == nil {
-		t.Fatal("nil metrics")
-	}
-	reg := prometheus.NewRegistry()
-	a, b := newOpsMetrics(reg), newOpsMetrics(reg)
-	if a.lifecycle != b.lifecycle {
-		t.Fatal("a second registration made a second series")
+	// Each Metrics has its own registry: two services in one process
+	// never share (nor collide on) a series.
+	a, b := NewMetrics(Gauges{}), NewMetrics(Gauges{})
+	a.Lifecycle.WithLabelValues("republish").Inc()
+	if a.Reg == b.Reg || testutil.ToFloat64(b.Lifecycle.WithLabelValues("republish")) != 0 {
+		t.Fatal("two Metrics share a series")
 	}
 }
 
@@ -194,7 +193,7 @@ func TestWebhookVerification(t *testing.T) {
 
 func TestWebhookDisabled(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	h := opsHandler(slog.New(slog.NewTextHandler(io.Discard, nil)), reg, readiness{}, "", nil, nil, newOpsMetrics(reg))
+	h := Handler(slog.New(slog.NewTextHandler(io.Discard, nil)), reg, Readiness{}, "", nil, nil, NewMetrics(Gauges{}))
 	req := httptest.NewRequest("POST", "/livekit/webhook", nil)
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
@@ -215,7 +214,7 @@ func TestServeOpsShutsDown(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	go func() {
 		defer close(done)
-		serveOps(ctx, log, addr, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { plain(w, 200, "ok") }))
+		Serve(ctx, log, addr, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { Plain(w, 200, "ok") }))
 	}()
 	var resp *http.Response
 	for i := 0; ; i++ {
@@ -246,7 +245,7 @@ func TestServeOpsRetriesATakenAddress(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); serveOps(ctx, log, ln.Addr().String(), http.NotFoundHandler()) }()
+	go func() { defer close(done); Serve(ctx, log, ln.Addr().String(), http.NotFoundHandler()) }()
 	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(logs.String(), "cannot bind"); {
 		if time.Now().After(deadline) {
 			t.Fatal("a taken address was not reported")
