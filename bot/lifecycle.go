@@ -41,74 +41,6 @@ import (
 // by webhooks naming a room whose last saved event is the bot's and open,
 // and at start from every saved event.
 
-// lifecycleAction is what a room needs.
-type lifecycleAction int
-
-const (
-	actKeep          lifecycleAction = iota // nothing to do
-	actRepublish                            // occupied and its event is getting old
-	actCloseGone                            // the LiveKit room is gone
-	actCloseReplaced                        // a newer room replaced it
-	actForget                               // not the bot's open room: drop from the index
-	actAdopted                              // its host published their own event for it
-)
-
-func (a lifecycleAction) String() string {
-	return [...]string{"keep", "republish", "close_gone", "close_replaced", "forget", "adopted"}[a]
-}
-
-// decideLifecycle is the rule, given the room's last event (nil if none),
-// its LiveKit room (nil if gone) and its successor's d ("" if none).
-func decideLifecycle(bot string, last *nostr.Event, live *rooms.LiveRoom, successor string, now time.Time, every time.Duration) lifecycleAction {
-	if last == nil || last.PubKey != bot || last.Kind != nostrx.KindRoom {
-		return actForget
-	}
-	if roomStatus(last) == nostrx.StatusClosed {
-		return actForget
-	}
-	d := last.Tags.GetD()
-	if successor != "" && successor != d {
-		return actCloseReplaced
-	}
-	if live == nil {
-		return actCloseGone
-	}
-	if live.Participants > 0 && now.Sub(last.CreatedAt.Time()) >= every {
-		return actRepublish
-	}
-	return actKeep
-}
-
-func roomStatus(ev *nostr.Event) string {
-	r, err := nostrx.ParseRoomEvent(ev)
-	if err != nil {
-		return ""
-	}
-	return r.Status
-}
-
-// successorsByTag finds, among the bot's open rooms, those that name an
-// older room of the bot in their "a" tag: predecessor d → successor d (the
-// newest successor wins).
-func successorsByTag(bot string, lasts map[string]*nostr.Event) map[string]string {
-	out := map[string]string{}
-	newest := map[string]nostr.Timestamp{}
-	for d, ev := range lasts {
-		if ev.PubKey != bot || roomStatus(ev) == nostrx.StatusClosed {
-			continue
-		}
-		spec, err := nostrx.SpecFromEvent(ev)
-		if err != nil || spec.Replaces == nil || spec.Replaces.Author != bot || spec.Replaces.D == d {
-			continue
-		}
-		p := spec.Replaces.D
-		if ev.CreatedAt > newest[p] || (ev.CreatedAt == newest[p] && d < out[p]) {
-			out[p], newest[p] = d, ev.CreatedAt
-		}
-	}
-	return out
-}
-
 // lifecycleHintBuffer bounds webhook hints waiting for the lifecycle loop;
 // beyond it they are dropped and the next reconcile catches up.
 const lifecycleHintBuffer = 256
@@ -179,7 +111,7 @@ func (lc *lifecycle) discover(ctx context.Context) {
 	}
 	var open []string
 	for d, ev := range lasts {
-		if ev.PubKey == lc.svc.PublicKey() && roomStatus(ev) != nostrx.StatusClosed {
+		if rooms.OwnOpenRoom(lc.svc.PublicKey(), ev) {
 			open = append(open, d)
 		}
 	}
@@ -235,28 +167,28 @@ func (lc *lifecycle) reconcileOnce(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	for p, d := range successorsByTag(bot, lasts) {
+	for p, d := range rooms.SuccessorsByTag(bot, lasts) {
 		if successors[p] == "" {
 			successors[p] = d
 		}
 	}
 	slices.Sort(owned)
-	acts := make(map[string]lifecycleAction, len(owned))
+	acts := make(map[string]rooms.LifecycleAction, len(owned))
 	var adoptable []string
 	for _, d := range owned {
-		acts[d] = decideLifecycle(bot, lasts[d], live[d], successors[d], lc.now(), s.cfg.Lifecycle.RepublishInterval)
-		if acts[d] == actKeep || acts[d] == actRepublish {
+		acts[d] = rooms.DecideLifecycle(bot, lasts[d], live[d], successors[d], lc.now(), s.cfg.Lifecycle.RepublishInterval)
+		if acts[d] == rooms.ActKeep || acts[d] == rooms.ActRepublish {
 			adoptable = append(adoptable, d)
 		}
 	}
 	for _, d := range lc.adoptions(ctx, adoptable, lasts) {
-		acts[d] = actAdopted
+		acts[d] = rooms.ActAdopted
 	}
 	for _, d := range owned {
 		if ctx.Err() != nil {
 			return nil
 		}
-		if act := acts[d]; act != actKeep {
+		if act := acts[d]; act != rooms.ActKeep {
 			lc.apply(ctx, d, act, successors[d])
 		}
 	}
@@ -351,7 +283,7 @@ func (lc *lifecycle) checkRoomOnce(ctx context.Context, d string) error {
 	if err != nil {
 		return err
 	}
-	if last == nil || last.PubKey != s.PublicKey() || roomStatus(last) == nostrx.StatusClosed {
+	if !rooms.OwnOpenRoom(s.PublicKey(), last) {
 		return nil // not one of the bot's open rooms: the common case
 	}
 	if err := s.store.AddOwned(dctx, d); err != nil {
@@ -365,7 +297,7 @@ func (lc *lifecycle) checkRoomOnce(ctx context.Context, d string) error {
 	if err != nil {
 		return err
 	}
-	if act := decideLifecycle(s.PublicKey(), last, room, successor, lc.now(), s.cfg.Lifecycle.RepublishInterval); act != actKeep {
+	if act := rooms.DecideLifecycle(s.PublicKey(), last, room, successor, lc.now(), s.cfg.Lifecycle.RepublishInterval); act != rooms.ActKeep {
 		lc.apply(ctx, d, act, successor)
 	}
 	return nil
@@ -374,9 +306,9 @@ func (lc *lifecycle) checkRoomOnce(ctx context.Context, d string) error {
 // apply carries out act for room d under the room's lock, after reading
 // again what it was decided on: another replica or a restart may have
 // changed the room in the meantime.
-func (lc *lifecycle) apply(ctx context.Context, d string, act lifecycleAction, successor string) {
+func (lc *lifecycle) apply(ctx context.Context, d string, act rooms.LifecycleAction, successor string) {
 	s := lc.svc
-	if act == actForget {
+	if act == rooms.ActForget {
 		if err := s.store.RemoveOwned(ctx, d); err != nil {
 			s.log.Warn("lifecycle: cannot unindex room", "room", d, "err", err)
 		}
@@ -399,12 +331,12 @@ func (lc *lifecycle) apply(ctx context.Context, d string, act lifecycleAction, s
 		s.log.Warn("lifecycle: cannot read the room's last event", "room", d, "err", err)
 		return
 	}
-	if act == actAdopted {
+	if act == rooms.ActAdopted {
 		lc.adopt(wctx, d, last)
 		return
 	}
 	var room *rooms.LiveRoom
-	if act == actCloseGone || act == actRepublish {
+	if act == rooms.ActCloseGone || act == rooms.ActRepublish {
 		if room, err = lc.lk.Find(wctx, d); err != nil {
 			s.log.Warn("lifecycle: LiveKit did not answer; next reconcile retries", "room", d, "err", err)
 			return
@@ -412,8 +344,8 @@ func (lc *lifecycle) apply(ctx context.Context, d string, act lifecycleAction, s
 	} else {
 		room = &rooms.LiveRoom{Name: d} // the successor decides, not LiveKit
 	}
-	if again := decideLifecycle(s.PublicKey(), last, room, successor, lc.now(), s.cfg.Lifecycle.RepublishInterval); again != act {
-		if again == actForget {
+	if again := rooms.DecideLifecycle(s.PublicKey(), last, room, successor, lc.now(), s.cfg.Lifecycle.RepublishInterval); again != act {
+		if again == rooms.ActForget {
 			_ = s.store.RemoveOwned(wctx, d)
 		}
 		return // changed under us (recreated, republished, closed): the next pass decides again
@@ -426,9 +358,9 @@ func (lc *lifecycle) apply(ctx context.Context, d string, act lifecycleAction, s
 		return
 	}
 	switch act {
-	case actCloseGone:
+	case rooms.ActCloseGone:
 		spec.Status = nostrx.StatusClosed
-	case actCloseReplaced:
+	case rooms.ActCloseReplaced:
 		spec.Status = nostrx.StatusClosed
 		spec.Successor = &nostrx.Coordinate{Kind: nostrx.KindRoom, Author: s.PublicKey(), D: successor}
 	}
@@ -440,7 +372,7 @@ func (lc *lifecycle) apply(ctx context.Context, d string, act lifecycleAction, s
 	lc.m.Lifecycle.WithLabelValues(act.String()).Inc()
 	s.metrics.Published.WithLabelValues(strconv.Itoa(nostrx.KindRoom)).Inc()
 	attrs := []any{"room", d, "action", act.String(), "id", ev.ID, "created_at", int64(ev.CreatedAt)}
-	if room != nil && act == actRepublish {
+	if room != nil && act == rooms.ActRepublish {
 		attrs = append(attrs, "participants", room.Participants)
 	}
 	if spec.Successor != nil {
@@ -454,28 +386,24 @@ func (lc *lifecycle) apply(ctx context.Context, d string, act lifecycleAction, s
 	}
 }
 
-// publishRoom signs the next version of the bot's event for spec.D (created_at
-// strictly above last's), publishes it to the bot's and the room's relays and
-// saves it as the last one.
+// publishRoom publishes the next version of the bot's event for spec.D
+// through rooms.RoomPublisher (the engine's publisher: created_at strictly
+// above last's, the bot's and the room's relays) and saves it as the last
+// one.
 func (lc *lifecycle) publishRoom(ctx context.Context, spec nostrx.RoomSpec, last *nostr.Event) (*nostr.Event, error) {
 	s := lc.svc
-	ev := nostrx.BuildRoomEvent(spec, rooms.NextCreatedAt(lc.now(), last))
-	if err := s.signer.Sign(&ev); err != nil {
-		return nil, err
-	}
-	relays := append(slices.Clone(s.cfg.Nostr.Relays), spec.Relays...)
 	pctx, cancel := context.WithTimeout(ctx, publishTimeout)
-	err := s.outbox.Publish(pctx, &ev, relays)
+	ev, err := rooms.RoomPublisher{Signer: s.signer, Events: s.outbox, Relays: s.cfg.Nostr.Relays}.Publish(pctx, spec, last, lc.now())
 	cancel()
 	if err != nil {
 		return nil, err
 	}
-	if err := s.store.SaveEvent(ctx, &ev); err != nil {
+	if err := s.store.SaveEvent(ctx, ev); err != nil {
 		// Published but not saved: the next version still goes above it
-		// once a second has passed, because NextCreatedAt is at least now.
+		// once a second has passed, because its created_at is at least now.
 		s.log.Warn("lifecycle: room event published but not saved", "room", spec.D, "id", ev.ID, "err", err)
 	}
-	return &ev, nil
+	return ev, nil
 }
 
 // adopt publishes the bot's event for d once more, closed and pointing at
@@ -484,7 +412,7 @@ func (lc *lifecycle) publishRoom(ctx context.Context, spec nostrx.RoomSpec, last
 // holds the room's lock; last is the bot's event as read under it.
 func (lc *lifecycle) adopt(ctx context.Context, d string, last *nostr.Event) {
 	s := lc.svc
-	if last == nil || last.PubKey != s.PublicKey() || roomStatus(last) == nostrx.StatusClosed {
+	if !rooms.OwnOpenRoom(s.PublicKey(), last) {
 		_ = s.store.RemoveOwned(ctx, d)
 		return // closed or no longer the bot's since the decision
 	}
@@ -499,9 +427,9 @@ func (lc *lifecycle) adopt(ctx context.Context, d string, last *nostr.Event) {
 		s.log.Warn("lifecycle: adoption not published; next reconcile retries", "room", d, "err", err)
 		return
 	}
-	lc.m.Lifecycle.WithLabelValues(actAdopted.String()).Inc()
+	lc.m.Lifecycle.WithLabelValues(rooms.ActAdopted.String()).Inc()
 	s.metrics.Published.WithLabelValues(strconv.Itoa(nostrx.KindRoom)).Inc()
-	s.log.Info("room event updated", "room", d, "action", actAdopted.String(), "id", ev.ID, "adopted_by", nostrx.Npub(spec.Host))
+	s.log.Info("room event updated", "room", d, "action", rooms.ActAdopted.String(), "id", ev.ID, "adopted_by", nostrx.Npub(spec.Host))
 	if err := s.store.RemoveOwned(ctx, d); err != nil {
 		s.log.Warn("lifecycle: cannot unindex room", "room", d, "err", err)
 	}

@@ -17,10 +17,10 @@ import (
 )
 
 // This file holds what the upkeep of the bot's own rooms needs from Redis
-// and LiveKit (bot/lifecycle.go drives it): an index of the rooms whose
-// 30312 the bot published, batch reads of their last events, the LiveKit
-// room list, and the helpers that republish an event exactly as the bot
-// built it.
+// and LiveKit: an index of the rooms whose 30312 the bot published, batch
+// reads of their last events, the LiveKit room list. The decisions are in
+// lifecycle_decide.go, the publisher in publish.go; bot/lifecycle.go runs
+// the loop (webhook hints, reconcile ticks) that applies them.
 
 // NextCreatedAt is the created_at of the next version of an addressable
 // event whose last version is last: now when possible, and always strictly
