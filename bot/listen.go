@@ -21,7 +21,8 @@ import (
 // state and its verification stage. Relays never wait on each other, and a
 // hostile relay burns only its own goroutines and bounded buffers.
 //
-// It speaks NIP-01 itself instead of using go-nostr's Relay, whose read loop
+// It speaks NIP-01 itself (frames parsed by internal/relay.Parse, which
+// cannot panic) instead of using go-nostr's Relay, whose read loop
 // starts a goroutine per incoming event and so has no bound on memory when
 // a relay sends faster than events are verified. Here one goroutine reads
 // the socket and does the cheap checks (structure, addressed to the bot,
@@ -144,9 +145,8 @@ func (l *listener) requestFilter(since nostr.Timestamp) nostr.Filter {
 
 // session is one connection to the relay.
 type session struct {
-	l      *listener
-	conn   *websocket.Conn
-	parser nostr.MessageParser
+	l    *listener
+	conn *websocket.Conn
 
 	mu          sync.Mutex
 	seq         int
@@ -176,7 +176,7 @@ func (l *listener) session(ctx context.Context) (time.Duration, error) {
 
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
-	s := &session{l: l, conn: conn, parser: nostr.NewMessageParser()}
+	s := &session{l: l, conn: conn}
 	if err := s.subscribe(sctx); err != nil {
 		return 0, err
 	}
@@ -248,29 +248,28 @@ func (s *session) read(ctx context.Context) (err error) {
 			continue
 		}
 		at := time.Now()
-		env, err := s.parser.ParseMessage(string(data))
-		if err != nil || env == nil {
+		// internal/relay's parser: it never panics on what a relay sends
+		// (fuzzed), unlike go-nostr's, which slices the raw text first.
+		m, err := relay.Parse(data)
+		if err != nil {
 			continue
 		}
-		switch env := env.(type) {
-		case *nostr.EventEnvelope:
-			if env.SubscriptionID != nil && s.ours(*env.SubscriptionID) {
-				s.accept(&env.Event, at)
+		switch m.Label {
+		case "EVENT":
+			if s.ours(m.SubID) {
+				s.accept(m.Event, at)
 			}
-		case *nostr.EOSEEnvelope:
-			if err := s.eose(ctx, string(*env)); err != nil {
+		case "EOSE":
+			if err := s.eose(ctx, m.SubID); err != nil {
 				return err
 			}
-		case *nostr.ClosedEnvelope:
-			if err := s.closed(ctx, env.SubscriptionID, env.Reason); err != nil {
+		case "CLOSED":
+			if err := s.closed(ctx, m.SubID, m.Reason); err != nil {
 				return err
 			}
-		case *nostr.AuthEnvelope:
-			if env.Challenge == nil {
-				continue
-			}
+		case "AUTH":
 			s.mu.Lock()
-			s.challenge = *env.Challenge
+			s.challenge = m.Challenge
 			want := s.wantAuth && s.authID == ""
 			s.mu.Unlock()
 			if want {
@@ -278,27 +277,27 @@ func (s *session) read(ctx context.Context) (err error) {
 					return err
 				}
 			}
-		case *nostr.OKEnvelope:
-			s.l.svc.log.Debug("relay OK", "relay", s.l.url, "event", relay.Excerpt(env.EventID, 64), "ok", env.OK, "reason", relay.Excerpt(env.Reason, 200))
+		case "OK":
+			s.l.svc.log.Debug("relay OK", "relay", s.l.url, "event", relay.Excerpt(m.EventID, 64), "ok", m.OK, "reason", relay.Excerpt(m.Reason, 200))
 			s.mu.Lock()
-			mine := env.EventID == s.authID && s.authID != ""
+			mine := m.EventID == s.authID && s.authID != ""
 			if mine {
 				s.authID = ""
-				s.authed = env.OK
+				s.authed = m.OK
 			}
 			s.mu.Unlock()
 			if !mine {
 				continue
 			}
-			if !env.OK {
-				return fmt.Errorf("auth refused: %s", relay.Excerpt(env.Reason, 200))
+			if !m.OK {
+				return fmt.Errorf("auth refused: %s", relay.Excerpt(m.Reason, 200))
 			}
 			s.l.svc.log.Info("authenticated", "relay", s.l.url)
 			if err := s.subscribe(ctx); err != nil {
 				return err
 			}
-		case *nostr.NoticeEnvelope:
-			s.l.svc.log.Debug("relay NOTICE", "relay", s.l.url, "notice", relay.Excerpt(string(*env), 200))
+		case "NOTICE":
+			s.l.svc.log.Debug("relay NOTICE", "relay", s.l.url, "notice", relay.Excerpt(m.Reason, 200))
 		}
 	}
 }
