@@ -172,14 +172,11 @@ func (s *RedisStore) ReleaseClaim(ctx context.Context, id, owner string) error {
 // RateAllow counts one request of pubkey against its one-minute window at
 // now, across replicas, and reports whether it is within limit.
 func (s *RedisStore) RateAllow(ctx context.Context, pubkey string, now time.Time, limit int) (bool, error) {
-	key := s.keys.Rate(pubkey, now.Unix()/60)
-	pipe := s.rdb.TxPipeline()
-	n := pipe.Incr(ctx, key)
-	pipe.Expire(ctx, key, 2*time.Minute)
-	if _, err := pipe.Exec(ctx); err != nil {
-		return false, redisErr("rate limit", err)
+	n, err := s.countMinute(ctx, s.keys.Rate(pubkey, now.Unix()/60), "rate limit")
+	if err != nil {
+		return false, err
 	}
-	return n.Val() <= int64(limit), nil
+	return n <= int64(limit), nil
 }
 
 // Checkpoint returns the newest created_at saved for relay, 0 for none.

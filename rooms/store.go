@@ -224,14 +224,7 @@ func decodeMark(cmd *redis.StringCmd, room string) (string, bool, error) {
 // clock minute of now, across replicas, and returns the minute's count so
 // far including it.
 func (s *RedisStore) CountNewRoom(ctx context.Context, now time.Time) (int64, error) {
-	key := s.keys.NewRooms(now.Unix() / 60)
-	pipe := s.rdb.TxPipeline()
-	n := pipe.Incr(ctx, key)
-	pipe.Expire(ctx, key, 2*time.Minute)
-	if _, err := pipe.Exec(ctx); err != nil {
-		return 0, redisErr("count new room", err)
-	}
-	return n.Val(), nil
+	return s.countMinute(ctx, s.keys.NewRooms(now.Unix()/60), "count new room")
 }
 
 // CoolingDown reports whether room was (re)created within its cool-down.
