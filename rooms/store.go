@@ -11,6 +11,7 @@ import (
 	"github.com/nbd-wtf/go-nostr"
 	"github.com/redis/go-redis/v9"
 
+	iretry "github.com/nestbot/nestbot/internal/retry"
 	"github.com/nestbot/nestbot/nostrx"
 )
 
@@ -117,7 +118,7 @@ func (s *RedisStore) Lock(ctx context.Context, room string, ttl time.Duration) (
 // wait that runs out is ErrUnavailable: the room stayed busy, or Redis
 // did not answer, for the whole budget.
 func (s *RedisStore) waitLock(ctx context.Context, room string, l *RoomLock, ttl time.Duration, taken bool) error {
-	wait := 2 * time.Millisecond
+	backoff := iretry.Lock.Backoff()
 	var lastErr error
 	for {
 		if !taken {
@@ -135,9 +136,8 @@ func (s *RedisStore) waitLock(ctx context.Context, room string, l *RoomLock, ttl
 				return redisErr("lock "+room, lastErr)
 			}
 			return fmt.Errorf("lock %s: held by another request: %w: %w", room, ErrUnavailable, ctx.Err())
-		case <-time.After(wait):
+		case <-time.After(backoff.NextBackOff()):
 		}
-		wait = min(wait*2, 100*time.Millisecond)
 	}
 }
 
