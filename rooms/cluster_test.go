@@ -58,7 +58,7 @@ func TestStoreOnCluster(t *testing.T) {
 		if got, err := s.Replacement(ctx, old); err != nil || got != newID {
 			t.Fatalf("replacement = %q, %v", got, err)
 		}
-		if got, err := s.PendingReplacement(ctx, old); err != nil || got != "" {
+		if got, err := pendingOf(ctx, s, old); err != nil || got != "" {
 			t.Fatalf("pending after commit = %q, %v", got, err)
 		}
 		if n := cc.Exists(ctx, s.keys.Lock(old.D)).Val(); n != 0 {
@@ -197,7 +197,7 @@ func TestRecreateAfterPublicChangeIsIncomplete(t *testing.T) {
 	if !errors.Is(err, ErrIncomplete) {
 		t.Fatalf("publish refused after the room was created: %v (code %s), want ErrIncomplete", err, nostrx.CodeOf(err))
 	}
-	pending, err := s.PendingReplacement(ctx, old)
+	pending, err := pendingOf(ctx, s, old)
 	if err != nil || pending == "" {
 		t.Fatalf("pending choice after the cut: %q %v", pending, err)
 	}
@@ -244,7 +244,7 @@ func TestMigrateKeys(t *testing.T) {
 	if ttl := rdb.TTL(ctx, s.keys.Replaced(c)).Val(); ttl <= 0 || ttl > time.Hour {
 		t.Fatalf("migrated TTL %v", ttl)
 	}
-	if got, _ := s.PendingReplacement(ctx, nostrx.Coordinate{Kind: nostrx.KindRoom, Author: a, D: "other-room"}); got != "pending-room" {
+	if got, _ := pendingOf(ctx, s, nostrx.Coordinate{Kind: nostrx.KindRoom, Author: a, D: "other-room"}); got != "pending-room" {
 		t.Fatalf("pending after migration = %q", got)
 	}
 	if got := rdb.Get(ctx, s.keys.Event("kept")).Val(); got != "new" {

@@ -161,15 +161,9 @@ func (s *RedisStore) SetReplacement(ctx context.Context, c nostrx.Coordinate, ne
 	return nil
 }
 
-// PendingReplacement returns the new ID already chosen for c by a
-// recreation that did not finish, or "". ChoosePending stores one; the
-// first choice wins, so a resumed recreation finishes the same room.
-func (s *RedisStore) PendingReplacement(ctx context.Context, c nostrx.Coordinate) (string, error) {
-	return s.getString(ctx, "pending replacement of "+c.String(), s.keys.Pending(c))
-}
-
 // ChoosePending records newID as c's replacement-to-be unless one is already
-// recorded, and returns the one that holds.
+// recorded, and returns the one that holds: the first choice wins, so a
+// resumed recreation finishes the same room.
 func (s *RedisStore) ChoosePending(ctx context.Context, c nostrx.Coordinate, newID string, ttl time.Duration) (string, error) {
 	key := s.keys.Pending(c)
 	ok, err := s.rdb.SetNX(ctx, key, newID, ttl).Result()
@@ -180,14 +174,6 @@ func (s *RedisStore) ChoosePending(ctx context.Context, c nostrx.Coordinate, new
 		return newID, nil
 	}
 	return s.getString(ctx, "pending replacement of "+c.String(), key)
-}
-
-// MarkRestarted starts a room's cool-down.
-func (s *RedisStore) MarkRestarted(ctx context.Context, room string, cooldown time.Duration) error {
-	if err := s.rdb.Set(ctx, s.keys.Cooldown(room), time.Now().UnixMilli(), cooldown).Err(); err != nil {
-		return redisErr("mark restart of "+room, err)
-	}
-	return nil
 }
 
 // recreatingKey marks a restart in place of room between the deletion of
