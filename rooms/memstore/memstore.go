@@ -129,6 +129,21 @@ func (s *Store) Snapshot() map[string]string {
 	return out
 }
 
+// TTL is key's remaining time to live as Redis's PTTL reports it: -1 for
+// a key without expiry, -2 for a missing key.
+func (s *Store) TTL(key string) time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.get(key)
+	switch {
+	case !ok:
+		return -2
+	case e.exp.IsZero():
+		return -1
+	}
+	return e.exp.Sub(s.now())
+}
+
 // fail runs the Fail hook for op.
 func (s *Store) fail(op string) error {
 	if s.Fail == nil {
