@@ -365,12 +365,14 @@ func (e *Engine) restartInPlace(ctx context.Context, req nostrx.Request, target 
 	// whoever the requester named; the record's own author is unknown.
 	owned := last != nil && last.PubKey == e.Signer.PublicKey()
 	var adopted *nostrx.Coordinate // the host's own event took the room over
-	var lastSpec nostrx.RoomSpec
+	var lastEv *nostrx.RoomEvent   // the bot's last event, read once
+	var lastSpec nostrx.RoomSpec   // and read back exactly
 	if owned {
 		target = nostrx.Coordinate{Kind: nostrx.KindRoom, Author: last.PubKey, D: rec.ID}
-		if lastSpec, err = nostrx.SpecFromEvent(last); err != nil {
+		if lastEv, err = nostrx.ParseRoomEvent(last); err != nil {
 			return nil, fmt.Errorf("room %s: %w", rec.ID, err)
 		}
+		lastSpec = lastEv.Spec()
 		adopted = lastSpec.AdoptedBy
 		if hostEv != nil {
 			adopted = &hostEv.Room
@@ -435,11 +437,7 @@ func (e *Engine) restartInPlace(ctx context.Context, req nostrx.Request, target 
 		if err := e.put(ctx, rec); err != nil {
 			return nil, incomplete(err)
 		}
-		orig, err := nostrx.ParseRoomEvent(last)
-		if err != nil {
-			return nil, fmt.Errorf("republish %s: %w", rec.ID, err)
-		}
-		spec := e.spec(rec, orig, now)
+		spec := e.spec(rec, lastEv, now)
 		spec.Replaces = replacesTag(last)
 		if published, err = e.publish(ctx, spec, last); err != nil {
 			return nil, incomplete(err)
