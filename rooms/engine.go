@@ -871,22 +871,16 @@ func (e *Engine) spec(rec *Record, orig *nostrx.RoomEvent, now time.Time) nostrx
 // published for the same d and publishes it. The caller saves it as the
 // last event (Writes.Event) once the rest of its writes are known.
 func (e *Engine) publish(ctx context.Context, spec nostrx.RoomSpec, last *nostr.Event) (*nostr.Event, error) {
-	ev := nostrx.BuildRoomEvent(spec, nextCreatedAt(e.now(), last))
-	if err := e.Signer.Sign(&ev); err != nil {
+	ev, err := RoomPublisher{Signer: e.Signer, Events: e.Events, Relays: e.Set.Relays}.Publish(ctx, spec, last, e.now())
+	if err != nil && !errors.Is(err, errNotAccepted) {
 		return nil, err
 	}
-	relays := e.Set.Relays
-	for _, r := range spec.Relays {
-		if !slices.Contains(relays, r) {
-			relays = append(slices.Clip(relays), r)
-		}
-	}
-	if err := e.Events.Publish(ctx, &ev, relays); err != nil {
+	if err != nil {
 		// The relays' own words stay in the log: they can name relays and
 		// policies the requester has no business seeing.
 		return nil, errors.Join(nostrx.Refuse(nostrx.CodeUnavailable, "no relay accepted the room event; try again shortly"), err)
 	}
-	return &ev, nil
+	return ev, nil
 }
 
 func (e *Engine) result(target nostrx.Coordinate, rec *Record, requester string, role nostrx.Role, msg, sid string, ev *nostr.Event) (*Result, error) {
