@@ -105,8 +105,14 @@ func (w *world) publishRoom(t *testing.T, d string, extra ...nostr.Tag) {
 	tags := nostr.Tags{{"d", d}, {"title", "Morning"}, {"status", "live"}, {"service", "https://nests.example.com"},
 		{"streaming", "wss+livekit://lk.example.com"}, {"relays", "wss://relay.example.com"},
 		{"p", adminKey.pk, "", "admin"}, {"p", speakerKey.pk, "", "speaker"}}
-	ev := nostr.Event{Kind: nostrx.KindRoom, CreatedAt: nostr.Timestamp(epoch.Unix() - 60), Tags: append(tags, extra...)}
-	s, err := nostrx.NewSigner(hostKey.sk, 1)
+	w.publishAs(t, hostKey, append(tags, extra...), epoch.Add(-time.Minute))
+}
+
+// publishAs publishes a 30312 with tags by author at t.
+func (w *world) publishAs(t *testing.T, author key, tags nostr.Tags, at time.Time) {
+	t.Helper()
+	ev := nostr.Event{Kind: nostrx.KindRoom, CreatedAt: nostr.Timestamp(at.Unix()), Tags: tags}
+	s, err := nostrx.NewSigner(author.sk, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,6 +122,16 @@ func (w *world) publishRoom(t *testing.T, d string, extra ...nostr.Tag) {
 	if err := w.relays.Put(&ev); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// adopt recreates host's room d under a new ID and publishes the host's
+// own event for the new room, naming only speaker: the host adopts it.
+func (w *world) adopt(t *testing.T, d string) string {
+	t.Helper()
+	newID := w.recreated(t, d)
+	w.publishAs(t, hostKey, nostr.Tags{{"d", newID}, {"title", "Mine now"}, {"status", "live"},
+		{"service", "https://nests.example.com"}, {"p", speakerKey.pk, "", "speaker"}}, w.clock.Now())
+	return newID
 }
 
 // snapshot is everything the dependencies hold.
@@ -273,7 +289,7 @@ func TestEngineTable(t *testing.T) {
 				if ev == nil || res.Room.Author != w.engine.Signer.PublicKey() {
 					t.Fatalf("bot's event at %s: %v", res.Room, ev)
 				}
-				if a := ev.Tags.GetFirst([]string{"a"}); a == nil || (*a)[1] != old.String() {
+				if a := ev.Tags.Find("a"); a == nil || a[1] != old.String() {
 					t.Fatalf("new event does not point at the old room: %v", ev.Tags)
 				}
 				if room, ok := w.lk.Rooms()[res.RoomID]; !ok || room.SID != res.SID {
@@ -386,6 +402,46 @@ func TestEngineTable(t *testing.T) {
 				if err != nil || res.Message != rooms.MsgRestarted || res.SID == before.rooms["room-o"].SID {
 					t.Fatalf("%+v %v", res, err)
 				}
+			},
+		},
+		{
+			name: "adopted room: the bot's version is closed once, pointing at the host's",
+			setup: func(t *testing.T, w *world) nostrx.Request {
+				w.adopt(t, "room-ad")
+				return restartOf(hostKey, coord(hostKey, "room-ad"))
+			},
+			check: func(t *testing.T, w *world, before snapshot, res *rooms.Result, err error) {
+				if err != nil {
+					t.Fatal(err)
+				}
+				newID, _ := w.state.Replacement(ctx, coord(hostKey, "room-ad"))
+				hostRoom := coord(hostKey, newID)
+				if res.Room.String() != hostRoom.String() || res.RoomID != newID {
+					t.Fatalf("answered for %v, want the host's %v", res.Room, hostRoom)
+				}
+				botEv := w.relays.Event(nostrx.Coordinate{Kind: nostrx.KindRoom, Author: w.engine.Signer.PublicKey(), D: newID})
+				spec, err := nostrx.SpecFromEvent(botEv)
+				if err != nil || spec.Status != nostrx.StatusClosed || spec.AdoptedBy == nil || spec.AdoptedBy.String() != hostRoom.String() {
+					t.Fatalf("bot's version %v: %+v %v", botEv.Tags, spec, err)
+				}
+				if owned := w.state.Snapshot()[w.state.Keys().Owned()]; strings.Contains(owned, newID) {
+					t.Fatalf("the bot still looks after %s: %q", newID, owned)
+				}
+				// The host's event now decides: its record lost the admin.
+				if rec, _ := w.state.Record(ctx, newID); rec == nil || rec.RoleOf(adminKey.pk) != nostrx.RoleNone {
+					t.Fatalf("record after adoption %+v", rec)
+				}
+			},
+		},
+		{
+			name: "refused: an admin the host's own event dropped (adopted room)",
+			setup: func(t *testing.T, w *world) nostrx.Request {
+				w.adopt(t, "room-ad")
+				return restartOf(adminKey, coord(hostKey, "room-ad"))
+			},
+			check: func(t *testing.T, w *world, before snapshot, res *rooms.Result, err error) {
+				wantCode(t, err, nostrx.CodeUnauthorized)
+				w.unchanged(t, before)
 			},
 		},
 		{
@@ -572,9 +628,9 @@ func TestEngineTable(t *testing.T) {
 					t.Fatal("LiveKit still has the room")
 				}
 				w.lk.Fail = nil
-				res, err = w.engine.Restart(ctx, restartOf(hostKey, coord(hostKey, "room-k")))
-				if err != nil || res.SID == oldSID || w.lk.Rooms()["room-k"].SID != res.SID {
-					t.Fatalf("retry: %+v %v", res, err)
+				again, err := w.engine.Restart(ctx, restartOf(hostKey, coord(hostKey, "room-k")))
+				if err != nil || again.SID == oldSID || w.lk.Rooms()["room-k"].SID != again.SID {
+					t.Fatalf("retry: %+v %v", again, err)
 				}
 				if _, marked, _ := w.state.Recreating(ctx, "room-k"); marked {
 					t.Fatal("mark kept")
@@ -601,9 +657,9 @@ func TestEngineTable(t *testing.T) {
 					t.Fatalf("replacement %q written before the event was published", id)
 				}
 				w.relays.Fail = nil
-				res, err = w.engine.Restart(ctx, restartOf(hostKey, old))
-				if err != nil || res.RoomID != pending || w.relays.Event(res.Room) == nil {
-					t.Fatalf("retry: %+v %v (pending %s)", res, err, pending)
+				again, err := w.engine.Restart(ctx, restartOf(hostKey, old))
+				if err != nil || again.RoomID != pending || w.relays.Event(again.Room) == nil {
+					t.Fatalf("retry: %+v %v (pending %s)", again, err, pending)
 				}
 			},
 		},
@@ -627,6 +683,120 @@ func TestEngineTable(t *testing.T) {
 			before := w.snap()
 			res, err := w.engine.Restart(ctx, req)
 			tt.check(t, w, before, res, err)
+		})
+	}
+}
+
+func statusOf(requester key, room nostrx.Coordinate) nostrx.Request {
+	r := restartOf(requester, room)
+	r.Action = nostrx.ActionStatus
+	return r
+}
+
+func TestEngineStatusTable(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name  string
+		setup func(t *testing.T, w *world) nostrx.Request
+		check func(t *testing.T, w *world, res *nostrx.StatusResult, err error)
+	}{
+		{
+			name: "a live room with its record",
+			setup: func(t *testing.T, w *world) nostrx.Request {
+				w.putRecord(t, "room-a")
+				if _, err := w.lk.Ensure(ctx, "room-a", "{}"); err != nil {
+					t.Fatal(err)
+				}
+				return statusOf(adminKey, coord(hostKey, "room-a"))
+			},
+			check: func(t *testing.T, w *world, res *nostrx.StatusResult, err error) {
+				if err != nil || !res.Live || !res.Record || res.RoomID != "room-a" {
+					t.Fatalf("%+v %v", res, err)
+				}
+			},
+		},
+		{
+			name: "a record without a LiveKit room",
+			setup: func(t *testing.T, w *world) nostrx.Request {
+				w.putRecord(t, "room-a")
+				return statusOf(hostKey, coord(hostKey, "room-a"))
+			},
+			check: func(t *testing.T, w *world, res *nostrx.StatusResult, err error) {
+				if err != nil || res.Live || !res.Record {
+					t.Fatalf("%+v %v", res, err)
+				}
+			},
+		},
+		{
+			name: "the replacement of a recreated room",
+			setup: func(t *testing.T, w *world) nostrx.Request {
+				w.recreated(t, "room-r")
+				return statusOf(hostKey, coord(hostKey, "room-r"))
+			},
+			check: func(t *testing.T, w *world, res *nostrx.StatusResult, err error) {
+				newID, _ := w.state.Replacement(ctx, coord(hostKey, "room-r"))
+				if err != nil || res.RoomID != newID || !res.Live || !res.Record {
+					t.Fatalf("%+v %v, want %s", res, err, newID)
+				}
+			},
+		},
+		{
+			name: "refused to a stranger",
+			setup: func(t *testing.T, w *world) nostrx.Request {
+				w.putRecord(t, "room-a")
+				return statusOf(strangerKey, coord(hostKey, "room-a"))
+			},
+			check: func(t *testing.T, w *world, res *nostrx.StatusResult, err error) {
+				wantCode(t, err, nostrx.CodeUnauthorized)
+			},
+		},
+		{
+			name: "another coordinate's room under the same d says nothing of it",
+			setup: func(t *testing.T, w *world) nostrx.Request {
+				w.putRecord(t, "room-a")
+				if _, err := w.lk.Ensure(ctx, "room-a", `{"host":"`+hostKey.pk+`"}`); err != nil {
+					t.Fatal(err)
+				}
+				return statusOf(strangerKey, coord(strangerKey, "room-a"))
+			},
+			check: func(t *testing.T, w *world, res *nostrx.StatusResult, err error) {
+				if err != nil || res.Live || res.Record {
+					t.Fatalf("%+v %v", res, err)
+				}
+			},
+		},
+		{
+			name: "LiveKit down: UNAVAILABLE",
+			setup: func(t *testing.T, w *world) nostrx.Request {
+				w.putRecord(t, "room-a")
+				w.lk.Fail = down
+				return statusOf(hostKey, coord(hostKey, "room-a"))
+			},
+			check: func(t *testing.T, w *world, res *nostrx.StatusResult, err error) {
+				wantCode(t, err, nostrx.CodeUnavailable)
+			},
+		},
+		{
+			name: "Redis down: UNAVAILABLE",
+			setup: func(t *testing.T, w *world) nostrx.Request {
+				w.putRecord(t, "room-a")
+				w.state.Fail = down
+				return statusOf(hostKey, coord(hostKey, "room-a"))
+			},
+			check: func(t *testing.T, w *world, res *nostrx.StatusResult, err error) {
+				wantCode(t, err, nostrx.CodeUnavailable)
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newWorld(t)
+			req := tt.setup(t, w)
+			before := w.snap()
+			res, err := w.engine.Status(ctx, req)
+			tt.check(t, w, res, err)
+			w.state.Fail = nil
+			w.unchanged(t, before) // a status request writes nothing
 		})
 	}
 }
