@@ -19,7 +19,7 @@ import (
 // TestStoreOnCluster runs every multi-key step of a restart on a real
 // six-node Redis Cluster: the lock with the batched reads, the pending
 // choice, the commit of a recreation under a new ID (the old room's and
-// the new room's keys are in different slots), SetReplacement, and the
+// the new room's keys are in different slots), and the
 // claim scripts, taking over a claim whose owner's lease ended. Before
 // the hash-tagged layout the commit failed with CROSSSLOT and the claim
 // take-over with "Script attempted to access a non local key".
@@ -69,9 +69,6 @@ func TestStoreOnCluster(t *testing.T) {
 		}
 		if got, err := s.LastEvent(ctx, newID); err != nil || got == nil || got.CreatedAt != 42 {
 			t.Fatalf("last event = %v, %v", got, err)
-		}
-		if err := s.SetReplacement(ctx, old, newID, time.Hour); err != nil {
-			t.Fatalf("SetReplacement on a cluster: %v", err)
 		}
 		// In place: record, event, cool-down and release.
 		lk2, view2, err := s.LockView(ctx, nostrx.Coordinate{Kind: nostrx.KindRoom, Author: host, D: newID}, time.Minute)

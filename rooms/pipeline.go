@@ -188,13 +188,13 @@ func (s *RedisStore) ChoosePendingLast(ctx context.Context, c nostrx.Coordinate,
 // that are set in this order: the record, the last event, the replacement
 // (and the end of the pending choice), the cool-down.
 type Writes struct {
-	Record         *Record            // PutRecord
-	Event          *nostr.Event       // SaveEvent, and AddOwned (RemoveOwned when Closed)
+	Record         *Record            // as PutRecord writes it
+	Event          *nostr.Event       // as SaveEvent writes it, and AddOwned (RemoveOwned when Closed)
 	Closed         bool               // Event closes its room: the bot no longer looks after it
-	Replaced       *nostrx.Coordinate // SetReplacement(*Replaced, ReplacedBy, ReplacementTTL)
+	Replaced       *nostrx.Coordinate // *Replaced was replaced by ReplacedBy (for ReplacementTTL); ends its pending choice
 	ReplacedBy     string
 	ReplacementTTL time.Duration
-	Restarted      string // MarkRestarted(Restarted, Cooldown), and the end of its recreation mark
+	Restarted      string // Restarted's cool-down starts (for Cooldown), and its recreation mark ends
 	Cooldown       time.Duration
 }
 

@@ -34,7 +34,7 @@ func ctxFor(t *testing.T) context.Context {
 }
 
 // The batched reads see what the one-by-one reads see, and Commit writes
-// what PutRecord, SaveEvent, SetReplacement and a cool-down write.
+// what PutRecord and SaveEvent write, with a replacement and a cool-down.
 func TestLockViewAndCommit(t *testing.T) {
 	s, rdb := pipelineStore(t)
 	ctx := ctxFor(t)

@@ -146,21 +146,6 @@ func (s *RedisStore) Replacement(ctx context.Context, c nostrx.Coordinate) (stri
 	return s.getString(ctx, "replacement of "+c.String(), s.keys.Replaced(c))
 }
 
-// SetReplacement remembers that the room at c was replaced by room newID, and
-// clears the pending choice for c in the same transaction (both in c.D's
-// slot, so a cluster runs it too).
-func (s *RedisStore) SetReplacement(ctx context.Context, c nostrx.Coordinate, newID string, ttl time.Duration) error {
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Set(ctx, s.keys.Replaced(c), newID, ttl)
-		p.Del(ctx, s.keys.Pending(c))
-		return nil
-	})
-	if err != nil {
-		return redisErr("set replacement of "+c.String(), err)
-	}
-	return nil
-}
-
 // ChoosePending records newID as c's replacement-to-be unless one is already
 // recorded, and returns the one that holds: the first choice wins, so a
 // resumed recreation finishes the same room.
