@@ -223,8 +223,7 @@ func Load(path string) (Config, error) {
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
 	v.AllowEmptyEnv(true) // NESTBOT_HTTP_LISTEN= disables the listener
 	v.AutomaticEnv()
-	keys := Keys()
-	for _, k := range keys {
+	for _, k := range Keys() {
 		v.SetDefault(k.Name, k.Default)
 	}
 	if path != "" {
@@ -235,7 +234,7 @@ func Load(path string) (Config, error) {
 		if err != nil {
 			return Config{}, &Error{"--config", oneLine(err.Error())}
 		}
-		doc, err := parseFile(path, data, keys)
+		doc, err := parseFile(path, data)
 		if err != nil {
 			return Config{}, err
 		}
@@ -255,28 +254,28 @@ func Load(path string) (Config, error) {
 	}
 	c.Log.Format = strings.ToLower(c.Log.Format)
 	c.Profile.Website = c.Nests.ConsoleURL
-	errs = append(errs, c.rules()...)
+	if err := join(append(errs, c.rules()...)); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
 
-	// One error per key, the first; in the order the keys are declared.
-	var first []*Error
+// join keeps the first error per key, in the order the keys are declared,
+// and returns nil, that one *Error, or them joined one per line.
+func join(errs []*Error) error {
+	var first []error
 	for _, e := range errs {
-		if !slices.ContainsFunc(first, func(f *Error) bool { return f.Key == e.Key }) {
+		if !slices.ContainsFunc(first, func(f error) bool { return f.(*Error).Key == e.Key }) {
 			first = append(first, e)
 		}
 	}
-	pos := func(e *Error) int { return slices.IndexFunc(keys, func(k Key) bool { return k.Name == e.Key }) }
-	slices.SortStableFunc(first, func(a, b *Error) int { return pos(a) - pos(b) })
-	switch len(first) {
-	case 0:
-		return c, nil
-	case 1:
-		return Config{}, first[0]
+	keys := Keys()
+	pos := func(e error) int { return slices.IndexFunc(keys, func(k Key) bool { return k.Name == e.(*Error).Key }) }
+	slices.SortStableFunc(first, func(a, b error) int { return pos(a) - pos(b) })
+	if len(first) == 1 {
+		return first[0]
 	}
-	joined := make([]error, len(first))
-	for i, e := range first {
-		joined[i] = e
-	}
-	return Config{}, errors.Join(joined...)
+	return errors.Join(first...)
 }
 
 // resolveSecretKey reads nostr.secret_key or nostr.secret_key_file into
@@ -317,13 +316,13 @@ func (c *Config) resolveSecretKey() *Error {
 // typo is an error rather than a silently ignored setting. Keys are compared
 // case-insensitively, as viper reads them. Empty sections are dropped (viper
 // would let a null "nostr:" hide the section's defaults).
-func parseFile(path string, data []byte, keys []Key) (map[string]any, error) {
+func parseFile(path string, data []byte) (map[string]any, error) {
 	var doc map[string]any
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return nil, &Error{"--config", path + ": " + oneLine(err.Error())}
 	}
 	var known, sections []string
-	for _, k := range keys {
+	for _, k := range Keys() {
 		known = append(known, k.Name)
 		if s, _, _ := strings.Cut(k.Name, "."); !slices.Contains(sections, s) {
 			sections = append(sections, s)

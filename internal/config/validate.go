@@ -2,7 +2,6 @@ package config
 
 import (
 	"cmp"
-	"errors"
 	"fmt"
 	"math"
 	"net"
@@ -19,15 +18,7 @@ import (
 // hooks do that while loading), one line per rule: each yields "" or the
 // reason for its key. Load calls it; a Config built by hand may too. The
 // result is nil or *Error values joined, the first per key.
-func (c Config) Validate() error {
-	var errs []error
-	for _, e := range c.rules() {
-		if !slices.ContainsFunc(errs, func(f error) bool { return f.(*Error).Key == e.Key }) {
-			errs = append(errs, e)
-		}
-	}
-	return errors.Join(errs...)
-}
+func (c Config) Validate() error { return join(c.rules()) }
 
 func (c Config) rules() []*Error {
 	var errs []*Error
