@@ -17,10 +17,14 @@
 //  2. one line in Validate if the value has a rule beyond its type;
 //  3. the key, with a comment above it, in config.yaml (a test checks that).
 //
-// Adding a section is one more struct type and one more field of Config with
-// a `mapstructure` tag. What a field's Go type already says is checked while
-// decoding (decode.go): integers must be whole numbers, booleans true or
-// false, durations positive and with a unit, lists come from YAML lists or
+// Adding a section is one more struct type like those below and one more
+// field of Config naming it:
+//
+//	Heal Heal `mapstructure:"heal"`
+//
+// What a field's Go type already says is checked while decoding
+// (decode.go): integers must be whole numbers, booleans true or false,
+// durations positive and with a unit, lists come from YAML lists or
 // comma-separated strings, Pubkeys are npub or 64-hex keys on the curve. A
 // value that must not be printed has type Secret or SecretURL, which redact
 // themselves under fmt, slog, JSON and text marshalling.

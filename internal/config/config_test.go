@@ -884,3 +884,69 @@ func TestConfigConsoleURL(t *testing.T) {
 		t.Fatalf("console url %q, website %q", cfg.Nests.ConsoleURL, cfg.Profile.Website)
 	}
 }
+
+// TestSecretRedactsItself: a Secret or SecretURL shows no secret under any
+// fmt verb, slog handler, JSON or text marshalling, and Reveal gives it back.
+func TestSecretRedactsItself(t *testing.T) {
+	const pw = "hunter2-0123456789"
+	s, u, bad := Secret(pw), SecretURL("redis://bot:"+pw+"@h.example:6379/0"), SecretURL("redis://:"+pw+"@ho st:%zz/0")
+	type holder struct {
+		S Secret
+		U SecretURL
+		B SecretURL
+	}
+	h := holder{s, u, bad}
+	var out bytes.Buffer
+	fmt.Fprintf(&out, "%v %s %q %x %X %#v %+v|%v %s %#v|%v %#v %+v\n", s, s, s, s, s, s, s, u, u, u, h, h, &h)
+	for _, v := range []any{s, u, bad, h, &h} {
+		j, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out.Write(j)
+		y, err := yaml.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out.Write(y)
+	}
+	for _, hd := range []slog.Handler{slog.NewTextHandler(&out, nil), slog.NewJSONHandler(&out, nil)} {
+		slog.New(hd).Info("x", "s", s, "u", u, "b", bad, "h", h)
+	}
+	if strings.Contains(out.String(), pw) || strings.Contains(out.String(), "68756e74657232") { // hex of "hunter2"
+		t.Fatalf("secret printed:\n%s", out.String())
+	}
+	for _, want := range []string{redacted, "redis://bot:xxxxx@h.example:6379/0"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if s.Reveal() != pw || u.Reveal() != "redis://bot:"+pw+"@h.example:6379/0" {
+		t.Error("Reveal does not return the value")
+	}
+	if Secret("").String() != "" {
+		t.Error("an unset secret should print as empty, not as [REDACTED]")
+	}
+}
+
+// TestValidateHandBuilt: Validate checks a Config that did not come from
+// Load, one *Error per key, in key order.
+func TestValidateHandBuilt(t *testing.T) {
+	clearEnv(t)
+	t.Setenv("NESTBOT_NOSTR_SECRET_KEY", testSecretHex)
+	c := mustLoad(t, "")
+	if err := c.Validate(); err != nil {
+		t.Fatalf("loaded config: %v", err)
+	}
+	c.Log.Format = "xml"
+	c.Limits.Workers = 0
+	c.Nostr.Relays = []string{"http://x", "also bad"}
+	err := c.Validate()
+	var ce *Error
+	if !errors.As(err, &ce) || ce.Key != "nostr.relays" {
+		t.Fatalf("err = %v, want the nostr.relays error first", err)
+	}
+	if lines := strings.Split(err.Error(), "\n"); len(lines) != 3 || !strings.HasPrefix(lines[1], "config: limits.workers: must be positive") || !strings.HasPrefix(lines[2], "config: log.format: ") {
+		t.Errorf("err = %q, want one line each for nostr.relays, limits.workers, log.format", err)
+	}
+}

@@ -137,22 +137,15 @@ func toDuration(data any) (time.Duration, error) {
 	return d, nil
 }
 
+var levels = map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError}
+
+// toLevel takes one of the names in levels, in any case.
 func toLevel(data any) (slog.Level, error) {
 	s, err := toString(data)
-	if err != nil {
-		return 0, err
+	if l, ok := levels[strings.ToLower(s)]; ok || err != nil {
+		return l, err
 	}
-	switch s = strings.ToLower(s); s {
-	case "debug":
-		return slog.LevelDebug, nil
-	case "info":
-		return slog.LevelInfo, nil
-	case "warn":
-		return slog.LevelWarn, nil
-	case "error":
-		return slog.LevelError, nil
-	}
-	return 0, fmt.Errorf("%q is not one of debug, info, warn, error", s)
+	return 0, fmt.Errorf("%q is not one of debug, info, warn, error", strings.ToLower(s))
 }
 
 // toList takes a YAML list or a comma-separated string; items are trimmed,
