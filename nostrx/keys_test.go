@@ -76,3 +76,30 @@ func TestDecodePubkeyErrors(t *testing.T) {
 		t.Fatalf("error quotes more than 80 bytes: %q", err)
 	}
 }
+
+// FuzzDecodeKeys: neither decoder panics on any input, and a key either
+// decodes to 64 lowercase hex that decodes to itself or is a *KeyError.
+func FuzzDecodeKeys(f *testing.F) {
+	nsec, _ := nip19.EncodePrivateKey(botSK)
+	for _, s := range []string{botSK, nsec, Npub(botPK), botPK, "", "nsec1", "npub1qqqq", "nostr:npub1", hexOf('f', 64)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		for name, decode := range map[string]func(string) (string, error){"secret": DecodeSecretKey, "public": DecodePubkey} {
+			k, err := decode(s)
+			if err != nil {
+				var ke *KeyError
+				if !errors.As(err, &ke) || k != "" {
+					t.Fatalf("%s(%q) = %q, %v; want \"\" and a *KeyError", name, s, k, err)
+				}
+				continue
+			}
+			if !isLowerHex64(k) {
+				t.Fatalf("%s(%q) = %q, not 64 lowercase hex", name, s, k)
+			}
+			if again, err := decode(k); err != nil || again != k {
+				t.Fatalf("%s(%q) = %q, which decodes to %q, %v", name, s, k, again, err)
+			}
+		}
+	})
+}
