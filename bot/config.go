@@ -38,6 +38,7 @@ type Config struct {
 	HTTP      HTTPConfig
 	Limits    LimitsConfig
 	Lifecycle LifecycleConfig
+	Heal      HealConfig
 	Log       LogConfig
 	Profile   ProfileConfig
 }
@@ -147,6 +148,18 @@ type LifecycleConfig struct {
 	ReconcileInterval time.Duration // compare owned rooms with LiveKit this often
 }
 
+// HealConfig is the "heal" section: auto-heal of rooms that broke while
+// people are in them (issue 14, internal/heal).
+type HealConfig struct {
+	Enabled      bool          // watch presence and heal; false: the bot only answers requests
+	PresenceTTL  time.Duration // a kind 10312 presence is fresh this long
+	MinPresent   int           // distinct fresh pubkeys that make a room occupied
+	NewID        bool          // recreate a bot room whose record is gone under a new ID
+	MaxPerMinute int           // heals per clock minute, all replicas together
+	Interval     time.Duration // how often occupied rooms are checked
+	MaxRooms     int           // rooms remembered in the presence table (LRU)
+}
+
 // LimitsConfig is the "limits" section.
 type LimitsConfig struct {
 	RoomCooldown      time.Duration // minimum time between two restarts of one room
@@ -244,6 +257,14 @@ var configKeys = []struct {
 
 	{"lifecycle.republish_interval", "1h"},
 	{"lifecycle.reconcile_interval", "1m"},
+
+	{"heal.enabled", true},
+	{"heal.presence_ttl", "5m"},
+	{"heal.min_present", 1},
+	{"heal.new_id", false},
+	{"heal.max_per_minute", 30},
+	{"heal.interval", "15s"},
+	{"heal.max_rooms", 10000},
 
 	{"log.level", "info"},
 	{"log.format", "text"},
@@ -527,6 +548,18 @@ func (l *loader) load() Config {
 	}
 	c.Lifecycle.ReconcileInterval = l.duration("lifecycle.reconcile_interval")
 
+	// heal
+	c.Heal.Enabled = l.boolean("heal.enabled")
+	c.Heal.PresenceTTL = l.duration("heal.presence_ttl")
+	c.Heal.MinPresent = l.integer("heal.min_present", 1, maxPubkeysPerHealRoom)
+	c.Heal.NewID = l.boolean("heal.new_id")
+	c.Heal.MaxPerMinute = l.integer("heal.max_per_minute", 1, 1<<20)
+	c.Heal.Interval = l.duration("heal.interval")
+	c.Heal.MaxRooms = l.integer("heal.max_rooms", 1, 1<<22)
+	if c.Heal.Interval > c.Heal.PresenceTTL && c.Heal.PresenceTTL > 0 {
+		l.fail("heal.interval", "must not be longer than heal.presence_ttl (%s), got %s", c.Heal.PresenceTTL, c.Heal.Interval)
+	}
+
 	// log
 	switch lv := strings.ToLower(l.str("log.level")); lv {
 	case "debug":
@@ -556,6 +589,10 @@ func (l *loader) load() Config {
 	c.Profile.Website = c.Nests.ConsoleURL
 	return c
 }
+
+// maxPubkeysPerHealRoom bounds heal.min_present: the healer remembers at
+// most this many pubkeys per room (internal/heal).
+const maxPubkeysPerHealRoom = 64
 
 // MaxRepublishInterval bounds lifecycle.republish_interval: Amethyst treats a
 // 30312 whose created_at is more than 8 hours old as closed.
@@ -1034,6 +1071,14 @@ func (c Config) LogValue() slog.Value {
 		slog.Group("lifecycle",
 			"republish_interval", c.Lifecycle.RepublishInterval,
 			"reconcile_interval", c.Lifecycle.ReconcileInterval),
+		slog.Group("heal",
+			"enabled", c.Heal.Enabled,
+			"presence_ttl", c.Heal.PresenceTTL,
+			"min_present", c.Heal.MinPresent,
+			"new_id", c.Heal.NewID,
+			"max_per_minute", c.Heal.MaxPerMinute,
+			"interval", c.Heal.Interval,
+			"max_rooms", c.Heal.MaxRooms),
 		slog.Group("log", "level", c.Log.Level.String(), "format", c.Log.Format),
 		slog.Group("profile", "name", c.Profile.Name, "about", c.Profile.About, "picture", c.Profile.Picture),
 	)
