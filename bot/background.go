@@ -5,7 +5,9 @@ import (
 	"time"
 
 	"github.com/livekit/protocol/auth"
+	"github.com/livekit/protocol/livekit"
 
+	"github.com/nestbot/nestbot/nostrx"
 	"github.com/nestbot/nestbot/rooms"
 )
 
@@ -23,6 +25,14 @@ func (s *Service) background() []func(context.Context) {
 		lc.run,
 		s.pending.run,
 	}
+	sink := lc.webhook
+	if h := s.newHealer(lk); h != nil { // auto-heal (bot/heal.go, internal/heal)
+		tasks = append(tasks, h.Run)
+		sink = func(ev *livekit.WebhookEvent) { lc.webhook(ev); h.Webhook(ev) }
+		lc.occupied = func(d string) bool {
+			return h.Present(nostrx.Coordinate{Kind: nostrx.KindRoom, Author: s.PublicKey(), D: d}) >= s.cfg.Heal.MinPresent
+		}
+	}
 	if s.cfg.HTTP.Listen != "" {
 		ready := readiness{
 			relays: s.RelaysConnected,
@@ -38,7 +48,7 @@ func (s *Service) background() []func(context.Context) {
 			},
 		}
 		keys := auth.NewSimpleKeyProvider(s.cfg.LiveKit.APIKey, s.cfg.LiveKit.APISecret)
-		h := s.guard.handler(s.cfg.HTTP.WebhookPath, opsHandler(s.log, s.metrics.reg, ready, s.cfg.HTTP.WebhookPath, keys, lc.webhook, m))
+		h := s.guard.handler(s.cfg.HTTP.WebhookPath, opsHandler(s.log, s.metrics.reg, ready, s.cfg.HTTP.WebhookPath, keys, sink, m))
 		tasks = append(tasks, func(ctx context.Context) { serveOps(ctx, s.log, s.cfg.HTTP.Listen, h) })
 	}
 	return tasks

@@ -120,7 +120,7 @@ func defaultConfig() Config {
 			SeenCache:         100000,
 		},
 		Lifecycle: LifecycleConfig{RepublishInterval: time.Hour, ReconcileInterval: time.Minute},
-		Heal: HealConfig{Enabled: true, PresenceTTL: 5 * time.Minute, MinPresent: 1, MaxPerMinute: 30, Interval: 15 * time.Second, MaxRooms: 10000},
+		Heal:      HealConfig{Enabled: true, PresenceTTL: 5 * time.Minute, MinPresent: 1, MaxPerMinute: 30, Interval: 15 * time.Second, MaxRooms: 10000},
 		Log:       LogConfig{Level: slog.LevelInfo, Format: "text"},
 		Profile: ProfileConfig{
 			Name:  "nestbot",
@@ -280,7 +280,7 @@ func TestConfigFile(t *testing.T) {
 			SeenCache:         1000,
 		},
 		Lifecycle: LifecycleConfig{RepublishInterval: 150 * time.Minute, ReconcileInterval: 15 * time.Second},
-		Heal: HealConfig{Enabled: true, PresenceTTL: 5 * time.Minute, MinPresent: 1, MaxPerMinute: 30, Interval: 15 * time.Second, MaxRooms: 10000},
+		Heal:      HealConfig{Enabled: true, PresenceTTL: 5 * time.Minute, MinPresent: 1, MaxPerMinute: 30, Interval: 15 * time.Second, MaxRooms: 10000},
 		Log:       LogConfig{Level: slog.LevelDebug, Format: "json"},
 		Profile:   ProfileConfig{Name: "Room Bot", About: "hi", Picture: "https://img.example/p.png"},
 	}

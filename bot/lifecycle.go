@@ -120,6 +120,10 @@ type lifecycle struct {
 	now   func() time.Time
 
 	adoptCursor int // where the next reconcile's adoption checks start
+	// occupied, when set, reports that people are present in the bot's
+	// room d (auto-heal's presence): a room gone from LiveKit is then left
+	// to the healer instead of being published closed.
+	occupied func(d string) bool
 }
 
 func newLifecycle(s *Service, lk *rooms.LiveKitRooms, m *opsMetrics) *lifecycle {
@@ -375,6 +379,10 @@ func (lc *lifecycle) checkRoomOnce(ctx context.Context, d string) error {
 // changed the room in the meantime.
 func (lc *lifecycle) apply(ctx context.Context, d string, act lifecycleAction, successor string) {
 	s := lc.svc
+	if act == actCloseGone && lc.occupied != nil && lc.occupied(d) {
+		s.log.Debug("lifecycle: room gone from LiveKit while people are present; left to auto-heal", "room", d)
+		return
+	}
 	if act == actForget {
 		if err := s.store.RemoveOwned(ctx, d); err != nil {
 			s.log.Warn("lifecycle: cannot unindex room", "room", d, "err", err)
