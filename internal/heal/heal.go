@@ -129,6 +129,7 @@ type Healer struct {
 	lookups  *rate.Limiter
 	verifies *rate.Limiter
 	heals    *prometheus.CounterVec
+	checks   *prometheus.CounterVec
 }
 
 type oursAt struct {
@@ -184,7 +185,7 @@ func (s *seen) fresh(cutoff time.Time) int {
 func (h *Healer) Register(reg prometheus.Registerer) {
 	h.init()
 	if reg != nil {
-		reg.MustRegister(h.heals)
+		reg.MustRegister(h.heals, h.checks)
 	}
 }
 
@@ -201,6 +202,10 @@ func (h *Healer) init() {
 			Name: "nestbot_heals_total",
 			Help: "Rooms found broken while people were in them, by reason (livekit_missing, bare_room, record_gone) and outcome (healed; failed; rate_limited: heal.max_per_minute spent; disabled: heal.new_id is off).",
 		}, []string{"reason", "outcome"})
+		h.checks = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nestbot_heal_checks_total",
+			Help: "Passes of the healer over the occupied rooms, by outcome (ok; error: LiveKit did not answer).",
+		}, []string{"outcome"})
 		if h.Log == nil {
 			h.Log = slog.New(slog.DiscardHandler)
 		}
@@ -437,6 +442,8 @@ func (h *Healer) tick(ctx context.Context) {
 	}
 	sort.Slice(cands, func(i, j int) bool { return cands[i].present > cands[j].present })
 	cands = cands[:min(len(cands), maxChecksPerTick)]
+	outcome := "ok"
+	defer func() { h.checks.WithLabelValues(outcome).Inc() }()
 	if len(cands) == 0 {
 		return
 	}
@@ -450,6 +457,7 @@ func (h *Healer) tick(ctx context.Context) {
 	list, err := h.LiveKit.List(lctx, names)
 	cancel()
 	if err != nil {
+		outcome = "error"
 		h.Log.Warn("heal: LiveKit did not answer; next tick retries", "err", err)
 		return
 	}
