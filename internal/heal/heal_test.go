@@ -1,0 +1,213 @@
+package heal
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nbd-wtf/go-nostr"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/nestbot/nestbot/nostrx"
+	"github.com/nestbot/nestbot/rooms"
+)
+
+// Fast checks of the healer's screening, bounds and hand-off with fakes;
+// the real stack is in e2e/heal_test.go.
+
+type fakeStore struct {
+	mu      sync.Mutex
+	records map[string]*rooms.Record
+	lasts   map[string]*nostr.Event
+	reads   int
+}
+
+func (f *fakeStore) Record(_ context.Context, id string) (*rooms.Record, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.reads++
+	return f.records[id], nil
+}
+
+func (f *fakeStore) LastEvent(_ context.Context, d string) (*nostr.Event, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.reads++
+	return f.lasts[d], nil
+}
+
+func (f *fakeStore) CountHeal(context.Context, time.Time) (int64, error) { return 1, nil }
+
+type fakeLiveKit map[string]*rooms.LiveRoom
+
+func (f fakeLiveKit) List(_ context.Context, names []string) ([]*rooms.LiveRoom, error) {
+	var out []*rooms.LiveRoom
+	for _, n := range names {
+		if r := f[n]; r != nil {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+type fakeEngine struct {
+	calls  map[string]rooms.HealOptions
+	result func(c nostrx.Coordinate) *rooms.Healed
+}
+
+func (f *fakeEngine) Heal(_ context.Context, c nostrx.Coordinate, opt rooms.HealOptions) (*rooms.Healed, error) {
+	f.calls[c.D] = opt
+	return f.result(c), nil
+}
+
+type key struct {
+	sk, pk string
+}
+
+func newKey(t *testing.T) key {
+	sk := nostr.GeneratePrivateKey()
+	pk, err := nostr.GetPublicKey(sk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key{sk, pk}
+}
+
+func presenceEvent(t *testing.T, k key, a string, at time.Time) *nostr.Event {
+	ev := &nostr.Event{Kind: KindPresence, CreatedAt: nostr.Timestamp(at.Unix()), Tags: nostr.Tags{{"a", a, "wss://r.example", "root"}}}
+	if err := ev.Sign(k.sk); err != nil {
+		t.Fatal(err)
+	}
+	return ev
+}
+
+func newHealer(bot string, st *fakeStore) *Healer {
+	h := &Healer{Bot: bot, Store: st, Set: Settings{PresenceTTL: 5 * time.Minute, MinPresent: 1, MaxPerMinute: 10, Interval: time.Second, MaxRooms: 4, DependencyTimeout: time.Second}}
+	h.Register(prometheus.NewRegistry())
+	return h
+}
+
+var anyFilter = nostr.Filters{{Kinds: []int{KindPresence}}}
+
+func TestTakeScreensPresence(t *testing.T) {
+	now := time.Now()
+	bot, host, other, p1, p2 := newKey(t), newKey(t), newKey(t), newKey(t), newKey(t)
+	st := &fakeStore{
+		records: map[string]*rooms.Record{"ours": {ID: "ours", Host: host.pk}, "botroom": {ID: "botroom", Host: host.pk}},
+		lasts:   map[string]*nostr.Event{"botroom": {PubKey: bot.pk}},
+	}
+	h := newHealer(bot.pk, st)
+	ctx := context.Background()
+	ours := nostrx.Coordinate{Kind: nostrx.KindRoom, Author: host.pk, D: "ours"}
+	stranger := nostrx.Coordinate{Kind: nostrx.KindRoom, Author: other.pk, D: "ours"} // same d, another author
+	botRoom := nostrx.Coordinate{Kind: nostrx.KindRoom, Author: bot.pk, D: "botroom"}
+
+	bad := presenceEvent(t, p2, ours.String(), now)
+	bad.Sig = presenceEvent(t, p2, ours.String(), now.Add(-time.Second)).Sig
+	for _, ev := range []*nostr.Event{
+		presenceEvent(t, p1, ours.String(), now.Add(-10*time.Minute)), // stale
+		presenceEvent(t, p1, ours.String(), now.Add(5*time.Minute)),   // from the future
+		presenceEvent(t, p1, stranger.String(), now),                  // another author's coordinate
+		presenceEvent(t, p1, "30311:"+host.pk+":ours", now),           // not a room
+		presenceEvent(t, p1, "30312:"+host.pk+":"+"bad d!", now),      // unreadable coordinate
+		bad, // signature of another event
+	} {
+		h.take(ctx, ev, anyFilter)
+	}
+	if n := h.Present(ours); n != 0 {
+		t.Fatalf("junk counted as presence: %d", n)
+	}
+	if n := h.Present(stranger); n != 0 {
+		t.Fatalf("a stranger's coordinate counted: %d", n)
+	}
+	h.take(ctx, presenceEvent(t, p1, ours.String(), now), anyFilter)
+	h.take(ctx, presenceEvent(t, p1, ours.String(), now), anyFilter) // the same pubkey again
+	h.take(ctx, presenceEvent(t, p2, ours.String(), now.Add(-time.Minute)), anyFilter)
+	h.take(ctx, presenceEvent(t, p1, botRoom.String(), now), anyFilter)
+	if n := h.Present(ours); n != 2 {
+		t.Fatalf("present in our room: %d, want 2", n)
+	}
+	if n := h.Present(botRoom); n != 1 {
+		t.Fatalf("present in the bot's room: %d, want 1", n)
+	}
+	// "ours" is cached: later events of the same room do not read Redis.
+	reads := st.reads
+	for range 20 {
+		h.take(ctx, presenceEvent(t, p1, stranger.String(), now), anyFilter)
+	}
+	if st.reads != reads {
+		t.Fatalf("%d Redis reads for a room already looked up", st.reads-reads)
+	}
+}
+
+func TestPresenceBounded(t *testing.T) {
+	now := time.Now()
+	var s seen
+	s.at = map[string]time.Time{}
+	for i := range 3 * maxPubkeysPerRoom {
+		s.add(fmt.Sprintf("%064d", i), now.Add(time.Duration(i)*time.Second))
+	}
+	if n := s.fresh(now.Add(-time.Hour)); n != maxPubkeysPerRoom {
+		t.Fatalf("%d pubkeys kept, want %d", n, maxPubkeysPerRoom)
+	}
+	// The newest are the ones kept.
+	if _, ok := s.at[fmt.Sprintf("%064d", 3*maxPubkeysPerRoom-1)]; !ok {
+		t.Fatal("the newest pubkey was dropped")
+	}
+
+	bot, host, p := newKey(t), newKey(t), newKey(t)
+	st := &fakeStore{records: map[string]*rooms.Record{}}
+	for i := range 10 {
+		d := fmt.Sprintf("room%d", i)
+		st.records[d] = &rooms.Record{ID: d, Host: host.pk}
+	}
+	h := newHealer(bot.pk, st) // MaxRooms 4
+	for i := range 10 {
+		c := nostrx.Coordinate{Kind: nostrx.KindRoom, Author: host.pk, D: fmt.Sprintf("room%d", i)}
+		h.take(context.Background(), presenceEvent(t, p, c.String(), now), anyFilter)
+	}
+	if n := h.presence.Len(); n != 4 {
+		t.Fatalf("presence table holds %d rooms, want heal.max_rooms = 4", n)
+	}
+}
+
+// TestTickHandsBrokenRooms: only occupied rooms that look broken reach the
+// engine, with Present set; a heal is counted and told once.
+func TestTickHandsBrokenRooms(t *testing.T) {
+	now := time.Now()
+	bot, host, p := newKey(t), newKey(t), newKey(t)
+	rec := func(d string) *rooms.Record { return &rooms.Record{ID: d, Host: host.pk} }
+	st := &fakeStore{records: map[string]*rooms.Record{"missing": rec("missing"), "bare": rec("bare"), "fine": rec("fine"), "empty": rec("empty")}}
+	h := newHealer(bot.pk, st)
+	h.LiveKit = fakeLiveKit{
+		"bare":  {Name: "bare", SID: "RM_bare"},
+		"fine":  {Name: "fine", SID: "RM_fine", Metadata: `{"nestId":"fine","host":"` + host.pk + `"}`},
+		"empty": {Name: "empty", SID: "RM_empty"},
+	}
+	eng := &fakeEngine{calls: map[string]rooms.HealOptions{}, result: func(c nostrx.Coordinate) *rooms.Healed {
+		return &rooms.Healed{Reason: rooms.HealLiveKitMissing, Action: rooms.HealRestarted, Host: c.Author, Room: c}
+	}}
+	h.Engine = eng
+	told := 0
+	h.Notify = func(context.Context, *rooms.Healed, int) error { told++; return nil }
+	for _, d := range []string{"missing", "bare", "fine"} {
+		c := nostrx.Coordinate{Kind: nostrx.KindRoom, Author: host.pk, D: d}
+		h.take(context.Background(), presenceEvent(t, p, c.String(), now), anyFilter)
+	}
+	h.tick(context.Background())
+	if len(eng.calls) != 2 || !eng.calls["missing"].Present || !eng.calls["bare"].Present || eng.calls["missing"].Allow == nil {
+		t.Fatalf("engine called for %v, want missing and bare with Present and a budget", eng.calls)
+	}
+	if told != 2 {
+		t.Fatalf("told %d hosts, want 2", told)
+	}
+	if n := testutil.ToFloat64(h.heals.WithLabelValues(rooms.HealLiveKitMissing, "healed")); n != 2 {
+		t.Fatalf("heals counted %v", n)
+	}
+	if n := testutil.ToFloat64(h.checks.WithLabelValues("ok")); n != 1 {
+		t.Fatalf("passes counted %v", n)
+	}
+}
