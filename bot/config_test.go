@@ -549,6 +549,11 @@ func TestConfigErrors(t *testing.T) {
 		// lifecycle
 		{name: "republish interval too long", env: map[string]string{"NESTBOT_LIFECYCLE_REPUBLISH_INTERVAL": "8h"}, wantKey: "lifecycle.republish_interval", wantMsg: "under 8h"},
 		{name: "republish interval zero", env: map[string]string{"NESTBOT_LIFECYCLE_REPUBLISH_INTERVAL": "0s"}, wantKey: "lifecycle.republish_interval"},
+		{name: "heal interval over presence ttl", env: map[string]string{"NESTBOT_HEAL_INTERVAL": "10m"}, wantKey: "heal.interval", wantMsg: "heal.presence_ttl"},
+		{name: "heal min present zero", env: map[string]string{"NESTBOT_HEAL_MIN_PRESENT": "0"}, wantKey: "heal.min_present"},
+		{name: "heal min present over the table", env: map[string]string{"NESTBOT_HEAL_MIN_PRESENT": "65"}, wantKey: "heal.min_present"},
+		{name: "heal new id not a bool", env: map[string]string{"NESTBOT_HEAL_NEW_ID": "maybe"}, wantKey: "heal.new_id"},
+		{name: "heal max per minute zero", env: map[string]string{"NESTBOT_HEAL_MAX_PER_MINUTE": "0"}, wantKey: "heal.max_per_minute"},
 		{name: "reconcile interval no unit", file: "lifecycle:\n  reconcile_interval: 60\n", wantKey: "lifecycle.reconcile_interval", wantMsg: "unit"},
 
 		// pubkeys

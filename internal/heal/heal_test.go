@@ -211,3 +211,51 @@ func TestTickHandsBrokenRooms(t *testing.T) {
 		t.Fatalf("passes counted %v", n)
 	}
 }
+
+type countingStore struct {
+	fakeStore
+	n int64
+}
+
+func (c *countingStore) CountHeal(context.Context, time.Time) (int64, error) { c.n++; return c.n, nil }
+
+// TestTickBudget: heal.max_per_minute is asked right before each repair;
+// a refused repair is counted rate_limited, and nobody is told.
+func TestTickBudget(t *testing.T) {
+	now := time.Now()
+	bot, host, p := newKey(t), newKey(t), newKey(t)
+	st := &countingStore{fakeStore: fakeStore{records: map[string]*rooms.Record{}}}
+	for _, d := range []string{"a", "b", "c"} {
+		st.records[d] = &rooms.Record{ID: d, Host: host.pk}
+	}
+	h := &Healer{Bot: bot.pk, Store: st, LiveKit: fakeLiveKit{},
+		Set: Settings{PresenceTTL: 5 * time.Minute, MinPresent: 1, MaxPerMinute: 2, Interval: time.Second, MaxRooms: 8, DependencyTimeout: time.Second}}
+	h.Register(prometheus.NewRegistry())
+	h.Engine = engineFunc(func(ctx context.Context, c nostrx.Coordinate, opt rooms.HealOptions) (*rooms.Healed, error) {
+		h := &rooms.Healed{Reason: rooms.HealLiveKitMissing, Host: c.Author, Room: c}
+		if ok, err := opt.Allow(ctx); err != nil || !ok {
+			h.Skip = rooms.HealSkipRateLimited
+			return h, err
+		}
+		h.Action = rooms.HealRestarted
+		return h, nil
+	})
+	told := 0
+	h.Notify = func(context.Context, *rooms.Healed, int) error { told++; return nil }
+	for _, d := range []string{"a", "b", "c"} {
+		c := nostrx.Coordinate{Kind: nostrx.KindRoom, Author: host.pk, D: d}
+		h.take(context.Background(), presenceEvent(t, p, c.String(), now), anyFilter)
+	}
+	h.tick(context.Background())
+	healed := testutil.ToFloat64(h.heals.WithLabelValues(rooms.HealLiveKitMissing, "healed"))
+	limited := testutil.ToFloat64(h.heals.WithLabelValues(rooms.HealLiveKitMissing, "rate_limited"))
+	if healed != 2 || limited != 1 || told != 2 {
+		t.Fatalf("healed %v, rate_limited %v, told %d; want 2, 1, 2", healed, limited, told)
+	}
+}
+
+type engineFunc func(ctx context.Context, c nostrx.Coordinate, opt rooms.HealOptions) (*rooms.Healed, error)
+
+func (f engineFunc) Heal(ctx context.Context, c nostrx.Coordinate, opt rooms.HealOptions) (*rooms.Healed, error) {
+	return f(ctx, c, opt)
+}
