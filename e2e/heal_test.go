@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/livekit/protocol/livekit"
+	"github.com/livekit/protocol/webhook"
 	lksdk "github.com/livekit/server-sdk-go/v2"
 	"github.com/nbd-wtf/go-nostr"
 
@@ -172,9 +173,8 @@ func TestHealRestartsMissingRoom(t *testing.T) {
 		t.Fatalf("DM %q (naddr %s)", dms[0].Content, naddr)
 	}
 	checkNoToken(t, dms[0].Content)
-	if n := heals(t, r, "livekit_missing", "healed"); n != 1 {
-		t.Fatalf("nestbot_heals_total{livekit_missing,healed} = %v", n)
-	}
+	// Counted once the DM is out (no other room is broken yet).
+	waitFor(t, "the heal counted", func() bool { return heals(t, r, "livekit_missing", "healed") == 1 })
 
 	w.barrier()
 	if got := w.liveRoom(id); got == nil || got.Sid != after.Sid {
@@ -240,9 +240,7 @@ func TestHealBareRoomAfterLiveKitRestart(t *testing.T) {
 	if got := w.liveRoom(id); got == nil || got.NumParticipants != 1 || got.Sid != bare.Sid {
 		t.Fatalf("room after the heal %v", got)
 	}
-	if n := heals(t, r, "bare_room", "healed"); n != 1 {
-		t.Fatalf("nestbot_heals_total{bare_room,healed} = %v", n)
-	}
+	waitFor(t, "the heal counted", func() bool { return heals(t, r, "bare_room", "healed") == 1 })
 }
 
 // TestHealThreeReplicasOnce: three replicas on one Redis notice the same
@@ -345,4 +343,69 @@ func TestHealRecordGone(t *testing.T) {
 	if dms := w.hostDMs(dmRelay.URL, host); len(dms) != 1 {
 		t.Fatalf("host holds %d DMs, want 1", len(dms))
 	}
+}
+
+// TestHealBareRoomByWebhook: without any presence, LiveKit's
+// participant_joined webhook for a bare room of a recorded room is enough:
+// LiveKit counts a participant there, and the bot restores the metadata.
+func TestHealBareRoomByWebhook(t *testing.T) {
+	w, dmRelay := healWorld(t)
+	r := w.run(true)
+	r.waitRelays(t, 1)
+	host, listener := newUser(t), newUser(t)
+	w.publishRelayLists(host, []string{dmRelay.URL}, nil)
+	id := uuid.NewString()
+	w.nestsRecord(id, host.pk, nil, nil)
+	p := join(t, w, nestsToken(t, w, id, listener.pk, "listener"))
+	var bare *livekit.Room
+	waitFor(t, "LiveKit counts the participant", func() bool { bare = w.liveRoom(id); return bare != nil && bare.NumParticipants == 1 })
+	if bare.Metadata != "" {
+		t.Fatalf("want a bare room, got metadata %q", bare.Metadata)
+	}
+	w.notifyLiveKit(r.base, &livekit.WebhookEvent{Event: webhook.EventParticipantJoined, Id: "EV_join", CreatedAt: time.Now().Unix(), Room: bare})
+
+	healed := w.waitHealed(id, "")
+	if healed.Sid != bare.Sid || healed.NumParticipants != 1 {
+		t.Fatalf("room after the heal %v (was %s)", healed, bare.Sid)
+	}
+	select {
+	case <-p.disconnected:
+		t.Fatal("the participant was disconnected")
+	default:
+	}
+	waitFor(t, "the host's DM", func() bool { return len(w.hostDMs(dmRelay.URL, host)) == 1 })
+}
+
+// TestHealAndHostRequestOnce: the host asks for a restart of a room the
+// healer is restoring at the same time. The room is recreated once: either
+// the heal came first and the host is answered with the healed room ("was
+// restarted moments ago"), or the request came first and the healer finds
+// the room healthy.
+func TestHealAndHostRequestOnce(t *testing.T) {
+	w, dmRelay := healWorld(t)
+	w.cfg.Limits.RoomCooldown = time.Hour // a second restart would need the cool-down to end
+	r := w.run(false)
+	r.waitRelays(t, 1)
+	host, listener := newUser(t), newUser(t)
+	w.publishRelayLists(host, []string{dmRelay.URL}, nil)
+	id, before := w.liveNest(host)
+	w.presence(listener, coord(host.pk, id), time.Time{})
+	w.deleteLiveRoom(id)
+	res := restartResult(t, w.ask(host, coord(host.pk, id), "restart").Payload)
+	after := w.waitHealed(id, before.Sid)
+	w.barrier()
+
+	// The barrier's rooms have hosts of their own: the host's DMs are this
+	// room's heals, and the pass that would send one has ended.
+	healed := len(w.hostDMs(dmRelay.URL, host))
+	switch {
+	case res.Message == "Nest restarted" && healed == 0:
+	case res.Message == "Nest was restarted moments ago; rejoin with this token" && healed == 1:
+	default:
+		t.Fatalf("answer %q with %d heals: the room was restarted twice or not at all", res.Message, healed)
+	}
+	if got := w.liveRoom(id); got == nil || got.Sid != after.Sid {
+		t.Fatalf("room restarted again: %v, first %s", got, after.Sid)
+	}
+	checkToken(t, w, res.Token, id, host.pk)
 }
