@@ -125,6 +125,7 @@ type Healer struct {
 	presence *lru.Cache[string, *seen]  // coordinate → who is there
 	ours     *lru.Cache[string, oursAt] // coordinate → is a room of this deployment
 	quiet    *lru.Cache[string, time.Time]
+	finished *lru.Cache[string, time.Time] // LiveKit room name → when LiveKit said it finished
 	hints    chan string
 	lookups  *rate.Limiter
 	verifies *rate.Limiter
@@ -169,6 +170,19 @@ func (s *seen) add(pubkey string, at time.Time) {
 	s.at[pubkey] = at
 }
 
+// newest is the newest presence's time, zero when none.
+func (s *seen) newest() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var t time.Time
+	for _, at := range s.at {
+		if at.After(t) {
+			t = at
+		}
+	}
+	return t
+}
+
 // fresh counts pubkeys seen since cutoff and forgets the others.
 func (s *seen) fresh(cutoff time.Time) int {
 	s.mu.Lock()
@@ -195,6 +209,7 @@ func (h *Healer) init() {
 		h.presence, _ = lru.New[string, *seen](n)
 		h.ours, _ = lru.New[string, oursAt](n)
 		h.quiet, _ = lru.New[string, time.Time](n)
+		h.finished, _ = lru.New[string, time.Time](n)
 		h.hints = make(chan string, maxHints)
 		h.lookups = rate.NewLimiter(oursLookups, 2*oursLookups)
 		h.verifies = rate.NewLimiter(verifications, 2*verifications)
@@ -225,13 +240,21 @@ func (h *Healer) now() time.Time {
 // room).
 func (h *Healer) Webhook(ev *livekit.WebhookEvent) {
 	h.init()
-	switch ev.GetEvent() {
-	case webhook.EventParticipantJoined, webhook.EventRoomStarted:
-	default:
-		return
-	}
 	name := ev.GetRoom().GetName()
 	if !nostrx.ValidD(name) {
+		return
+	}
+	switch ev.GetEvent() {
+	case webhook.EventParticipantJoined, webhook.EventRoomStarted:
+		h.finished.Remove(name)
+	case webhook.EventRoomFinished:
+		// LiveKit ended the room itself (its last participant left, or
+		// someone deleted it): people still counted present left with it,
+		// unless they publish presence again afterwards. A crash sends no
+		// webhook.
+		h.finished.Add(name, h.now())
+		return
+	default:
 		return
 	}
 	select {
@@ -410,7 +433,8 @@ func (h *Healer) isOurs(ctx context.Context, c nostrx.Coordinate) bool {
 // candidate is a room to check this tick.
 type candidate struct {
 	c       nostrx.Coordinate
-	present int // fresh presences
+	present int       // fresh presences
+	newest  time.Time // the newest of them
 }
 
 // tick checks the occupied rooms and the webhook hints once.
@@ -429,7 +453,7 @@ func (h *Healer) tick(ctx context.Context) {
 			continue
 		}
 		if n >= max(h.Set.MinPresent, 1) {
-			byKey[key] = &candidate{c: s.c, present: n}
+			byKey[key] = &candidate{c: s.c, present: n, newest: s.newest()}
 		}
 	}
 	h.addHints(ctx, byKey)
@@ -517,6 +541,12 @@ func (h *Healer) check(ctx context.Context, cand *candidate, live *rooms.LiveRoo
 	case rec == nil:
 		return // a host's room without a record: nothing says it is ours any more
 	case live == nil && cand.present > 0:
+		if at, ok := h.finished.Peek(c.D); ok && !cand.newest.After(at) {
+			// LiveKit finished the room and nobody has said since that
+			// they are still there: the room ended, it did not break.
+			h.Log.Debug("heal: LiveKit finished the room and no presence came since", "room", c.String())
+			return
+		}
 		reason = rooms.HealLiveKitMissing
 	case live != nil && !rooms.OwnMetadata(live.Metadata, rec) && (cand.present > 0 || live.Participants > 0):
 		reason = rooms.HealBareRoom

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/livekit/protocol/livekit"
+	"github.com/livekit/protocol/webhook"
 	"github.com/nbd-wtf/go-nostr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -258,4 +260,36 @@ type engineFunc func(ctx context.Context, c nostrx.Coordinate, opt rooms.HealOpt
 
 func (f engineFunc) Heal(ctx context.Context, c nostrx.Coordinate, opt rooms.HealOptions) (*rooms.Healed, error) {
 	return f(ctx, c, opt)
+}
+
+// TestFinishedRoomNeedsNewPresence: a room LiveKit itself finished (room_finished
+// webhook) is not healed on presence from before; presence published after
+// it is someone still there, and the room is healed.
+func TestFinishedRoomNeedsNewPresence(t *testing.T) {
+	t0 := time.Now().Truncate(time.Second)
+	clock := t0
+	bot, host, p := newKey(t), newKey(t), newKey(t)
+	st := &fakeStore{records: map[string]*rooms.Record{"r": {ID: "r", Host: host.pk}}}
+	h := newHealer(bot.pk, st)
+	h.Now = func() time.Time { return clock }
+	h.LiveKit = fakeLiveKit{}
+	eng := &fakeEngine{calls: map[string]rooms.HealOptions{}, result: func(c nostrx.Coordinate) *rooms.Healed {
+		return &rooms.Healed{Reason: rooms.HealLiveKitMissing, Action: rooms.HealRestarted, Host: c.Author, Room: c}
+	}}
+	h.Engine = eng
+	h.Notify = func(context.Context, *rooms.Healed, int) error { return nil }
+	c := nostrx.Coordinate{Kind: nostrx.KindRoom, Author: host.pk, D: "r"}
+
+	h.take(context.Background(), presenceEvent(t, p, c.String(), t0.Add(-time.Minute)), anyFilter)
+	h.Webhook(&livekit.WebhookEvent{Event: webhook.EventRoomFinished, Room: &livekit.Room{Name: "r"}})
+	h.tick(context.Background())
+	if len(eng.calls) != 0 {
+		t.Fatal("a room LiveKit finished was healed on presence from before")
+	}
+	clock = t0.Add(10 * time.Second)
+	h.take(context.Background(), presenceEvent(t, p, c.String(), t0.Add(5*time.Second)), anyFilter)
+	h.tick(context.Background())
+	if _, ok := eng.calls["r"]; !ok {
+		t.Fatal("presence after the finish did not heal the room")
+	}
 }
