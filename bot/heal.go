@@ -84,7 +84,7 @@ func (s *Service) healText(h *rooms.Healed, present int) string {
 	case 1:
 		people = "1 person was"
 	}
-	naddr := h.Room.Naddr(firstN(h.Relays, 3)...)
+	naddr := h.Room.Naddr(healFirstN(h.Relays, 3)...)
 	if h.Result != nil && h.Result.Naddr != "" {
 		naddr = h.Result.Naddr
 	}
@@ -108,7 +108,7 @@ func (s *Service) healText(h *rooms.Healed, present int) string {
 	return "Your room " + h.Room.D + " was repaired:\n\n" + links
 }
 
-func firstN(s []string, n int) []string {
+func healFirstN(s []string, n int) []string {
 	if len(s) > n {
 		return s[:n]
 	}

@@ -293,3 +293,19 @@ func TestFinishedRoomNeedsNewPresence(t *testing.T) {
 		t.Fatal("presence after the finish did not heal the room")
 	}
 }
+
+// BenchmarkTakeForeign is the cost of a presence event for another
+// deployment's room once that room is known not to be ours: what a busy
+// public relay's presence traffic costs the bot per event, after the
+// relay client decoded it.
+func BenchmarkTakeForeign(b *testing.B) {
+	bot, host, p := newKey(&testing.T{}), newKey(&testing.T{}), newKey(&testing.T{})
+	h := newHealer(bot.pk, &fakeStore{records: map[string]*rooms.Record{}})
+	c := nostrx.Coordinate{Kind: nostrx.KindRoom, Author: host.pk, D: "3f2b9c1e-7a4d-4e8b-9f00-1c2d3e4f5a6b"}
+	ev := presenceEvent(&testing.T{}, p, c.String(), time.Now())
+	h.take(context.Background(), ev, anyFilter) // looked up once, not ours
+	b.ReportAllocs()
+	for b.Loop() {
+		h.take(context.Background(), ev, anyFilter)
+	}
+}
