@@ -18,7 +18,7 @@ import (
 // Run calls it once, after the outbox exists.
 func (s *Service) background() []func(context.Context) {
 	m := newOpsMetrics(s.metrics.reg)
-	lk := rooms.NewLiveKitRooms(s.cfg.LiveKit.URL, s.cfg.LiveKit.APIKey, s.cfg.LiveKit.APISecret, rooms.RoomOptions{})
+	lk := rooms.NewLiveKitRooms(s.cfg.LiveKit.URL, s.cfg.LiveKit.APIKey, s.cfg.LiveKit.APISecret.Reveal(), rooms.RoomOptions{})
 	lc := newLifecycle(s, lk, m)
 	tasks := []func(context.Context){
 		func(ctx context.Context) { s.publishIdentity(ctx, m) },
@@ -47,7 +47,7 @@ func (s *Service) background() []func(context.Context) {
 				return err
 			},
 		}
-		keys := auth.NewSimpleKeyProvider(s.cfg.LiveKit.APIKey, s.cfg.LiveKit.APISecret)
+		keys := auth.NewSimpleKeyProvider(s.cfg.LiveKit.APIKey, s.cfg.LiveKit.APISecret.Reveal())
 		h := s.guard.handler(s.cfg.HTTP.WebhookPath, opsHandler(s.log, s.metrics.reg, ready, s.cfg.HTTP.WebhookPath, keys, sink, m))
 		tasks = append(tasks, func(ctx context.Context) { serveOps(ctx, s.log, s.cfg.HTTP.Listen, h) })
 	}

@@ -132,7 +132,7 @@ func (s *Service) screenWrap(wrap *nostr.Event, now time.Time) *dmCommand {
 
 	// The wrap's key is random per message: its conversation key is not
 	// worth caching, unlike the seal's, which belongs to a returning sender.
-	ck, err := nip44.GenerateConversationKey(wrap.PubKey, s.cfg.Nostr.SecretKey)
+	ck, err := nip44.GenerateConversationKey(wrap.PubKey, s.cfg.Nostr.SecretKey.Reveal())
 	if err != nil {
 		s.metrics.dropped.WithLabelValues("undecryptable").Inc()
 		return nil
@@ -236,7 +236,7 @@ func (s *Service) screenNIP04(ev *nostr.Event, now time.Time) *dmCommand {
 		s.metrics.dropped.WithLabelValues("duplicate").Inc()
 		return nil
 	}
-	key, err := nip04.ComputeSharedSecret(ev.PubKey, s.cfg.Nostr.SecretKey)
+	key, err := nip04.ComputeSharedSecret(ev.PubKey, s.cfg.Nostr.SecretKey.Reveal())
 	if err != nil {
 		s.metrics.dropped.WithLabelValues("undecryptable").Inc()
 		return nil

@@ -416,7 +416,7 @@ func TestIntakeNIP17(t *testing.T) {
 		}
 	})
 	t.Run("the bot's own message", func(t *testing.T) {
-		self := dmSender{sk: s.cfg.Nostr.SecretKey, pk: bot}
+		self := dmSender{sk: s.cfg.Nostr.SecretKey.Reveal(), pk: bot}
 		before := dropped(t, s, "own_message")
 		if intakeOne(s, self.wrap(t, self.rumor(bot, "restart x", now), bot, nil)) != nil || dropped(t, s, "own_message") != before+1 {
 			t.Fatal("own message not dropped")
@@ -458,7 +458,7 @@ func TestIntakeNIP04(t *testing.T) {
 	if intakeOne(s, alice.nip04(t, other.pk, "status x", now)) != nil {
 		t.Fatal("a DM to someone else was queued")
 	}
-	self := dmSender{sk: s.cfg.Nostr.SecretKey, pk: bot}
+	self := dmSender{sk: s.cfg.Nostr.SecretKey.Reveal(), pk: bot}
 	if intakeOne(s, self.nip04(t, bot, "status x", now)) != nil {
 		t.Fatal("own message queued")
 	}

@@ -100,13 +100,13 @@ const ShutdownGrace = 20 * time.Second
 // New wires a service from a validated configuration. It opens no
 // connection yet; Run does.
 func New(cfg Config, log *slog.Logger) (*Service, error) {
-	signer, err := nostrx.NewSigner(cfg.Nostr.SecretKey, 10_000)
+	signer, err := nostrx.NewSigner(cfg.Nostr.SecretKey.Reveal(), 10_000)
 	if err != nil {
 		return nil, fmt.Errorf("nostr.secret_key: %w", err)
 	}
 	store, err := rooms.OpenRedisStore(rooms.RedisOptions{
-		URL: cfg.Redis.URL, Mode: cfg.Redis.Mode, Addrs: cfg.Redis.Addrs, MasterName: cfg.Redis.MasterName,
-		SentinelUsername: cfg.Redis.SentinelUsername, SentinelPassword: cfg.Redis.SentinelPassword, TLSCAFile: cfg.Redis.TLSCAFile,
+		URL: cfg.Redis.URL.Reveal(), Mode: cfg.Redis.Mode, Addrs: cfg.Redis.Addrs, MasterName: cfg.Redis.MasterName,
+		SentinelUsername: cfg.Redis.SentinelUsername, SentinelPassword: cfg.Redis.SentinelPassword.Reveal(), TLSCAFile: cfg.Redis.TLSCAFile,
 	}, cfg.Redis.KeyPrefix, cfg.Redis.BotPrefix, cfg.Redis.RoomTTL)
 	if oe := (*rooms.OptionError)(nil); errors.As(err, &oe) {
 		return nil, &ConfigError{Key: oe.Key, Reason: oe.Reason}
@@ -150,13 +150,13 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	s.guard.window = wrapBackdate + max(cfg.Nostr.MaxRequestAge, cfg.Nostr.MaxDMAge) + time.Hour
 	s.engine = &rooms.Engine{
 		State: observedState{s.store, s.known},
-		LiveKit: rooms.NewLiveKitRooms(cfg.LiveKit.URL, cfg.LiveKit.APIKey, cfg.LiveKit.APISecret, rooms.RoomOptions{
+		LiveKit: rooms.NewLiveKitRooms(cfg.LiveKit.URL, cfg.LiveKit.APIKey, cfg.LiveKit.APISecret.Reveal(), rooms.RoomOptions{
 			MaxParticipants:  uint32(cfg.LiveKit.MaxParticipants),
 			EmptyTimeout:     cfg.LiveKit.EmptyTimeout,
 			DepartureTimeout: cfg.LiveKit.DepartureTimeout,
 		}),
 		Signer: signer,
-		Tokens: rooms.Tokens{APIKey: cfg.LiveKit.APIKey, APISecret: cfg.LiveKit.APISecret, TTL: cfg.LiveKit.TokenTTL},
+		Tokens: rooms.Tokens{APIKey: cfg.LiveKit.APIKey, APISecret: cfg.LiveKit.APISecret.Reveal(), TTL: cfg.LiveKit.TokenTTL},
 		Set: rooms.Settings{
 			Relays: cfg.Nostr.Relays, ServiceURL: cfg.Nests.ServiceURL, Endpoint: endpoint,
 			Cooldown: cfg.Limits.RoomCooldown, DependencyBudget: cfg.Limits.DependencyTimeout,

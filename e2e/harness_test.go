@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/nestbot/nestbot/bot"
+	"github.com/nestbot/nestbot/internal/config"
 	"github.com/nestbot/nestbot/internal/stack"
 	"github.com/nestbot/nestbot/nostrx"
 	"github.com/nestbot/nestbot/rooms"
@@ -58,11 +59,11 @@ func newWorld(t *testing.T, nRelays int) *world {
 		t.Fatalf("load config: %v", err)
 	}
 	cfg.Nostr.Relays = w.relayURLs()
-	cfg.Redis.URL = w.redis.URL
+	cfg.Redis.URL = config.SecretURL(w.redis.URL)
 	cfg.LiveKit.URL = w.lk.URL
 	cfg.LiveKit.PublicURL = w.lk.WSURL
 	cfg.LiveKit.APIKey = w.lk.APIKey
-	cfg.LiveKit.APISecret = w.lk.APISecret
+	cfg.LiveKit.APISecret = config.Secret(w.lk.APISecret)
 	cfg.Limits.DependencyTimeout = 5 * time.Second
 	cfg.Nostr.LookupTimeout = 2 * time.Second
 	// Every relay here is on loopback, and requesters' relay lists and

@@ -23,6 +23,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nestbot/nestbot/bot"
+	"github.com/nestbot/nestbot/internal/config"
 	"github.com/nestbot/nestbot/nostrx"
 )
 
@@ -56,20 +57,20 @@ func rootCmd() *cobra.Command {
 	}
 	var configPath string
 	root.PersistentFlags().StringVar(&configPath, "config", "", "path to config.yaml (default: ./config.yaml when present)")
-	load := func() (bot.Config, error) {
+	load := func() (config.Config, error) {
 		path := configPath
 		if path == "" {
 			if _, err := os.Stat("config.yaml"); err == nil {
 				path = "config.yaml"
 			}
 		}
-		return bot.LoadConfig(path)
+		return config.Load(path)
 	}
 	root.AddCommand(runCmd(load), keygenCmd(), restartCmd(load), versionCmd())
 	return root
 }
 
-func runCmd(load func() (bot.Config, error)) *cobra.Command {
+func runCmd(load func() (config.Config, error)) *cobra.Command {
 	var cpuProfile, heapProfile string
 	cmd := &cobra.Command{
 		Use:   "run",
@@ -149,7 +150,7 @@ func keygenCmd() *cobra.Command {
 	}
 }
 
-func restartCmd(load func() (bot.Config, error)) *cobra.Command {
+func restartCmd(load func() (config.Config, error)) *cobra.Command {
 	var key, botKey, reason, hint, action string
 	var relays []string
 	var noAdopt bool

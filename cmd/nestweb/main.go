@@ -19,7 +19,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/nestbot/nestbot/bot"
+	"github.com/nestbot/nestbot/internal/config"
 	"github.com/nestbot/nestbot/internal/webconsole"
 )
 
@@ -37,7 +37,7 @@ func run(log *slog.Logger) error {
 	listen := flag.String("listen", "127.0.0.1:8080", "host:port to serve on; keep it on loopback for local use")
 	flag.Parse()
 
-	cfg, err := bot.LoadConfig(*configPath)
+	cfg, err := config.Load(*configPath)
 	if err != nil {
 		return err
 	}
