@@ -185,22 +185,6 @@ func isLowerHex64(s string) bool {
 	return true
 }
 
-// DecodePubkey accepts a pubkey as 64-hex or npub and returns lowercase hex.
-func DecodePubkey(s string) (string, error) {
-	s = strings.TrimPrefix(strings.TrimSpace(s), "nostr:")
-	if strings.HasPrefix(s, "npub1") {
-		prefix, v, err := nip19.Decode(s)
-		if err != nil || prefix != "npub" {
-			return "", fmt.Errorf("pubkey %q: not a valid npub", s)
-		}
-		return v.(string), nil
-	}
-	if h := strings.ToLower(s); isLowerHex64(h) {
-		return h, nil
-	}
-	return "", fmt.Errorf("pubkey %q: want npub1… or 64 hex characters", s)
-}
-
 // Npub renders a hex pubkey for humans and logs; invalid input comes back as is.
 func Npub(hex string) string {
 	s, err := nip19.EncodePublicKey(hex)

@@ -356,6 +356,9 @@ func TestDecodePubkey(t *testing.T) {
 		{hostPK[:63], ""},
 		{"", ""},
 		{testRoom.Naddr(), ""},
+		{hexKey(5), ""},       // 64 hex, but x = 5 is not on secp256k1
+		{Npub(hexKey(5)), ""}, // the same as an npub
+		{hexKey(1), "0000000000000000000000000000000000000000000000000000000000000001"}, // x = 1 is
 	}
 	for _, tt := range tests {
 		got, err := DecodePubkey(tt.in)

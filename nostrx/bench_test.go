@@ -5,6 +5,7 @@ package nostrx
 // whole bot end to end.
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 
@@ -170,4 +171,24 @@ func BenchmarkConversationKey(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkParseRoomEvent reads a stranger's 30312 (the look-up of a room
+// whose record is gone): a typical one, and one listing 1,000 participants.
+func BenchmarkParseRoomEvent(b *testing.B) {
+	for _, n := range []int{10, 1000} {
+		ev := BuildRoomEvent(benchSpec(), ts(testNow))
+		for i := range n {
+			ev.Tags = append(ev.Tags, nostr.Tag{"p", hexKey(i + 10), "", "Speaker"})
+		}
+		ev.PubKey = hostPK
+		b.Run(strconv.Itoa(n)+"p", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := ParseRoomEvent(&ev); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

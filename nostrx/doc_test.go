@@ -76,7 +76,7 @@ func TestProtocolDocExamples(t *testing.T) {
 				}
 				rebuilt := BuildRoomEvent(RoomSpec{
 					D: r.Room.D, Title: r.Title, Summary: r.Summary, Topics: r.Topics, Status: r.Status, Service: r.Service,
-					Streaming: r.Streaming[0], Starts: starts, Relays: r.Relays, Host: r.Hosts()[1], Admins: admins,
+					Streaming: r.Streaming[0], Starts: starts, Relays: r.Relays, Host: hostsOf(r)[1], Admins: admins,
 					Speakers: speakers, Replaces: &orig,
 				}, ev.CreatedAt)
 				a, _ := json.Marshal(ev.Tags)

@@ -129,7 +129,7 @@ func FuzzParseRoomEvent(f *testing.F) {
 		if !slices.Contains([]string{"", StatusOpen, StatusPrivate, StatusClosed, StatusPlanned}, r.Status) {
 			t.Fatalf("status %q", r.Status)
 		}
-		if hosts := r.Hosts(); hosts[0] != r.Room.Author || r.RoleOf(r.Room.Author) != RoleHost {
+		if hosts := hostsOf(r); hosts[0] != r.Room.Author || r.RoleOf(r.Room.Author) != RoleHost {
 			t.Fatalf("hosts %v", hosts)
 		}
 

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -108,3 +109,16 @@ func wantCode(t testing.TB, err error, code Code) {
 func unix(n int64) string { return strconv.FormatInt(n, 10) }
 
 func hexOf(c byte, n int) string { return strings.Repeat(string(c), n) }
+
+// hostsOf lists the pubkeys r gives the Host role, the author first and
+// the others sorted.
+func hostsOf(r *RoomEvent) []string {
+	out := []string{r.Room.Author}
+	for pk, role := range r.Roles {
+		if role == RoleHost && pk != r.Room.Author {
+			out = append(out, pk)
+		}
+	}
+	slices.Sort(out[1:])
+	return out
+}

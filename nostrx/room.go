@@ -251,10 +251,16 @@ type RoomEvent struct {
 	// values as written (at most MaxStreaming, each at most MaxURLBytes):
 	// where the room is hosted.
 	Places []string
+
+	spec RoomSpec // the event read back exactly, see Spec
 }
 
-// ParseRoomEvent reads a 30312. It does not verify the signature: callers
-// that got the event from a relay must Verify it first.
+// ParseRoomEvent reads a 30312 leniently, in both vocabularies in use and
+// within the bounds above, to decide who may act; its Spec is the same
+// event read back exactly (see SpecFromEvent). It does not verify the
+// signature: callers that got the event from a relay must Verify it
+// first. Errors: ErrWrongKind for another kind, an *AddressError-carrying
+// error for an author or d that is not a valid coordinate.
 func ParseRoomEvent(ev *nostr.Event) (*RoomEvent, error) {
 	if ev.Kind != KindRoom {
 		return nil, fmt.Errorf("room event: %w: kind %d", ErrWrongKind, ev.Kind)
@@ -263,7 +269,21 @@ func ParseRoomEvent(ev *nostr.Event) (*RoomEvent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("room event %s: %w", ev.ID, err)
 	}
-	r := &RoomEvent{Event: ev, Room: coord, Roles: map[string]Role{}}
+	r := parseRoom(ev)
+	r.Room = coord
+	return r, nil
+}
+
+// parseRoom is the one walk over a 30312's tags. Each tag is read twice
+// over, side by side: leniently into RoomEvent's fields (first value
+// wins, bounded, both vocabularies, relays filtered, "p" tags only with a
+// hex pubkey, "auth" and "endpoint" read as places) and exactly into spec
+// (values as written, roles in tag order) for the round trip of the bot's
+// own events.
+func parseRoom(ev *nostr.Event) *RoomEvent {
+	r := &RoomEvent{Event: ev, Roles: map[string]Role{}}
+	s := &r.spec
+	s.D = ev.Tags.GetD()
 	var name, title string
 	for _, t := range ev.Tags {
 		if len(t) < 2 {
@@ -277,14 +297,17 @@ func ParseRoomEvent(ev *nostr.Event) (*RoomEvent, error) {
 			title = first(title, v)
 		case "summary":
 			r.Summary = first(r.Summary, truncateUTF8(v, MaxSummaryBytes))
+			s.Summary = first(s.Summary, v)
 		case "image":
 			if len(v) <= MaxURLBytes {
 				r.Image = first(r.Image, v)
 			}
+			s.Image = first(s.Image, v)
 		case "color":
 			if len(v) <= MaxColorBytes {
 				r.Color = first(r.Color, v)
 			}
+			s.Color = first(s.Color, v)
 		case "status":
 			r.Status = first(r.Status, normaliseStatus(v))
 		case "starts":
@@ -293,135 +316,48 @@ func ParseRoomEvent(ev *nostr.Event) (*RoomEvent, error) {
 					r.Starts = n
 				}
 			}
+			if s.Starts == 0 {
+				s.Starts, _ = strconv.ParseInt(v, 10, 64)
+			}
 		case "service", "auth":
 			r.addPlace(v)
 			if len(v) <= MaxURLBytes && isHTTPURL(v) {
 				r.Service = first(r.Service, v)
+			}
+			if t[0] == "service" {
+				s.Service = first(s.Service, v)
 			}
 		case "streaming", "endpoint":
 			r.addPlace(v)
 			if len(v) <= MaxURLBytes && len(r.Streaming) < MaxStreaming && !slices.Contains(r.Streaming, v) {
 				r.Streaming = append(r.Streaming, v)
 			}
+			if t[0] == "streaming" {
+				s.Streaming = first(s.Streaming, v)
+			}
 		case "t":
 			if len(v) <= MaxTopicBytes && len(r.Topics) < MaxTopics {
 				r.Topics = append(r.Topics, v)
 			}
+			s.Topics = append(s.Topics, v)
 		case "relays":
 			for _, u := range t[1:] {
 				if len(r.Relays) < MaxRoomRelays && len(u) <= MaxRelayURLBytes && ValidRelayURL(u) && !slices.Contains(r.Relays, u) {
 					r.Relays = append(r.Relays, u)
 				}
 			}
-		case "p":
-			if !isLowerHex64(v) {
-				continue
-			}
-			role := RoleNone
-			if len(t) >= 4 {
-				role = ParseRole(t[3])
-			}
-			if role > r.Roles[v] {
-				r.Roles[v] = role
-			}
-		}
-	}
-	r.Title = truncateUTF8(first(name, title), MaxTitleBytes)
-	r.Vocab = vocabularyOf(ev.Tags)
-	r.Extra = CopiedTags(ev.Tags)
-	return r, nil
-}
-
-// Expired reports whether ev carries a NIP-40 expiration at or before now.
-// An unreadable expiration counts as passed, as for requests: an event
-// whose deadline cannot be read proves nothing. Relays keep serving expired
-// events until they sweep them, so readers must check themselves.
-func Expired(ev *nostr.Event, now time.Time) bool {
-	exp, ok, err := expiration(ev.Tags)
-	return err != nil || (ok && !exp.Time().After(now))
-}
-
-func (r *RoomEvent) addPlace(v string) {
-	if len(v) <= MaxURLBytes && len(r.Places) < MaxStreaming && !slices.Contains(r.Places, v) {
-		r.Places = append(r.Places, v)
-	}
-}
-
-// RoleOf is the role a pubkey holds in the room. The author is always host:
-// almost every client treats the event's author as the host.
-func (r *RoomEvent) RoleOf(pubkey string) Role {
-	if pubkey == r.Room.Author {
-		return RoleHost
-	}
-	return r.Roles[pubkey]
-}
-
-// Hosts lists the pubkeys with the Host role, the author first.
-func (r *RoomEvent) Hosts() []string {
-	out := []string{r.Room.Author}
-	for pk, role := range r.Roles {
-		if role == RoleHost && pk != r.Room.Author {
-			out = append(out, pk)
-		}
-	}
-	slices.Sort(out[1:])
-	return out
-}
-
-// SpecFromEvent reads back the RoomSpec of a 30312 built with
-// BuildRoomEvent, so that the bot can publish a new version of its own
-// event (republished, or closed) that differs only where it means to:
-// BuildRoomEvent(SpecFromEvent(ev), t) has ev's tags. Tags BuildRoomEvent
-// never writes (a role-less "p", a second Host) are dropped. Unlike
-// ParseRoomEvent, which reads anyone's event leniently (both vocabularies,
-// filtered relays) to decide who may act, it keeps values as written.
-func SpecFromEvent(ev *nostr.Event) (RoomSpec, error) {
-	var s RoomSpec
-	if ev.Kind != KindRoom {
-		return s, fmt.Errorf("room event %s: kind %d", ev.ID, ev.Kind)
-	}
-	s.D = ev.Tags.GetD()
-	if s.D == "" {
-		return s, fmt.Errorf("room event %s: no d tag", ev.ID)
-	}
-	var room, title string
-	for _, t := range ev.Tags {
-		if len(t) < 2 {
-			continue
-		}
-		v := t[1]
-		switch t[0] {
-		case "room":
-			room = first(room, v)
-		case "title":
-			title = first(title, v)
-		case "summary":
-			s.Summary = first(s.Summary, v)
-		case "image":
-			s.Image = first(s.Image, v)
-		case "color":
-			s.Color = first(s.Color, v)
-		case "t":
-			s.Topics = append(s.Topics, v)
-		case "status":
-			s.Status = first(s.Status, normaliseStatus(v))
-		case "service":
-			s.Service = first(s.Service, v)
-		case "streaming":
-			s.Streaming = first(s.Streaming, v)
-		case "starts":
-			if s.Starts == 0 {
-				s.Starts, _ = strconv.ParseInt(v, 10, 64)
-			}
-		case "relays":
 			if s.Relays == nil {
 				s.Relays = append([]string{}, t[1:]...)
 			}
 		case "p":
-			if len(t) < 4 {
-				continue
+			role := RoleNone
+			if len(t) >= 4 {
+				role = ParseRole(t[3])
 			}
-			switch ParseRole(t[3]) {
+			if isLowerHex64(v) && role > r.Roles[v] {
+				r.Roles[v] = role
+			}
+			switch role {
 			case RoleHost:
 				if s.Host == "" {
 					s.Host = v
@@ -452,10 +388,57 @@ func SpecFromEvent(ev *nostr.Event) (RoomSpec, error) {
 			}
 		}
 	}
-	s.Title = first(room, title)
-	s.Vocab = vocabularyOf(ev.Tags)
-	s.Extra = CopiedTags(ev.Tags)
-	return s, nil
+	r.Title = truncateUTF8(first(name, title), MaxTitleBytes)
+	r.Vocab = vocabularyOf(ev.Tags)
+	r.Extra = CopiedTags(ev.Tags)
+	s.Title, s.Status, s.Vocab, s.Extra = first(name, title), r.Status, r.Vocab, r.Extra
+	return r
+}
+
+// Expired reports whether ev carries a NIP-40 expiration at or before now.
+// An unreadable expiration counts as passed, as for requests: an event
+// whose deadline cannot be read proves nothing. Relays keep serving expired
+// events until they sweep them, so readers must check themselves.
+func Expired(ev *nostr.Event, now time.Time) bool {
+	exp, ok, err := expiration(ev.Tags)
+	return err != nil || (ok && !exp.Time().After(now))
+}
+
+func (r *RoomEvent) addPlace(v string) {
+	if len(v) <= MaxURLBytes && len(r.Places) < MaxStreaming && !slices.Contains(r.Places, v) {
+		r.Places = append(r.Places, v)
+	}
+}
+
+// RoleOf is the role a pubkey holds in the room. The author is always host:
+// almost every client treats the event's author as the host.
+func (r *RoomEvent) RoleOf(pubkey string) Role {
+	if pubkey == r.Room.Author {
+		return RoleHost
+	}
+	return r.Roles[pubkey]
+}
+
+// Spec is the event read back exactly (see SpecFromEvent). Its slices
+// are the RoomEvent's own: change them on a copy.
+func (r *RoomEvent) Spec() RoomSpec { return r.spec }
+
+// SpecFromEvent reads back the RoomSpec of a 30312 built with
+// BuildRoomEvent, so that the bot can publish a new version of its own
+// event (republished, or closed) that differs only where it means to:
+// BuildRoomEvent(SpecFromEvent(ev), t) has ev's tags. Tags BuildRoomEvent
+// never writes (a role-less "p", a second Host) are dropped. It is the
+// exact half of the one parser (parseRoom), whose lenient half
+// ParseRoomEvent returns; unlike ParseRoomEvent it needs no valid author,
+// only kind 30312 and a d tag, so an unsigned event reads back too.
+func SpecFromEvent(ev *nostr.Event) (RoomSpec, error) {
+	if ev.Kind != KindRoom {
+		return RoomSpec{}, fmt.Errorf("room event %s: kind %d", ev.ID, ev.Kind)
+	}
+	if ev.Tags.GetD() == "" {
+		return RoomSpec{}, fmt.Errorf("room event %s: no d tag", ev.ID)
+	}
+	return parseRoom(ev).spec, nil
 }
 
 func first(have, v string) string {

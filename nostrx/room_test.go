@@ -88,7 +88,7 @@ func TestParseRoomEventLiveKitVocabulary(t *testing.T) {
 	if r.Roles[adminPK] != RoleAdmin || r.Roles[otherPK] != RoleHost {
 		t.Fatalf("roles %v", r.Roles)
 	}
-	if hosts := r.Hosts(); !slices.Equal(hosts, []string{hostPK, otherPK}) {
+	if hosts := hostsOf(r); !slices.Equal(hosts, []string{hostPK, otherPK}) {
 		t.Fatalf("hosts %v", hosts)
 	}
 }
@@ -207,7 +207,7 @@ func TestRoleOf(t *testing.T) {
 			t.Errorf("RoleOf(%s) = %v, want %v", pk[:8], got, want)
 		}
 	}
-	if hosts := r.Hosts(); !slices.Equal(hosts, []string{hostPK}) {
+	if hosts := hostsOf(r); !slices.Equal(hosts, []string{hostPK}) {
 		t.Fatalf("hosts %v", hosts)
 	}
 }
@@ -369,7 +369,7 @@ func TestBuildParseRoundTrip(t *testing.T) {
 	if r.RoleOf(hostPK) != RoleHost || r.RoleOf(botPK) != RoleHost || r.RoleOf(otherPK) != RoleNone {
 		t.Fatal("RoleOf")
 	}
-	if hosts := r.Hosts(); !slices.Equal(hosts, []string{botPK, hostPK}) {
+	if hosts := hostsOf(r); !slices.Equal(hosts, []string{botPK, hostPK}) {
 		t.Fatalf("hosts %v", hosts)
 	}
 	// The "a" tag leads back to the original room.
@@ -446,6 +446,15 @@ func TestSpecFromEventRoundTrip(t *testing.T) {
 			again := BuildRoomEvent(got, 100)
 			if !reflect.DeepEqual(again.Tags, ev.Tags) {
 				t.Fatalf("tags changed on the round trip:\n got  %v\n want %v", again.Tags, ev.Tags)
+			}
+			// The same parser's exact half, on the bot's own (signed) event.
+			ev.PubKey = botPK
+			r, err := ParseRoomEvent(&ev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if again := BuildRoomEvent(r.Spec(), 100); !reflect.DeepEqual(again.Tags, ev.Tags) {
+				t.Fatalf("tags changed on the round trip through ParseRoomEvent:\n got  %v\n want %v", again.Tags, ev.Tags)
 			}
 		})
 	}

@@ -27,13 +27,14 @@ type Signer struct {
 	keys      *lru.Cache[string, [32]byte]
 }
 
-// NewSigner checks the hex secret key (64 hex digits, 0 < key < n) and
+// NewSigner checks the hex secret key (64 hex digits, 0 < key < n, the
+// rule of DecodeSecretKey, which also reads nsec1…) and
 // derives its public key. cacheSize bounds the conversation-key cache
 // (entries; a size below 1 is raised to 1).
 func NewSigner(secretHex string, cacheSize int) (*Signer, error) {
 	secretHex = strings.ToLower(secretHex)
-	if !isLowerHex64(secretHex) || secretHex == zeroKey || secretHex >= curveOrder {
-		return nil, fmt.Errorf("secret key: want 64 hex characters encoding a valid secp256k1 key")
+	if err := checkSecretHex(secretHex); err != nil {
+		return nil, err
 	}
 	b, err := hex.DecodeString(secretHex)
 	if err != nil {
@@ -53,11 +54,6 @@ func NewSigner(secretHex string, cacheSize int) (*Signer, error) {
 		keys:      keys,
 	}, nil
 }
-
-const (
-	zeroKey    = "0000000000000000000000000000000000000000000000000000000000000000"
-	curveOrder = "fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141"
-)
 
 // PublicKey is the hex public key events are signed with.
 func (s *Signer) PublicKey() string { return s.public }

@@ -19,7 +19,7 @@ import (
 // TestStoreOnCluster runs every multi-key step of a restart on a real
 // six-node Redis Cluster: the lock with the batched reads, the pending
 // choice, the commit of a recreation under a new ID (the old room's and
-// the new room's keys are in different slots), SetReplacement, and the
+// the new room's keys are in different slots), and the
 // claim scripts, taking over a claim whose owner's lease ended. Before
 // the hash-tagged layout the commit failed with CROSSSLOT and the claim
 // take-over with "Script attempted to access a non local key".
@@ -58,7 +58,7 @@ func TestStoreOnCluster(t *testing.T) {
 		if got, err := s.Replacement(ctx, old); err != nil || got != newID {
 			t.Fatalf("replacement = %q, %v", got, err)
 		}
-		if got, err := s.PendingReplacement(ctx, old); err != nil || got != "" {
+		if got, err := pendingOf(ctx, s, old); err != nil || got != "" {
 			t.Fatalf("pending after commit = %q, %v", got, err)
 		}
 		if n := cc.Exists(ctx, s.keys.Lock(old.D)).Val(); n != 0 {
@@ -69,9 +69,6 @@ func TestStoreOnCluster(t *testing.T) {
 		}
 		if got, err := s.LastEvent(ctx, newID); err != nil || got == nil || got.CreatedAt != 42 {
 			t.Fatalf("last event = %v, %v", got, err)
-		}
-		if err := s.SetReplacement(ctx, old, newID, time.Hour); err != nil {
-			t.Fatalf("SetReplacement on a cluster: %v", err)
 		}
 		// In place: record, event, cool-down and release.
 		lk2, view2, err := s.LockView(ctx, nostrx.Coordinate{Kind: nostrx.KindRoom, Author: host, D: newID}, time.Minute)
@@ -197,7 +194,7 @@ func TestRecreateAfterPublicChangeIsIncomplete(t *testing.T) {
 	if !errors.Is(err, ErrIncomplete) {
 		t.Fatalf("publish refused after the room was created: %v (code %s), want ErrIncomplete", err, nostrx.CodeOf(err))
 	}
-	pending, err := s.PendingReplacement(ctx, old)
+	pending, err := pendingOf(ctx, s, old)
 	if err != nil || pending == "" {
 		t.Fatalf("pending choice after the cut: %q %v", pending, err)
 	}
@@ -244,7 +241,7 @@ func TestMigrateKeys(t *testing.T) {
 	if ttl := rdb.TTL(ctx, s.keys.Replaced(c)).Val(); ttl <= 0 || ttl > time.Hour {
 		t.Fatalf("migrated TTL %v", ttl)
 	}
-	if got, _ := s.PendingReplacement(ctx, nostrx.Coordinate{Kind: nostrx.KindRoom, Author: a, D: "other-room"}); got != "pending-room" {
+	if got, _ := pendingOf(ctx, s, nostrx.Coordinate{Kind: nostrx.KindRoom, Author: a, D: "other-room"}); got != "pending-room" {
 		t.Fatalf("pending after migration = %q", got)
 	}
 	if got := rdb.Get(ctx, s.keys.Event("kept")).Val(); got != "new" {

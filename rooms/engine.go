@@ -15,31 +15,49 @@ import (
 	"github.com/nestbot/nestbot/nostrx"
 )
 
-// State is the Redis side of Engine: room records and the bot's own
-// bookkeeping. RedisStore implements it.
+// State is the storage side of Engine: room records and the bot's own
+// bookkeeping, exactly the calls Engine makes. RedisStore implements it
+// over Redis (keys.go lists the keys); memstore.Store implements it in
+// memory, with the same semantics, for fast tests of Engine's decisions.
+// Errors that may pass (the store did not answer) wrap ErrUnavailable:
+// Engine retries them within its dependency budget.
 type State interface {
+	// Record returns room id's record, nil when there is none.
 	Record(ctx context.Context, id string) (*Record, error)
+	// PutRecord writes rec with the room TTL.
 	PutRecord(ctx context.Context, rec *Record) error
+	// Lock takes room's lock, waiting until ctx ends; ttl bounds how long
+	// it is held. The func releases it.
 	Lock(ctx context.Context, room string, ttl time.Duration) (func(), error)
 	// LockView is Lock for c.D plus the reads Restart starts with, batched.
-	LockView(ctx context.Context, c nostrx.Coordinate, ttl time.Duration) (*RoomLock, RoomView, error)
+	LockView(ctx context.Context, c nostrx.Coordinate, ttl time.Duration) (HeldLock, RoomView, error)
+	// Replacement returns the ID of the room that replaced c, or "".
 	Replacement(ctx context.Context, c nostrx.Coordinate) (string, error)
-	SetReplacement(ctx context.Context, c nostrx.Coordinate, newID string, ttl time.Duration) error
-	ChoosePending(ctx context.Context, c nostrx.Coordinate, newID string, ttl time.Duration) (string, error)
-	// ChoosePendingLast is ChoosePending and LastEvent of the chosen ID.
+	// ChoosePendingLast records newID as c's replacement-to-be unless one
+	// is recorded already (the first choice wins), and returns the ID that
+	// holds with the last 30312 the bot published for it (nil for none).
 	ChoosePendingLast(ctx context.Context, c nostrx.Coordinate, newID string, ttl time.Duration) (string, *nostr.Event, error)
-	MarkRestarted(ctx context.Context, room string, cooldown time.Duration) error
+	// CoolingDown reports whether room was (re)started within its cool-down.
 	CoolingDown(ctx context.Context, room string) (bool, error)
+	// MarkRecreating notes that room's LiveKit room oldSID ("" for none) was
+	// deleted and its replacement is being created; Commit clears it.
 	MarkRecreating(ctx context.Context, room, oldSID string, ttl time.Duration) error
+	// Recreating returns the mark MarkRecreating left for room, if any.
 	Recreating(ctx context.Context, room string) (oldSID string, marked bool, err error)
 	// CountNewRoom counts a recreation under a new ID in now's minute and
 	// returns that minute's count, all replicas together.
 	CountNewRoom(ctx context.Context, now time.Time) (int64, error)
+	// LastEvent returns the last 30312 the bot published for d, or nil.
 	LastEvent(ctx context.Context, d string) (*nostr.Event, error)
-	SaveEvent(ctx context.Context, ev *nostr.Event) error
-	// Commit applies the writes that end a restart and then releases lock.
-	Commit(ctx context.Context, w Writes, lock *RoomLock) error
+	// Commit applies the writes that end a restart and then releases lock
+	// (when not nil), which must come from the same store.
+	Commit(ctx context.Context, w Writes, lock HeldLock) error
 }
+
+// HeldLock is a room lock a State handed out (LockView). Unlock releases
+// it unless Commit or an earlier Unlock already did; it is safe to call
+// more than once.
+type HeldLock interface{ Unlock() }
 
 // LiveKit is the media side of Engine. LiveKitRooms implements it.
 type LiveKit interface {
@@ -333,7 +351,7 @@ func (e *Engine) follow(ctx context.Context, c nostrx.Coordinate, newID string) 
 // holds what LockView already read about it; lk, when not nil, is released
 // together with the final writes. last is the bot's last event for it and
 // hostEv the host's own event (adoption), both nil when there is none.
-func (e *Engine) restartInPlace(ctx context.Context, req nostrx.Request, target nostrx.Coordinate, rec *Record, role nostrx.Role, pre *RoomView, last *nostr.Event, hostEv *nostrx.RoomEvent, lk *RoomLock) (*Result, error) {
+func (e *Engine) restartInPlace(ctx context.Context, req nostrx.Request, target nostrx.Coordinate, rec *Record, role nostrx.Role, pre *RoomView, last *nostr.Event, hostEv *nostrx.RoomEvent, lk HeldLock) (*Result, error) {
 	var cooling bool
 	var err error
 	if pre != nil && pre.CoolingErr == nil {
@@ -347,12 +365,14 @@ func (e *Engine) restartInPlace(ctx context.Context, req nostrx.Request, target 
 	// whoever the requester named; the record's own author is unknown.
 	owned := last != nil && last.PubKey == e.Signer.PublicKey()
 	var adopted *nostrx.Coordinate // the host's own event took the room over
-	var lastSpec nostrx.RoomSpec
+	var lastEv *nostrx.RoomEvent   // the bot's last event, read once
+	var lastSpec nostrx.RoomSpec   // and read back exactly
 	if owned {
 		target = nostrx.Coordinate{Kind: nostrx.KindRoom, Author: last.PubKey, D: rec.ID}
-		if lastSpec, err = nostrx.SpecFromEvent(last); err != nil {
+		if lastEv, err = nostrx.ParseRoomEvent(last); err != nil {
 			return nil, fmt.Errorf("room %s: %w", rec.ID, err)
 		}
+		lastSpec = lastEv.Spec()
 		adopted = lastSpec.AdoptedBy
 		if hostEv != nil {
 			adopted = &hostEv.Room
@@ -417,11 +437,7 @@ func (e *Engine) restartInPlace(ctx context.Context, req nostrx.Request, target 
 		if err := e.put(ctx, rec); err != nil {
 			return nil, incomplete(err)
 		}
-		orig, err := nostrx.ParseRoomEvent(last)
-		if err != nil {
-			return nil, fmt.Errorf("republish %s: %w", rec.ID, err)
-		}
-		spec := e.spec(rec, orig, now)
+		spec := e.spec(rec, lastEv, now)
 		spec.Replaces = replacesTag(last)
 		if published, err = e.publish(ctx, spec, last); err != nil {
 			return nil, incomplete(err)
@@ -540,7 +556,7 @@ func (e *Engine) recreatedBefore(ctx context.Context, room string, pre *RoomView
 // here by Restart. resuming says a recreation cut off after its public
 // change is being finished: it is not counted against
 // new_rooms_per_minute again.
-func (e *Engine) recreate(ctx context.Context, req nostrx.Request, orig *nostrx.RoomEvent, lk *RoomLock, resuming bool) (*Result, error) {
+func (e *Engine) recreate(ctx context.Context, req nostrx.Request, orig *nostrx.RoomEvent, lk HeldLock, resuming bool) (*Result, error) {
 	if !resuming {
 		if err := e.newRoomBudget(ctx); err != nil {
 			return nil, err
@@ -855,22 +871,16 @@ func (e *Engine) spec(rec *Record, orig *nostrx.RoomEvent, now time.Time) nostrx
 // published for the same d and publishes it. The caller saves it as the
 // last event (Writes.Event) once the rest of its writes are known.
 func (e *Engine) publish(ctx context.Context, spec nostrx.RoomSpec, last *nostr.Event) (*nostr.Event, error) {
-	ev := nostrx.BuildRoomEvent(spec, nextCreatedAt(e.now(), last))
-	if err := e.Signer.Sign(&ev); err != nil {
+	ev, err := RoomPublisher{Signer: e.Signer, Events: e.Events, Relays: e.Set.Relays}.Publish(ctx, spec, last, e.now())
+	if err != nil && !errors.Is(err, errNotAccepted) {
 		return nil, err
 	}
-	relays := e.Set.Relays
-	for _, r := range spec.Relays {
-		if !slices.Contains(relays, r) {
-			relays = append(slices.Clip(relays), r)
-		}
-	}
-	if err := e.Events.Publish(ctx, &ev, relays); err != nil {
+	if err != nil {
 		// The relays' own words stay in the log: they can name relays and
 		// policies the requester has no business seeing.
 		return nil, errors.Join(nostrx.Refuse(nostrx.CodeUnavailable, "no relay accepted the room event; try again shortly"), err)
 	}
-	return &ev, nil
+	return ev, nil
 }
 
 func (e *Engine) result(target nostrx.Coordinate, rec *Record, requester string, role nostrx.Role, msg, sid string, ev *nostr.Event) (*Result, error) {
@@ -900,7 +910,7 @@ func (e *Engine) lock(ctx context.Context, room string) (func(), error) {
 	return unlock, nil
 }
 
-func (e *Engine) lockView(ctx context.Context, c nostrx.Coordinate) (*RoomLock, RoomView, error) {
+func (e *Engine) lockView(ctx context.Context, c nostrx.Coordinate) (HeldLock, RoomView, error) {
 	lockCtx, cancel := context.WithTimeout(ctx, e.Set.DependencyBudget)
 	defer cancel()
 	lk, view, err := e.State.LockView(lockCtx, c, e.Set.DependencyBudget*3+e.Set.LookupTimeout)
@@ -932,7 +942,7 @@ func (e *Engine) put(ctx context.Context, rec *Record) error {
 
 // commit applies w, retrying within the dependency budget, and releases lk
 // with it when lk is not nil.
-func (e *Engine) commit(ctx context.Context, w Writes, lk *RoomLock) error {
+func (e *Engine) commit(ctx context.Context, w Writes, lk HeldLock) error {
 	_, err := retry(ctx, e.Set.DependencyBudget, func(ctx context.Context) (struct{}, error) {
 		return struct{}{}, e.State.Commit(ctx, w, lk)
 	})

@@ -226,7 +226,7 @@ func (e *Engine) Heal(ctx context.Context, c nostrx.Coordinate, opt HealOptions)
 // under a new ID from its last event, as its host's request would (the host
 // named in that event becomes the new record's host; the result carries the
 // adoption template). The caller holds lk; recreate releases it.
-func (e *Engine) healRecordGone(ctx context.Context, c nostrx.Coordinate, spec nostrx.RoomSpec, last *nostr.Event, view *RoomView, lk *RoomLock, opt HealOptions) (*Healed, error) {
+func (e *Engine) healRecordGone(ctx context.Context, c nostrx.Coordinate, spec nostrx.RoomSpec, last *nostr.Event, view *RoomView, lk HeldLock, opt HealOptions) (*Healed, error) {
 	h := &Healed{Reason: HealRecordGone, Host: spec.Host, Room: c, Relays: spec.Relays}
 	if view.ReplacementErr != nil {
 		var err error

@@ -37,7 +37,7 @@ func TestLockLease(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dead.stopHold()
+	dead.(*RoomLock).stopHold()
 	start := time.Now()
 	wctx, cancel := context.WithTimeout(ctx, 10*lockLease)
 	defer cancel()
@@ -49,7 +49,7 @@ func TestLockLease(t *testing.T) {
 		t.Fatalf("waited %v for a dead holder's lock, want at most about one lease (%v)", waited, lockLease)
 	}
 	dead.Unlock() // not ours any more: must not release next's lock
-	if rdb.Get(ctx, "nestbot:{room-b}:lock").Val() != next.token {
+	if rdb.Get(ctx, "nestbot:{room-b}:lock").Val() != next.(*RoomLock).token {
 		t.Fatal("a stale holder released the new holder's lock")
 	}
 	next.Unlock()

@@ -78,7 +78,7 @@ func TestOwnedIndex(t *testing.T) {
 	bot := hexKey(7)
 	ca := nostrx.Coordinate{Kind: nostrx.KindRoom, Author: bot, D: "a"}
 	cc := nostrx.Coordinate{Kind: nostrx.KindRoom, Author: bot, D: "c"}
-	if err := s.SetReplacement(ctx, ca, "a2", time.Hour); err != nil {
+	if err := s.Commit(ctx, Writes{Replaced: &ca, ReplacedBy: "a2", ReplacementTTL: time.Hour}, nil); err != nil {
 		t.Fatal(err)
 	}
 	repl, err := s.Replacements(ctx, []nostrx.Coordinate{ca, cc})

@@ -32,8 +32,9 @@ import (
 // reads of that room still go together, and only the record (whose key
 // belongs to the Nests API server) is read after the lock is held.
 
-// RoomLock is a held per-room lock (nestbot:{<d>}:lock). Unlock releases it
-// unless it was released already, by Commit or an earlier Unlock.
+// RoomLock is RedisStore's HeldLock: a held per-room lock
+// (nestbot:{<d>}:lock). Unlock releases it unless it was released
+// already, by Commit or an earlier Unlock.
 type RoomLock struct {
 	store    *RedisStore
 	key      string
@@ -93,7 +94,7 @@ func (s *RedisStore) singleServer() bool {
 // Lock does, and then reads c's replacement and c.D's record, cool-down and
 // last event. When nobody holds the lock, all of it is one round trip on
 // a single server and two on a cluster (the record is in another slot).
-func (s *RedisStore) LockView(ctx context.Context, c nostrx.Coordinate, ttl time.Duration) (*RoomLock, RoomView, error) {
+func (s *RedisStore) LockView(ctx context.Context, c nostrx.Coordinate, ttl time.Duration) (HeldLock, RoomView, error) {
 	l := s.newRoomLock(c.D)
 	single := s.singleServer()
 	pipe := s.rdb.Pipeline()
@@ -144,7 +145,7 @@ func (s *RedisStore) readView(ctx context.Context, c nostrx.Coordinate) RoomView
 	v.Cooling, v.CoolingErr = s.CoolingDown(ctx, c.D)
 	v.Last, v.LastErr = s.LastEvent(ctx, c.D)
 	v.RecreatingSID, v.Recreating, v.RecreatingErr = s.Recreating(ctx, c.D)
-	v.Pending, v.PendingErr = s.PendingReplacement(ctx, c)
+	v.Pending, v.PendingErr = s.getString(ctx, "pending replacement of "+c.String(), s.keys.Pending(c))
 	return v
 }
 
@@ -187,13 +188,13 @@ func (s *RedisStore) ChoosePendingLast(ctx context.Context, c nostrx.Coordinate,
 // that are set in this order: the record, the last event, the replacement
 // (and the end of the pending choice), the cool-down.
 type Writes struct {
-	Record         *Record            // PutRecord
-	Event          *nostr.Event       // SaveEvent, and AddOwned (RemoveOwned when Closed)
+	Record         *Record            // as PutRecord writes it
+	Event          *nostr.Event       // as SaveEvent writes it, and AddOwned (RemoveOwned when Closed)
 	Closed         bool               // Event closes its room: the bot no longer looks after it
-	Replaced       *nostrx.Coordinate // SetReplacement(*Replaced, ReplacedBy, ReplacementTTL)
+	Replaced       *nostrx.Coordinate // *Replaced was replaced by ReplacedBy (for ReplacementTTL); ends its pending choice
 	ReplacedBy     string
 	ReplacementTTL time.Duration
-	Restarted      string // MarkRestarted(Restarted, Cooldown), and the end of its recreation mark
+	Restarted      string // Restarted's cool-down starts (for Cooldown), and its recreation mark ends
 	Cooldown       time.Duration
 }
 
@@ -207,7 +208,11 @@ type Writes struct {
 // release together. A commit cut off half way is applied again by the
 // retry (every write is idempotent); until the last MULTI the lock is held
 // and the recreation stays pending, so no other request sees half of it.
-func (s *RedisStore) Commit(ctx context.Context, w Writes, lock *RoomLock) error {
+func (s *RedisStore) Commit(ctx context.Context, w Writes, held HeldLock) error {
+	lock, ok := held.(*RoomLock)
+	if held != nil && !ok {
+		return fmt.Errorf("commit restart: lock %T is not a RedisStore lock", held)
+	}
 	var rec, ev []byte
 	var err error
 	if w.Record != nil {

@@ -34,7 +34,7 @@ func ctxFor(t *testing.T) context.Context {
 }
 
 // The batched reads see what the one-by-one reads see, and Commit writes
-// what PutRecord, SaveEvent, SetReplacement and MarkRestarted write.
+// what PutRecord and SaveEvent write, with a replacement and a cool-down.
 func TestLockViewAndCommit(t *testing.T) {
 	s, rdb := pipelineStore(t)
 	ctx := ctxFor(t)
@@ -47,7 +47,7 @@ func TestLockViewAndCommit(t *testing.T) {
 	if err := s.SaveEvent(ctx, ev); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.MarkRestarted(ctx, "room-a", time.Minute); err != nil {
+	if err := s.Commit(ctx, Writes{Restarted: "room-a", Cooldown: time.Minute}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := rdb.Set(ctx, "nestbot:{room-a}:replaced:"+hexKey(1), "room-b", time.Minute).Err(); err != nil {
@@ -72,7 +72,7 @@ func TestLockViewAndCommit(t *testing.T) {
 		v.ReplacementErr != nil || v.RecordErr != nil || v.CoolingErr != nil || v.LastErr != nil {
 		t.Fatalf("batched view %+v differs from one-by-one %+v", v, want)
 	}
-	if tok, _ := rdb.Get(ctx, "nestbot:{room-a}:lock").Result(); tok != lk.token {
+	if tok, _ := rdb.Get(ctx, "nestbot:{room-a}:lock").Result(); tok != lk.(*RoomLock).token {
 		t.Fatalf("lock holds %q, want our token", tok)
 	}
 
@@ -101,7 +101,7 @@ func TestLockViewAndCommit(t *testing.T) {
 		Restarted: "room-a", Cooldown: time.Minute}, lk); err != nil {
 		t.Fatal(err)
 	}
-	if !lk.released.Load() {
+	if !lk.(*RoomLock).released.Load() {
 		t.Fatal("Commit did not mark the lock released")
 	}
 	if err := <-got; err != nil {
@@ -213,4 +213,9 @@ func TestRecreatingMarkWithoutOldRoom(t *testing.T) {
 	if sid, marked, err := s.Recreating(ctx, "r"); !marked || sid != "" || err != nil {
 		t.Fatalf("mark of a room without one: %q %v %v", sid, marked, err)
 	}
+}
+
+// pendingOf reads the new ID a recreation of c that did not finish chose.
+func pendingOf(ctx context.Context, s *RedisStore, c nostrx.Coordinate) (string, error) {
+	return s.getString(ctx, "pending replacement of "+c.String(), s.keys.Pending(c))
 }

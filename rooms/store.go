@@ -146,30 +146,9 @@ func (s *RedisStore) Replacement(ctx context.Context, c nostrx.Coordinate) (stri
 	return s.getString(ctx, "replacement of "+c.String(), s.keys.Replaced(c))
 }
 
-// SetReplacement remembers that the room at c was replaced by room newID, and
-// clears the pending choice for c in the same transaction (both in c.D's
-// slot, so a cluster runs it too).
-func (s *RedisStore) SetReplacement(ctx context.Context, c nostrx.Coordinate, newID string, ttl time.Duration) error {
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Set(ctx, s.keys.Replaced(c), newID, ttl)
-		p.Del(ctx, s.keys.Pending(c))
-		return nil
-	})
-	if err != nil {
-		return redisErr("set replacement of "+c.String(), err)
-	}
-	return nil
-}
-
-// PendingReplacement returns the new ID already chosen for c by a
-// recreation that did not finish, or "". ChoosePending stores one; the
-// first choice wins, so a resumed recreation finishes the same room.
-func (s *RedisStore) PendingReplacement(ctx context.Context, c nostrx.Coordinate) (string, error) {
-	return s.getString(ctx, "pending replacement of "+c.String(), s.keys.Pending(c))
-}
-
 // ChoosePending records newID as c's replacement-to-be unless one is already
-// recorded, and returns the one that holds.
+// recorded, and returns the one that holds: the first choice wins, so a
+// resumed recreation finishes the same room.
 func (s *RedisStore) ChoosePending(ctx context.Context, c nostrx.Coordinate, newID string, ttl time.Duration) (string, error) {
 	key := s.keys.Pending(c)
 	ok, err := s.rdb.SetNX(ctx, key, newID, ttl).Result()
@@ -180,14 +159,6 @@ func (s *RedisStore) ChoosePending(ctx context.Context, c nostrx.Coordinate, new
 		return newID, nil
 	}
 	return s.getString(ctx, "pending replacement of "+c.String(), key)
-}
-
-// MarkRestarted starts a room's cool-down.
-func (s *RedisStore) MarkRestarted(ctx context.Context, room string, cooldown time.Duration) error {
-	if err := s.rdb.Set(ctx, s.keys.Cooldown(room), time.Now().UnixMilli(), cooldown).Err(); err != nil {
-		return redisErr("mark restart of "+room, err)
-	}
-	return nil
 }
 
 // recreatingKey marks a restart in place of room between the deletion of

@@ -313,22 +313,13 @@ func publishOnce(ctx context.Context, url string, ev nostr.Event) error {
 	return rl.Publish(pctx, ev)
 }
 
+// decodeSecret reads --key with the one secret-key rule (nsec1… or hex,
+// a valid secp256k1 key).
 func decodeSecret(s string) (string, error) {
-	s = strings.TrimSpace(s)
-	if s == "" {
+	if strings.TrimSpace(s) == "" {
 		return "", errors.New("a secret key is required")
 	}
-	if strings.HasPrefix(s, "nsec1") {
-		prefix, v, err := nip19.Decode(s)
-		if err != nil || prefix != "nsec" {
-			return "", errors.New("not a valid nsec")
-		}
-		return v.(string), nil
-	}
-	if _, err := nostr.GetPublicKey(s); err != nil || len(s) != 64 {
-		return "", errors.New("want nsec1… or 64 hex characters")
-	}
-	return strings.ToLower(s), nil
+	return nostrx.DecodeSecretKey(s)
 }
 
 func versionCmd() *cobra.Command {

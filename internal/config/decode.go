@@ -1,7 +1,6 @@
 package config
 
 import (
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,10 +11,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/decred/dcrd/dcrec/secp256k1/v4"
 	"github.com/go-viper/mapstructure/v2"
-	"github.com/nbd-wtf/go-nostr"
-	"github.com/nbd-wtf/go-nostr/nip19"
+
+	"github.com/nestbot/nestbot/nostrx"
 )
 
 // Pubkeys is a list of public keys as lowercase hex, given as npub1… or 64
@@ -198,45 +196,26 @@ func toPubkeys(data any) (Pubkeys, error) {
 	return out, nil
 }
 
-// decodePubkey accepts npub1… (NIP-19) or 64 hex characters and returns
-// lowercase hex, only for a point on the curve.
+// decodePubkey is nostrx.DecodePubkey, the one public-key rule (npub1… or
+// 64 hex, a point on the curve), reporting only whether it held.
 func decodePubkey(s string) (string, bool) {
-	s = strings.ToLower(s)
-	if strings.HasPrefix(s, "npub1") {
-		prefix, v, err := nip19.Decode(s)
-		if err != nil || prefix != "npub" {
-			return "", false
-		}
-		s, _ = v.(string)
-	}
-	return s, nostr.IsValidPublicKey(s)
+	pk, err := nostrx.DecodePubkey(s)
+	return pk, err == nil
 }
 
-// decodeSecretKey accepts nsec1… (NIP-19) or 64 hex characters and returns
-// lowercase hex, or a reason that does not repeat the input.
+// decodeSecretKey is nostrx.DecodeSecretKey, the one secret-key rule
+// (nsec1… or 64 hex, a valid secp256k1 key), with its reason, which never
+// repeats the input.
 func decodeSecretKey(s string) (string, string) {
-	lower := strings.ToLower(s)
-	switch {
-	case strings.HasPrefix(lower, "npub1"):
-		return "", "is an npub (a public key); the bot needs its secret key (nsec1… or 64 hex)"
-	case strings.HasPrefix(lower, "nsec1"):
-		prefix, v, err := nip19.Decode(lower)
-		if err != nil || prefix != "nsec" {
-			return "", "is not a valid nsec1… key (bad bech32 encoding or checksum)"
+	sk, err := nostrx.DecodeSecretKey(s)
+	if err != nil {
+		var ke *nostrx.KeyError
+		if errors.As(err, &ke) {
+			return "", ke.Reason
 		}
-		lower, _ = v.(string)
-	case len(lower) != 64:
-		return "", fmt.Sprintf("is not an nsec1… or 64-hex secret key (%d characters)", len(lower))
+		return "", "is not a valid secret key"
 	}
-	b, err := hex.DecodeString(lower)
-	if err != nil || len(b) != 32 {
-		return "", "is not an nsec1… or 64-hex secret key (not hex)"
-	}
-	var sc secp256k1.ModNScalar
-	if overflow := sc.SetByteSlice(b); overflow || sc.IsZero() {
-		return "", "is not a valid secp256k1 secret key (zero or not below the curve order)"
-	}
-	return lower, ""
+	return sk, ""
 }
 
 // describe names the YAML type of a value the key did not expect, without
