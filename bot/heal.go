@@ -38,7 +38,7 @@ func (s *Service) newHealer(lk *rooms.LiveKitRooms) *heal.Healer {
 		Notify:  s.tellHost,
 		Log:     s.log,
 	}
-	h.Register(s.metrics.reg)
+	h.Register(s.Metrics())
 	return h
 }
 
