@@ -5,8 +5,10 @@ import (
 	"time"
 
 	"github.com/livekit/protocol/auth"
+	"github.com/livekit/protocol/livekit"
 
 	"github.com/nestbot/nestbot/internal/ops"
+	"github.com/nestbot/nestbot/nostrx"
 	"github.com/nestbot/nestbot/rooms"
 )
 
@@ -24,6 +26,14 @@ func (s *Service) background() []func(context.Context) {
 		lc.run,
 		s.pending.run,
 	}
+	sink := lc.webhook
+	if h := s.newHealer(lk); h != nil { // auto-heal (bot/heal.go, internal/heal)
+		tasks = append(tasks, h.Run)
+		sink = func(ev *livekit.WebhookEvent) { lc.webhook(ev); h.Webhook(ev) }
+		lc.occupied = func(d string) bool {
+			return h.Present(nostrx.Coordinate{Kind: nostrx.KindRoom, Author: s.PublicKey(), D: d}) >= s.cfg.Heal.MinPresent
+		}
+	}
 	if s.cfg.HTTP.Listen != "" {
 		ready := ops.Readiness{
 			Relays: s.RelaysConnected,
@@ -39,7 +49,7 @@ func (s *Service) background() []func(context.Context) {
 			},
 		}
 		keys := auth.NewSimpleKeyProvider(s.cfg.LiveKit.APIKey, s.cfg.LiveKit.APISecret.Reveal())
-		h := s.guard.handler(s.cfg.HTTP.WebhookPath, ops.Handler(s.log, s.metrics.Reg, ready, s.cfg.HTTP.WebhookPath, keys, lc.webhook, m))
+		h := s.guard.handler(s.cfg.HTTP.WebhookPath, ops.Handler(s.log, s.metrics.Reg, ready, s.cfg.HTTP.WebhookPath, keys, sink, m))
 		tasks = append(tasks, func(ctx context.Context) { ops.Serve(ctx, s.log, s.cfg.HTTP.Listen, h) })
 	}
 	return tasks

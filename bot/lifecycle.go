@@ -53,6 +53,10 @@ type lifecycle struct {
 	now   func() time.Time
 
 	adoptCursor int // where the next reconcile's adoption checks start
+	// occupied, when set, reports that people are present in the bot's
+	// room d (auto-heal's presence): a room gone from LiveKit is then left
+	// to the healer instead of being published closed.
+	occupied func(d string) bool
 }
 
 func newLifecycle(s *Service, lk *rooms.LiveKitRooms, m *ops.Metrics) *lifecycle {
@@ -308,6 +312,10 @@ func (lc *lifecycle) checkRoomOnce(ctx context.Context, d string) error {
 // changed the room in the meantime.
 func (lc *lifecycle) apply(ctx context.Context, d string, act rooms.LifecycleAction, successor string) {
 	s := lc.svc
+	if act == rooms.ActCloseGone && lc.occupied != nil && lc.occupied(d) {
+		s.log.Debug("lifecycle: room gone from LiveKit while people are present; left to auto-heal", "room", d)
+		return
+	}
 	if act == rooms.ActForget {
 		if err := s.store.RemoveOwned(ctx, d); err != nil {
 			s.log.Warn("lifecycle: cannot unindex room", "room", d, "err", err)

@@ -31,6 +31,7 @@ import (
 //	Banswers                     (none)    none, members removed      bot deliveries: sorted set of pending answers' ids by deadline
 //	Bowned                       (none)    none                       Engine (Commit), room lifecycle: set of the d's the bot looks after
 //	Bnewrooms:<unix minute>      (none)    2 min                      Engine (CountNewRoom): recreations under a new ID, all replicas
+//	Bheals:<unix minute>         (none)    2 min                      bot healer (CountHeal, rooms/heal.go): automatic heals, all replicas
 //	Brate:<pubkey>:<unix minute> (none)    2 min                      bot (RateAllow): a requester's requests this minute
 //	Bcheckpoint:<relay URL>      (none)    2 max_request_age + slack  bot listeners: the newest request seen on a relay
 //	Bdmhelp:<pubkey>             (none)    10 min                     bot DMs: the help text was sent to this sender

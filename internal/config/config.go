@@ -59,6 +59,7 @@ type Config struct {
 	HTTP      HTTP      `mapstructure:"http"`
 	Limits    Limits    `mapstructure:"limits"`
 	Lifecycle Lifecycle `mapstructure:"lifecycle"`
+	Heal      Heal      `mapstructure:"heal"`
 	Log       Log       `mapstructure:"log"`
 	Profile   Profile   `mapstructure:"profile"`
 }
@@ -157,6 +158,23 @@ type Lifecycle struct {
 	RepublishInterval time.Duration `mapstructure:"republish_interval" default:"1h"` // under MaxRepublishInterval
 	ReconcileInterval time.Duration `mapstructure:"reconcile_interval" default:"1m"`
 }
+
+// Heal is the "heal" section: auto-heal of rooms of this deployment that
+// broke while people are in them (issue 14, internal/heal,
+// docs/operations.md).
+type Heal struct {
+	Enabled      bool          `mapstructure:"enabled" default:"true"`      // watch presence and heal; false: requests only
+	PresenceTTL  time.Duration `mapstructure:"presence_ttl" default:"5m"`   // a kind 10312 presence is fresh this long
+	MinPresent   int           `mapstructure:"min_present" default:"1"`     // distinct fresh pubkeys that make a room occupied, 1..MaxHealMinPresent
+	NewID        bool          `mapstructure:"new_id" default:"false"`      // recreate a bot room whose record is gone under a new ID
+	MaxPerMinute int           `mapstructure:"max_per_minute" default:"30"` // heals per clock minute, all replicas together
+	Interval     time.Duration `mapstructure:"interval" default:"15s"`      // how often occupied rooms are checked; at most presence_ttl
+	MaxRooms     int           `mapstructure:"max_rooms" default:"10000"`   // rooms in the presence table (LRU)
+}
+
+// MaxHealMinPresent bounds heal.min_present: the healer remembers at most
+// this many pubkeys per room (internal/heal).
+const MaxHealMinPresent = 64
 
 // Log is the "log" section.
 type Log struct {

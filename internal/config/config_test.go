@@ -121,6 +121,7 @@ func defaultConfig() Config {
 			SeenCache:         100000,
 		},
 		Lifecycle: Lifecycle{RepublishInterval: time.Hour, ReconcileInterval: time.Minute},
+		Heal:      Heal{Enabled: true, PresenceTTL: 5 * time.Minute, MinPresent: 1, MaxPerMinute: 30, Interval: 15 * time.Second, MaxRooms: 10000},
 		Log:       Log{Level: slog.LevelInfo, Format: "text"},
 		Profile: Profile{
 			Name:  "nestbot",
@@ -280,6 +281,7 @@ func TestConfigFile(t *testing.T) {
 			SeenCache:         1000,
 		},
 		Lifecycle: Lifecycle{RepublishInterval: 150 * time.Minute, ReconcileInterval: 15 * time.Second},
+		Heal:      Heal{Enabled: true, PresenceTTL: 5 * time.Minute, MinPresent: 1, MaxPerMinute: 30, Interval: 15 * time.Second, MaxRooms: 10000},
 		Log:       Log{Level: slog.LevelDebug, Format: "json"},
 		Profile:   Profile{Name: "Room Bot", About: "hi", Picture: "https://img.example/p.png"},
 	}
@@ -549,6 +551,13 @@ func TestConfigErrors(t *testing.T) {
 		{name: "republish interval too long", env: map[string]string{"NESTBOT_LIFECYCLE_REPUBLISH_INTERVAL": "8h"}, wantKey: "lifecycle.republish_interval", wantMsg: "under 8h"},
 		{name: "republish interval zero", env: map[string]string{"NESTBOT_LIFECYCLE_REPUBLISH_INTERVAL": "0s"}, wantKey: "lifecycle.republish_interval"},
 		{name: "reconcile interval no unit", file: "lifecycle:\n  reconcile_interval: 60\n", wantKey: "lifecycle.reconcile_interval", wantMsg: "unit"},
+		// heal
+		{name: "heal interval over presence ttl", env: map[string]string{"NESTBOT_HEAL_INTERVAL": "10m"}, wantKey: "heal.interval", wantMsg: "heal.presence_ttl"},
+		{name: "heal min present zero", env: map[string]string{"NESTBOT_HEAL_MIN_PRESENT": "0"}, wantKey: "heal.min_present"},
+		{name: "heal min present over the table", env: map[string]string{"NESTBOT_HEAL_MIN_PRESENT": "65"}, wantKey: "heal.min_present"},
+		{name: "heal new id not a bool", env: map[string]string{"NESTBOT_HEAL_NEW_ID": "maybe"}, wantKey: "heal.new_id"},
+		{name: "heal max per minute zero", env: map[string]string{"NESTBOT_HEAL_MAX_PER_MINUTE": "0"}, wantKey: "heal.max_per_minute"},
+		{name: "heal presence ttl no unit", file: "heal:\n  presence_ttl: 300\n", wantKey: "heal.presence_ttl", wantMsg: "unit"},
 
 		// pubkeys
 		{name: "private relays not a boolean", env: map[string]string{"NESTBOT_NOSTR_ALLOW_PRIVATE_RELAYS": "yes please"}, wantKey: "nostr.allow_private_relays", wantMsg: "true or false"},

@@ -73,6 +73,11 @@ func (c Config) rules() []*Error {
 
 	rule("lifecycle.republish_interval", when(c.Lifecycle.RepublishInterval >= MaxRepublishInterval, "must be under %s (clients treat an older room event as closed), got %s", MaxRepublishInterval, c.Lifecycle.RepublishInterval))
 
+	rule("heal.min_present", between(c.Heal.MinPresent, 1, MaxHealMinPresent))
+	rule("heal.max_per_minute", between(c.Heal.MaxPerMinute, 1, 1<<20))
+	rule("heal.max_rooms", between(c.Heal.MaxRooms, 1, 1<<22))
+	rule("heal.interval", when(c.Heal.PresenceTTL > 0 && c.Heal.Interval > c.Heal.PresenceTTL, "must not be longer than heal.presence_ttl (%s), got %s", c.Heal.PresenceTTL, c.Heal.Interval))
+
 	rule("log.format", when(c.Log.Format != "text" && c.Log.Format != "json", "%q is not one of text, json", c.Log.Format))
 
 	rule("profile.picture", urls(nonEmpty(c.Profile.Picture), "http", "https"))
