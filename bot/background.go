@@ -16,7 +16,7 @@ import (
 // Run calls it once, after the outbox exists.
 func (s *Service) background() []func(context.Context) {
 	m := newOpsMetrics(s.metrics.reg)
-	lk := rooms.NewLiveKitRooms(s.cfg.LiveKit.URL, s.cfg.LiveKit.APIKey, s.cfg.LiveKit.APISecret, rooms.RoomOptions{})
+	lk := rooms.NewLiveKitRooms(s.cfg.LiveKit.URL, s.cfg.LiveKit.APIKey, s.cfg.LiveKit.APISecret, rooms.RoomOptions{}).OnCall(s.metrics.deps.livekitCall)
 	lc := newLifecycle(s, lk, m)
 	tasks := []func(context.Context){
 		func(ctx context.Context) { s.publishIdentity(ctx, m) },

@@ -20,6 +20,7 @@ type metrics struct {
 	// retries counts Redis steps of requests tried again (claim: the claim
 	// itself; resume: a restart finished after a public change).
 	retries *prometheus.CounterVec
+	deps    *dependencyCalls // what the bot asks of LiveKit, Redis and relays
 }
 
 func newMetrics(queueDepth func() float64) *metrics {
@@ -54,5 +55,36 @@ func newMetrics(queueDepth func() float64) *metrics {
 	}, queueDepth)
 	m.reg.MustRegister(m.requests, m.latency, m.dropped, m.reconnects, m.connected, m.queue, m.published,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.deps = newDependencyCalls(m.reg)
 	return m
 }
+
+// dependencyCalls count the work the bot asks of the services it shares
+// with others (issue 15): LiveKit API calls by method, Redis round trips
+// (a command, or a pipeline or transaction) and REQs sent to relays by
+// relay host ("other" for strangers' relays). nestbench divides their
+// increase over a run by the restarts in it.
+type dependencyCalls struct {
+	livekit *prometheus.CounterVec
+	redis   prometheus.Counter
+	reqs    *prometheus.CounterVec
+}
+
+func newDependencyCalls(reg *prometheus.Registry) *dependencyCalls {
+	d := &dependencyCalls{
+		livekit: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nestbot_livekit_calls_total", Help: "LiveKit RoomService API calls made, by method.",
+		}, []string{"method"}),
+		redis: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "nestbot_redis_roundtrips_total", Help: "Redis round trips started by the room store: single commands, pipelines and transactions.",
+		}),
+		reqs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nestbot_relay_reqs_total", Help: "REQs sent by the outbox (look-ups, relay lists, forwards), by relay host (the bot's relays; others are \"other\").",
+		}, []string{"relay_host"}),
+	}
+	reg.MustRegister(d.livekit, d.redis, d.reqs)
+	return d
+}
+
+func (d *dependencyCalls) livekitCall(method string) { d.livekit.WithLabelValues(method).Inc() }
+func (d *dependencyCalls) redisRoundTrip()           { d.redis.Inc() }

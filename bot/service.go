@@ -137,6 +137,7 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	s.metrics = newMetrics(func() float64 { return float64(len(s.queue) + len(s.priority)) })
 	s.overload = newOverload(s.metrics.reg, func() float64 { return float64(s.deferred.Len()) })
 	registerKnown(s.metrics.reg, s.known)
+	s.store.CountRoundTrips(s.metrics.deps.redisRoundTrip)
 	s.claims = &claims{
 		store: s.store, instance: newInstanceID(), step: cfg.Limits.DependencyTimeout,
 		lease: 3*cfg.Limits.DependencyTimeout + cfg.Nostr.LookupTimeout + 30*time.Second,
@@ -154,7 +155,7 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 			MaxParticipants:  uint32(cfg.LiveKit.MaxParticipants),
 			EmptyTimeout:     cfg.LiveKit.EmptyTimeout,
 			DepartureTimeout: cfg.LiveKit.DepartureTimeout,
-		}),
+		}).OnCall(s.metrics.deps.livekitCall),
 		Signer: signer,
 		Tokens: rooms.Tokens{APIKey: cfg.LiveKit.APIKey, APISecret: cfg.LiveKit.APISecret, TTL: cfg.LiveKit.TokenTTL},
 		Set: rooms.Settings{
@@ -186,6 +187,7 @@ func (s *Service) Run(ctx context.Context) error {
 	sendCtx, stopSends := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopSends()
 	s.outbox = newOutbox(sendCtx, s.signer, s.log, newRelayPolicy(s.cfg.Nostr.Relays, s.cfg.Nostr.AllowPrivateRelays), s.cfg.Nostr.Relays, s.metrics.reg)
+	s.outbox.reqs = s.metrics.deps.reqs
 	s.outbox.guard = s.guard
 	s.engine.Events = s.outbox // room events feed no lane: see knownSet
 	s.log.Info("nestbot starting", "npub", nostrx.Npub(s.PublicKey()), "relays", s.cfg.Nostr.Relays, "workers", s.cfg.Limits.Workers, "instance", s.claims.instance)

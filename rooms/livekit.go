@@ -50,6 +50,24 @@ type roomAPI struct {
 	mu    sync.Mutex
 	token string
 	renew time.Time
+
+	// onCall, when set (before the first call), is told of every call by
+	// its method name ("CreateRoom", "DeleteRoom", "ListRooms").
+	onCall func(method string)
+}
+
+// OnCall makes l report every LiveKit API call it makes to f with the
+// method's name, e.g. for a Prometheus counter. It is set once, before l
+// is used; it returns l.
+func (l *LiveKitRooms) OnCall(f func(method string)) *LiveKitRooms {
+	l.client.onCall = f
+	return l
+}
+
+func (a *roomAPI) count(method string) {
+	if a.onCall != nil {
+		a.onCall(method)
+	}
 }
 
 // apiTokenTTL is the lifetime of the token the bot calls LiveKit's API
@@ -106,6 +124,7 @@ func (a *roomAPI) CreateRoom(ctx context.Context, req *livekit.CreateRoomRequest
 	if err != nil {
 		return nil, err
 	}
+	a.count("CreateRoom")
 	return a.svc.CreateRoom(ctx, req)
 }
 
@@ -114,6 +133,7 @@ func (a *roomAPI) ListRooms(ctx context.Context, req *livekit.ListRoomsRequest) 
 	if err != nil {
 		return nil, err
 	}
+	a.count("ListRooms")
 	return a.svc.ListRooms(ctx, req)
 }
 
@@ -122,6 +142,7 @@ func (a *roomAPI) DeleteRoom(ctx context.Context, req *livekit.DeleteRoomRequest
 	if err != nil {
 		return nil, err
 	}
+	a.count("DeleteRoom")
 	return a.svc.DeleteRoom(ctx, req)
 }
 
