@@ -508,7 +508,7 @@ func (r *runner) batch(ctx context.Context, preps []*prepared, conc int) ([]outc
 	elapsed := time.Since(start)
 	cpu1, c1 := r.snapshot(ctx)
 	if _, ok := cpu1["nestbot"]; !ok {
-		return nil, 0, usage{}, fmt.Errorf("bot pid %d: CPU time unreadable (exited?)", r.pid)
+		return nil, 0, usage{}, fmt.Errorf("bot pid %d: CPU time unreadable (exited?)\n%s", r.pid, r.proc.tail(20))
 	}
 	if ctx.Err() != nil {
 		return nil, 0, usage{}, ctx.Err()

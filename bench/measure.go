@@ -65,7 +65,7 @@ func (r *runner) snapshot(ctx context.Context) (map[string]time.Duration, counte
 
 // since is the usage from (cpu0, c0) to (cpu1, c1).
 func since(cpu0, cpu1 map[string]time.Duration, c0, c1 counters) usage {
-	u := usage{cpu: map[string]time.Duration{}, ctr: counters{ok: c0.ok && c1.ok, livekit: map[string]float64{}}}
+	u := usage{cpu: map[string]time.Duration{}, ctr: counters{ok: c0.ok && c1.ok, livekit: map[string]float64{}, redisBy: map[string]float64{}}}
 	for name, b := range cpu0 {
 		if a, ok := cpu1[name]; ok {
 			u.cpu[name] = a - b
@@ -74,6 +74,11 @@ func since(cpu0, cpu1 map[string]time.Duration, c0, c1 counters) usage {
 	for m, v := range c1.livekit {
 		u.ctr.livekit[m] = v - c0.livekit[m]
 	}
+	for m, v := range c1.redisBy {
+		if d := v - c0.redisBy[m]; d != 0 {
+			u.ctr.redisBy[m] = d
+		}
+	}
 	u.ctr.redis, u.ctr.reqs = c1.redis-c0.redis, c1.reqs-c0.reqs
 	return u
 }
@@ -81,7 +86,7 @@ func since(cpu0, cpu1 map[string]time.Duration, c0, c1 counters) usage {
 // add accumulates v into u (the soak's chunks).
 func (u *usage) add(v usage) {
 	if u.cpu == nil {
-		*u = usage{cpu: map[string]time.Duration{}, ctr: counters{ok: true, livekit: map[string]float64{}}}
+		*u = usage{cpu: map[string]time.Duration{}, ctr: counters{ok: true, livekit: map[string]float64{}, redisBy: map[string]float64{}}}
 	}
 	for k, d := range v.cpu {
 		u.cpu[k] += d
@@ -89,6 +94,9 @@ func (u *usage) add(v usage) {
 	u.ctr.ok = u.ctr.ok && v.ctr.ok
 	for m, x := range v.ctr.livekit {
 		u.ctr.livekit[m] += x
+	}
+	for m, x := range v.ctr.redisBy {
+		u.ctr.redisBy[m] += x
 	}
 	u.ctr.redis += v.ctr.redis
 	u.ctr.reqs += v.ctr.reqs
@@ -156,12 +164,13 @@ type counters struct {
 	ok      bool
 	livekit map[string]float64
 	redis   float64
+	redisBy map[string]float64 // by command
 	reqs    float64
 }
 
 // scrape reads the bot's counters from url (its /metrics).
 func scrape(ctx context.Context, url string) (counters, error) {
-	c := counters{livekit: map[string]float64{}}
+	c := counters{livekit: map[string]float64{}, redisBy: map[string]float64{}}
 	if url == "" {
 		return c, nil
 	}
@@ -200,7 +209,7 @@ func scrape(ctx context.Context, url string) (counters, error) {
 		return total, true
 	}
 	_, ok1 := sum("nestbot_livekit_calls_total", "method", c.livekit)
-	r, ok2 := sum("nestbot_redis_roundtrips_total", "", nil)
+	r, ok2 := sum("nestbot_redis_roundtrips_total", "cmd", c.redisBy)
 	q, ok3 := sum("nestbot_relay_reqs_total", "", nil)
 	c.redis, c.reqs, c.ok = r, q, ok1 || ok2 || ok3
 	return c, nil
@@ -222,6 +231,7 @@ type Calls struct {
 	LiveKit         float64            `json:"livekit_calls"`
 	LiveKitByMethod map[string]float64 `json:"livekit_by_method"`
 	RedisRoundTrips float64            `json:"redis_roundtrips"`
+	RedisByCommand  map[string]float64 `json:"redis_by_command"`
 	RelayREQs       float64            `json:"relay_reqs"`
 }
 
@@ -245,6 +255,10 @@ func (u usage) perRestart(n int) *Calls {
 		c.LiveKit += d
 	}
 	c.RedisRoundTrips = u.ctr.redis / float64(n)
+	c.RedisByCommand = map[string]float64{}
+	for m, v := range u.ctr.redisBy {
+		c.RedisByCommand[m] = v / float64(n)
+	}
 	c.RelayREQs = u.ctr.reqs / float64(n)
 	return c
 }

@@ -101,7 +101,7 @@ func cdfPlot(r *Run) (*plot.Plot, error) {
 		fl.Color = color.Black
 		fl.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
 		p.Add(fl)
-		p.Legend.Add(fmt.Sprintf("floor %.2f ms (2 hops + LK delete, create + Redis)", f), fl)
+		p.Legend.Add(fmt.Sprintf("floor %.2f ms", f), fl)
 		lo = min(lo, f)
 		if lo == 0 {
 			lo = f

@@ -66,7 +66,7 @@ func newMetrics(queueDepth func() float64) *metrics {
 // increase over a run by the restarts in it.
 type dependencyCalls struct {
 	livekit *prometheus.CounterVec
-	redis   prometheus.Counter
+	redis   *prometheus.CounterVec
 	reqs    *prometheus.CounterVec
 }
 
@@ -75,9 +75,9 @@ func newDependencyCalls(reg *prometheus.Registry) *dependencyCalls {
 		livekit: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "nestbot_livekit_calls_total", Help: "LiveKit RoomService API calls made, by method.",
 		}, []string{"method"}),
-		redis: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "nestbot_redis_roundtrips_total", Help: "Redis round trips started by the room store: single commands, pipelines and transactions.",
-		}),
+		redis: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nestbot_redis_roundtrips_total", Help: "Redis round trips started by the room store, by command (a command's name, pipeline:<first command>, multi:<first command>).",
+		}, []string{"cmd"}),
 		reqs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "nestbot_relay_reqs_total", Help: "REQs sent by the outbox (look-ups, relay lists, forwards), by relay host (the bot's relays; others are \"other\").",
 		}, []string{"relay_host"}),
@@ -86,5 +86,5 @@ func newDependencyCalls(reg *prometheus.Registry) *dependencyCalls {
 	return d
 }
 
-func (d *dependencyCalls) livekitCall(method string) { d.livekit.WithLabelValues(method).Inc() }
-func (d *dependencyCalls) redisRoundTrip()           { d.redis.Inc() }
+func (d *dependencyCalls) livekitCall(method string)  { d.livekit.WithLabelValues(method).Inc() }
+func (d *dependencyCalls) redisRoundTrip(what string) { d.redis.WithLabelValues(what).Inc() }
