@@ -245,6 +245,9 @@ func benchVariant(ctx context.Context, root string, v Variant, o Options) (*Run,
 			run.Profile = strings.TrimSuffix(o.CPUProfile, ".prof") + "." + variant + ".prof"
 		}
 		abs, _ := filepath.Abs(run.Profile)
+		if err := os.MkdirAll(filepath.Dir(abs), 0o755); err != nil {
+			return nil, err
+		}
 		run.HeapProfile = strings.TrimSuffix(abs, ".prof") + ".heap.prof"
 		profile = []string{"--cpuprofile", abs, "--heapprofile", run.HeapProfile}
 	}
