@@ -61,4 +61,30 @@ func TestCountRoundTrips(t *testing.T) {
 	if got := took(); len(got) != 1 || got["get"] != 1 {
 		t.Fatalf("Record made round trips %v, want one GET", got)
 	}
+
+	// A pending answer is stored (hash and index) in one transaction and
+	// removed in one pipeline on a single server.
+	a := PendingAnswer{ID: "req-rt", Event: `{"id":"x"}`, Relays: []string{"wss://r.example.com"}, Deadline: time.Now().Add(time.Minute)}
+	if err := s.AddAnswer(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if got := took(); len(got) != 1 || got["multi:hsetnx"] != 1 {
+		t.Fatalf("AddAnswer made round trips %v, want one transaction", got)
+	}
+	if ids, err := s.rdb.ZRange(ctx, s.keys.Answers(), 0, -1).Result(); err != nil || len(ids) != 1 || ids[0] != "req-rt" {
+		t.Fatalf("index after AddAnswer: %v %v", ids, err)
+	}
+	took()
+	if err := s.RemoveAnswer(ctx, "req-rt"); err != nil {
+		t.Fatal(err)
+	}
+	if got := took(); len(got) != 1 || got["pipeline:del"] != 1 {
+		t.Fatalf("RemoveAnswer made round trips %v, want one pipeline", got)
+	}
+	if got, err := s.Answer(ctx, "req-rt"); err != nil || got != nil {
+		t.Fatalf("answer after RemoveAnswer: %+v %v", got, err)
+	}
+	if n, err := s.rdb.ZCard(ctx, s.keys.Answers()).Result(); err != nil || n != 0 {
+		t.Fatalf("index after RemoveAnswer: %d %v", n, err)
+	}
 }
