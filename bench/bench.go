@@ -34,12 +34,22 @@ type Options struct {
 	SoakConcurrency int           // concurrency of the soak
 	Warmup          int           // restarts before anything is measured
 	Flood           int           // junk events a second in the flood run; 0 skips it
-	Variants        []string      // "pure" and/or "libsecp"
-	BotBin          string        // a prebuilt bot binary instead of building one
+	Variants        []Variant     // the bots to measure, each on a fresh stack, in this order
+	Rounds          int           // how often the list of variants is run (interleaved: a, b, a, b)
+	Relays          int           // the bot's relays (the requesters use the first)
 	CPUProfile      string        // write the bot's CPU profile here (nestbot run --cpuprofile)
 	BotEnv          []string      // extra environment for the bot (GOMAXPROCS=1, GOGC=50 …)
 	Timeout         time.Duration // per exchange
 	Log             io.Writer     // progress
+}
+
+// Variant is one bot to measure: built from this tree ("pure" or, with
+// Libsecp, "libsecp"), or a prebuilt binary Bin (e.g. main's, as the
+// baseline of an interleaved comparison).
+type Variant struct {
+	Name    string
+	Bin     string
+	Libsecp bool
 }
 
 // Results is what a bench run writes as JSON.
@@ -68,13 +78,23 @@ type Settings struct {
 	SoakConcurrency int    `json:"soak_concurrency"`
 	Warmup          int    `json:"warmup"`
 	Flood           int    `json:"flood_rate"`
+	Relays          int    `json:"relays"`
 	BotLimits       string `json:"bot_limits"`
 }
 
 // Run is one bot build measured on a fresh stack.
 type Run struct {
-	Variant    string       `json:"variant"`
-	Bot        buildInfo    `json:"bot"`
+	Variant string    `json:"variant"`
+	Round   int       `json:"round"`
+	Bot     buildInfo `json:"bot"`
+	// LoadAvg is the machine's 1-minute load average when the run started
+	// and when it ended (other work shares the two cores).
+	LoadAvg [2]float64 `json:"load_avg_1m"`
+	// Floor is the sum of the round trips a restart in place cannot avoid,
+	// timed in this run, and the p50s' ratios to it.
+	Floor Floor `json:"floor"`
+	// Processes are the processes whose CPU per restart each batch reports.
+	Processes  []string     `json:"processes"`
 	RelayHop   Latency      `json:"relay_hop"`
 	Deps       Deps         `json:"dependencies"`
 	InPlace    Latency      `json:"restart_in_place"`
@@ -115,6 +135,17 @@ type Latency struct {
 	Seconds     float64        `json:"seconds"`
 	PerSecond   float64        `json:"per_second"`
 	CPUPerReq   float64        `json:"bot_cpu_ms_per_restart"`
+	// CPU is each process's CPU time per restart (ms): nestbot, livekit,
+	// relay1…, redis, and the sums relays, others (all but the bot) and
+	// stack (all).
+	CPU map[string]float64 `json:"cpu_ms_per_restart,omitempty"`
+	// Calls are the bot's LiveKit calls, Redis round trips and relay REQs
+	// per restart, from its metrics; absent for a bot without the counters.
+	Calls   *Calls  `json:"per_restart,omitempty"`
+	LoadAvg float64 `json:"load_avg_1m"` // when the batch ended
+	// Samples are the successful exchanges' latencies (ms), in order of
+	// completion; the CDF plots are drawn from them.
+	Samples []float64 `json:"samples_ms,omitempty"`
 	// The bot's own time per request, from its log (duration_ms: taken off
 	// its queue → a relay accepted the answer), successful requests only.
 	BotP50 float64 `json:"bot_handle_p50_ms,omitempty"`
@@ -148,7 +179,7 @@ type BotLogCounts struct {
 	FloodError int `json:"flood_error"`
 }
 
-// Target is one goal of issue 5 and whether this run met it.
+// Target is one goal of issue 15 and whether this run met it.
 type Target struct {
 	Name string  `json:"name"`
 	Want string  `json:"want"`
@@ -164,16 +195,19 @@ func Bench(ctx context.Context, root string, o Options) (*Results, error) {
 		Machine: Machine{NProc: runtime.NumCPU(), CPU: cpuModel(), GoVersion: runtime.Version(), Kernel: kernel()},
 		Settings: Settings{
 			N: o.N, ThroughputN: o.ThroughputN, Concurrency: o.Concurrency, Soak: o.Soak,
-			SoakConcurrency: o.SoakConcurrency, Warmup: o.Warmup, Flood: o.Flood,
+			SoakConcurrency: o.SoakConcurrency, Warmup: o.Warmup, Flood: o.Flood, Relays: max(o.Relays, 1),
 			BotLimits: "restarts_per_minute=1000000 (default 5), new_rooms_per_minute=0 (no limit; default 60), room_cooldown=10s (default; every request is for a room of its own), workers=16, queue=1024, dependency_timeout=30s, log.level=info",
 		},
 	}
-	for _, v := range o.Variants {
-		run, err := benchVariant(ctx, root, v, o)
-		if err != nil {
-			return res, fmt.Errorf("%s: %w", v, err)
+	for round := range max(o.Rounds, 1) {
+		for _, v := range o.Variants {
+			run, err := benchVariant(ctx, root, v, o)
+			if err != nil {
+				return res, fmt.Errorf("%s: %w", v.Name, err)
+			}
+			run.Round = round + 1
+			res.Runs = append(res.Runs, *run)
 		}
-		res.Runs = append(res.Runs, *run)
 	}
 	return res, nil
 }
@@ -192,18 +226,18 @@ func (o Options) logf(format string, args ...any) {
 	}
 }
 
-func benchVariant(ctx context.Context, root, variant string, o Options) (*Run, error) {
-	libsecp := variant == "libsecp"
-	w, err := startWorld(io.Discard)
+func benchVariant(ctx context.Context, root string, v Variant, o Options) (*Run, error) {
+	variant, libsecp := v.Name, v.Libsecp
+	w, err := startWorld(io.Discard, o.Relays)
 	if err != nil {
 		return nil, fmt.Errorf("start stack (run devstack/install.sh, i.e. make deps, first): %w", err)
 	}
 	defer w.close()
 	dir := w.sess.TempDir()
 
-	bin := o.BotBin
+	bin := v.Bin
 	env := append([]string(nil), o.BotEnv...)
-	run := &Run{Variant: variant, BotEnv: o.BotEnv}
+	run := &Run{Variant: variant, BotEnv: o.BotEnv, LoadAvg: [2]float64{loadAvg()}}
 	var profile []string // nestbot run's profiling flags, for the main bot only
 	if o.CPUProfile != "" {
 		run.Profile = o.CPUProfile
@@ -211,6 +245,9 @@ func benchVariant(ctx context.Context, root, variant string, o Options) (*Run, e
 			run.Profile = strings.TrimSuffix(o.CPUProfile, ".prof") + "." + variant + ".prof"
 		}
 		abs, _ := filepath.Abs(run.Profile)
+		if err := os.MkdirAll(filepath.Dir(abs), 0o755); err != nil {
+			return nil, err
+		}
 		run.HeapProfile = strings.TrimSuffix(abs, ".prof") + ".heap.prof"
 		profile = []string{"--cpuprofile", abs, "--heapprofile", run.HeapProfile}
 	}
@@ -228,9 +265,15 @@ func benchVariant(ctx context.Context, root, variant string, o Options) (*Run, e
 	botSK := nostr.GeneratePrivateKey()
 	bot, _ := nostr.GetPublicKey(botSK)
 	// launch starts the bot as name, on the bench's relay and extraRelays.
+	var metricsURL string
 	launch := func(name string, args []string, extraRelays ...string) (*botProc, error) {
 		cfgPath := filepath.Join(dir, name+".yaml")
-		if err := os.WriteFile(cfgPath, []byte(botConfig(w, botSK, extraRelays...)), 0o600); err != nil {
+		addr, err := freeAddr()
+		if err != nil {
+			return nil, err
+		}
+		metricsURL = "http://" + addr + "/metrics"
+		if err := os.WriteFile(cfgPath, []byte(botConfig(w, botSK, addr, extraRelays...)), 0o600); err != nil {
 			return nil, err
 		}
 		return startBot(bin, cfgPath, filepath.Join(dir, name+".log"), env, args...)
@@ -263,7 +306,15 @@ func benchVariant(ctx context.Context, root, variant string, o Options) (*Run, e
 		}
 		defer conns[i].close()
 	}
-	r := &runner{w: w, bot: bot, proc: proc, pid: proc.pid(), conns: conns, timeout: o.Timeout}
+	procs := &procSet{}
+	procs.set("nestbot", proc.pid())
+	procs.set("livekit", w.lk.PID())
+	for i, rl := range w.relays {
+		procs.set(fmt.Sprintf("relay%d", i+1), rl.PID())
+	}
+	procs.set("redis", w.redis.PID())
+	run.Processes = procs.names
+	r := &runner{w: w, bot: bot, proc: proc, pid: proc.pid(), conns: conns, timeout: o.Timeout, procs: procs, metricsURL: metricsURL}
 
 	o.logf("%s: Redis and LiveKit round trips, %d each", variant, o.N)
 	if run.Deps, err = w.deps(ctx, o.N); err != nil {
@@ -325,6 +376,8 @@ func benchVariant(ctx context.Context, root, variant string, o Options) (*Run, e
 		}
 		defer fproc.stop()
 		r.proc, r.pid = fproc, fproc.pid()
+		r.procs.set("nestbot", fproc.pid())
+		r.metricsURL = metricsURL
 		if run.Flood, err = r.flood(ctx, hostile, o.N, o.Flood); err != nil {
 			return nil, err
 		}
@@ -334,6 +387,8 @@ func benchVariant(ctx context.Context, root, variant string, o Options) (*Run, e
 		run.BotLog.FloodWarn = fproc.countLines("level=WARN")
 		run.BotLog.FloodError = fproc.countLines("level=ERROR")
 	}
+	run.Floor = floorOf(run)
+	run.LoadAvg[1] = loadAvg()
 	run.Targets = targets(run)
 	return run, nil
 }
@@ -348,6 +403,10 @@ type runner struct {
 	pid     int
 	conns   []*conn
 	timeout time.Duration
+	// procs are the processes whose CPU is read around each batch;
+	// metricsURL is the bot's /metrics, for its dependency counters.
+	procs      *procSet
+	metricsURL string
 }
 
 // scenario prepares n fresh hosts and rooms (in place: record and LiveKit
@@ -370,11 +429,12 @@ func (r *runner) scenario(ctx context.Context, n, conc int, inPlace bool) (Laten
 	}
 	ctxSleep(ctx, 200*time.Millisecond) // let setup's traffic settle
 	off := r.proc.logSize()
-	outs, elapsed, cpu, err := r.batch(ctx, preps, conc)
+	outs, elapsed, u, err := r.batch(ctx, preps, conc)
 	if err != nil {
 		return Latency{}, err
 	}
-	l := summarize(r.bot, outs, want, conc, elapsed, cpu)
+	l := summarize(r.bot, outs, want, conc, elapsed, u.cpu["nestbot"])
+	l.CPU, l.Calls, l.LoadAvg = r.procs.perRestart(u, len(outs)), u.perRestart(len(outs)), loadAvg()
 	ctxSleep(ctx, 200*time.Millisecond) // the bot logs a request after its answer went out
 	l.botTimes(r.proc.handleTimes(off))
 	return l, nil
@@ -423,13 +483,14 @@ func (r *runner) relayHop(ctx context.Context, n int) (Latency, error) {
 }
 
 // batch sends every prepared request, conc at a time, and measures the
-// wall time and the bot's CPU time around it.
-func (r *runner) batch(ctx context.Context, preps []*prepared, conc int) ([]outcome, time.Duration, time.Duration, error) {
+// wall time and, around it, every process's CPU time and the bot's
+// dependency counters.
+func (r *runner) batch(ctx context.Context, preps []*prepared, conc int) ([]outcome, time.Duration, usage, error) {
 	outs := make([]outcome, len(preps))
-	cpu0, err := cpuTime(r.pid)
-	if err != nil {
-		return nil, 0, 0, err
+	if _, err := cpuTime(r.pid); err != nil {
+		return nil, 0, usage{}, err
 	}
+	cpu0, c0 := r.snapshot(ctx)
 	start := time.Now()
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -448,14 +509,14 @@ func (r *runner) batch(ctx context.Context, preps []*prepared, conc int) ([]outc
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	cpu1, err := cpuTime(r.pid)
-	if err != nil {
-		return nil, 0, 0, err
+	cpu1, c1 := r.snapshot(ctx)
+	if _, ok := cpu1["nestbot"]; !ok {
+		return nil, 0, usage{}, fmt.Errorf("bot pid %d: CPU time unreadable (exited?)\n%s", r.pid, r.proc.tail(20))
 	}
 	if ctx.Err() != nil {
-		return nil, 0, 0, ctx.Err()
+		return nil, 0, usage{}, ctx.Err()
 	}
-	return outs, elapsed, cpu1 - cpu0, nil
+	return outs, elapsed, since(cpu0, cpu1, c0, c1), nil
 }
 
 // soak runs n restarts in place in chunks (prepared between chunks, off
@@ -464,7 +525,8 @@ func (r *runner) batch(ctx context.Context, preps []*prepared, conc int) ([]outc
 func (r *runner) soak(ctx context.Context, n, conc int, s *Soak) error {
 	const chunk = 1000
 	var all []outcome
-	var elapsed, cpu time.Duration
+	var elapsed time.Duration
+	var used usage
 	var peak int64
 	var times []time.Duration
 	for lo := 0; lo < n; lo += chunk {
@@ -477,7 +539,7 @@ func (r *runner) soak(ctx context.Context, n, conc int, s *Soak) error {
 		}
 		stopSampling := sampleRSS(r.pid)
 		off := r.proc.logSize()
-		outs, e, c, err := r.batch(ctx, preps, conc)
+		outs, e, u, err := r.batch(ctx, preps, conc)
 		ctxSleep(ctx, 100*time.Millisecond)
 		times = append(times, r.proc.handleTimes(off)...)
 		peak = max(peak, stopSampling())
@@ -486,7 +548,7 @@ func (r *runner) soak(ctx context.Context, n, conc int, s *Soak) error {
 		}
 		all = append(all, outs...)
 		elapsed += e
-		cpu += c
+		used.add(u)
 		// Close the chunk's LiveKit rooms, as their empty_timeout would in
 		// time: LiveKit keeps about one chunk of rooms, not all of them, so
 		// the rooms the bot's lifecycle looks after stay the number they
@@ -495,7 +557,8 @@ func (r *runner) soak(ctx context.Context, n, conc int, s *Soak) error {
 			return err
 		}
 	}
-	s.Latency = summarize(r.bot, all, expectInPlace, conc, elapsed, cpu)
+	s.Latency = summarize(r.bot, all, expectInPlace, conc, elapsed, used.cpu["nestbot"])
+	s.Latency.CPU, s.Latency.Calls, s.Latency.LoadAvg = r.procs.perRestart(used, len(all)), used.perRestart(len(all)), loadAvg()
 	s.Latency.botTimes(times)
 	ctxSleep(ctx, 2*time.Second)
 	after, hwm, err := memStatus(r.pid)
@@ -533,6 +596,7 @@ func summarize(bot string, outs []outcome, want expectation, conc int, elapsed, 
 		}
 		l.OK++
 		lat = append(lat, outs[i].latency)
+		l.Samples = append(l.Samples, ms(outs[i].latency))
 	}
 	if l.Seconds > 0 {
 		l.PerSecond = float64(l.OK) / l.Seconds
@@ -561,18 +625,31 @@ func pct(sorted []time.Duration, p float64) time.Duration {
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
-// targets are issue 5's goals.
+// targets are issue 15's goals (issue 5's, tightened, plus what a restart
+// costs the services the bot shares).
 func targets(r *Run) []Target {
 	best := 0.0
 	for _, t := range r.Throughput {
 		best = max(best, t.PerSecond)
 	}
 	t := []Target{
-		{Name: "restart in place p50", Want: "<= 5 ms", Got: r.InPlace.P50, Met: r.InPlace.OK > 0 && r.InPlace.P50 <= 5},
-		{Name: "restart in place p99", Want: "<= 15 ms", Got: r.InPlace.P99, Met: r.InPlace.OK > 0 && r.InPlace.P99 <= 15},
-		{Name: "recreate p50", Want: "<= 10 ms", Got: r.Recreate.P50, Met: r.Recreate.OK > 0 && r.Recreate.P50 <= 10},
-		{Name: "throughput (best level)", Want: ">= 200 restarts/s", Got: best, Met: best >= 200},
+		{Name: "restart in place p50", Want: "<= 4 ms", Got: r.InPlace.P50, Met: r.InPlace.OK > 0 && r.InPlace.P50 <= 4},
+		{Name: "restart in place p99", Want: "<= 10 ms", Got: r.InPlace.P99, Met: r.InPlace.OK > 0 && r.InPlace.P99 <= 10},
+		{Name: "recreate p50", Want: "<= 5 ms", Got: r.Recreate.P50, Met: r.Recreate.OK > 0 && r.Recreate.P50 <= 5},
+		{Name: "restart in place p50 / floor", Want: "<= 1.5", Got: r.Floor.InPlace, Met: r.Floor.InPlace > 0 && r.Floor.InPlace <= 1.5},
+		{Name: "bot CPU per restart (c=1)", Want: "<= 2 ms", Got: r.InPlace.CPUPerReq, Met: r.InPlace.CPUPerReq <= 2},
+		{Name: "LiveKit CPU per restart in place", Want: "<= 3 ms", Got: r.InPlace.CPU["livekit"], Met: r.InPlace.CPU["livekit"] <= 3},
+		{Name: "relays' CPU per restart in place", Want: "<= 1 ms", Got: r.InPlace.CPU["relays"], Met: r.InPlace.CPU["relays"] <= 1},
+		{Name: "throughput (best level)", Want: ">= 300 restarts/s", Got: best, Met: best >= 300},
 		{Name: "idle RSS", Want: "<= 30 MB", Got: r.Soak.IdleRSS, Met: r.Soak.IdleRSS > 0 && r.Soak.IdleRSS <= 30},
+	}
+	if c := r.InPlace.Calls; c != nil {
+		t = append(t,
+			Target{Name: "LiveKit calls per restart in place", Want: "<= 2", Got: c.LiveKit, Met: c.LiveKit <= 2},
+			// All of the bot's round trips, background included: an upper
+			// bound of those on the critical path.
+			Target{Name: "Redis round trips per restart (all)", Want: "<= 3 (critical path)", Got: c.RedisRoundTrips, Met: c.RedisRoundTrips <= 3},
+		)
 	}
 	if r.Flood.N > 0 {
 		t = append(t, Target{Name: "restart in place p99 under flood", Want: "<= 100 ms", Got: r.Flood.P99,

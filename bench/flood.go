@@ -64,14 +64,15 @@ func (r *runner) flood(ctx context.Context, hostile *flood.Relay, n, rate int) (
 	peak := sampleRSS(r.pid)
 	ctxSleep(ctx, time.Second) // let the flood build up
 	off := r.proc.logSize()
-	outs, elapsed, cpu, err := r.batch(ctx, preps, 1)
+	outs, elapsed, u, err := r.batch(ctx, preps, 1)
 	stopFlood()
 	<-flooded
 	fr.PeakRSS = mb(peak())
 	if err != nil {
 		return fr, err
 	}
-	fr.Latency = summarize(r.bot, outs, expectInPlace, 1, elapsed, cpu)
+	fr.Latency = summarize(r.bot, outs, expectInPlace, 1, elapsed, u.cpu["nestbot"])
+	fr.Latency.CPU, fr.Latency.Calls, fr.Latency.LoadAvg = r.procs.perRestart(u, len(outs)), u.perRestart(len(outs)), loadAvg()
 	ctxSleep(ctx, 200*time.Millisecond)
 	fr.Latency.botTimes(r.proc.handleTimes(off))
 	if took > 0 {

@@ -30,6 +30,9 @@ func PrintTable(w io.Writer, res *Results) {
 	sep := "| --- |"
 	for _, r := range res.Runs {
 		name := r.Variant
+		if r.Round > 1 || len(res.Runs) > 2 {
+			name += fmt.Sprintf(" #%d", r.Round)
+		}
 		if r.Profile != "" {
 			name += " (pprof)"
 		}
@@ -64,6 +67,12 @@ func PrintTable(w io.Writer, res *Results) {
 		return s
 	}
 	pq := func(v [2]float64) string { return fmt.Sprintf("%.2f / %.2f", v[0], v[1]) }
+	row("load average (1 min) at start / end", func(r *Run) string { return fmt.Sprintf("%.2f / %.2f", r.LoadAvg[0], r.LoadAvg[1]) })
+	row("floor: 2 relay hops + LK delete + create + Redis, ms", func(r *Run) string {
+		f := r.Floor
+		return fmt.Sprintf("%.2f = %.2f + %.2f + %.2f + %.2f", f.Ms, f.RelayHops, f.LKDelete, f.LKCreate, f.Redis)
+	})
+	row("p50 / floor: in place, recreate", func(r *Run) string { return fmt.Sprintf("%.2f, %.2f", r.Floor.InPlace, r.Floor.Recreate) })
 	row("Redis PING, ms p50 / p99", func(r *Run) string { return pq(r.Deps.RedisPing) })
 	row("LiveKit ListRooms / DeleteRoom / CreateRoom, ms p50", func(r *Run) string {
 		return fmt.Sprintf("%.2f / %.2f / %.2f", r.Deps.LKList[0], r.Deps.LKDelete[0], r.Deps.LKCreate[0])
@@ -79,10 +88,29 @@ func PrintTable(w io.Writer, res *Results) {
 	row("restart in place, bot's own ms p50 / p90 / p99", func(r *Run) string { return bot(&r.InPlace) })
 	row("restart in place, errors", func(r *Run) string { return errs(&r.InPlace) })
 	row("restart in place, bot CPU ms/restart", func(r *Run) string { return fmt.Sprintf("%.3f", r.InPlace.CPUPerReq) })
+	cpu := func(l *Latency) string {
+		if l.CPU == nil {
+			return "-"
+		}
+		return fmt.Sprintf("%.2f / %.2f / %.2f / %.2f = %.2f", l.CPU["nestbot"], l.CPU["livekit"], l.CPU["relays"], l.CPU["redis"], l.CPU["stack"])
+	}
+	calls := func(l *Latency) string {
+		c := l.Calls
+		if c == nil {
+			return "-"
+		}
+		return fmt.Sprintf("%.2f (D %.2f C %.2f L %.2f) / %.2f / %.2f", c.LiveKit, c.LiveKitByMethod["DeleteRoom"], c.LiveKitByMethod["CreateRoom"], c.LiveKitByMethod["ListRooms"], c.RedisRoundTrips, c.RelayREQs)
+	}
+	const cpuLabel = "CPU ms/restart: nestbot / LiveKit / relays / Redis = stack"
+	const callsLabel = "per restart: LiveKit calls (Delete, Create, List) / Redis round trips / relay REQs"
+	row("restart in place, "+cpuLabel, func(r *Run) string { return cpu(&r.InPlace) })
+	row("restart in place, "+callsLabel, func(r *Run) string { return calls(&r.InPlace) })
 	row("recreate new ID, e2e ms p50 / p90 / p99 / max", func(r *Run) string { return dist(&r.Recreate) })
 	row("recreate new ID, bot's own ms p50 / p90 / p99", func(r *Run) string { return bot(&r.Recreate) })
 	row("recreate new ID, errors", func(r *Run) string { return errs(&r.Recreate) })
 	row("recreate new ID, bot CPU ms/restart", func(r *Run) string { return fmt.Sprintf("%.3f", r.Recreate.CPUPerReq) })
+	row("recreate new ID, "+cpuLabel, func(r *Run) string { return cpu(&r.Recreate) })
+	row("recreate new ID, "+callsLabel, func(r *Run) string { return calls(&r.Recreate) })
 	for i := range res.Settings.Concurrency {
 		c := res.Settings.Concurrency[i]
 		row(fmt.Sprintf("throughput c=%d, restarts/s (errors)", c), func(r *Run) string {
@@ -104,6 +132,8 @@ func PrintTable(w io.Writer, res *Results) {
 		row(fmt.Sprintf("soak: %d restarts at c=%d, errors", res.Settings.Soak, res.Settings.SoakConcurrency), func(r *Run) string { return errs(&r.Soak.Latency) })
 		row("soak: bot CPU ms/restart", func(r *Run) string { return fmt.Sprintf("%.3f", r.Soak.CPUPerReq) })
 		row("soak: restarts/s", func(r *Run) string { return fmt.Sprintf("%.0f", r.Soak.PerSecond) })
+		row("soak: "+cpuLabel, func(r *Run) string { return cpu(&r.Soak.Latency) })
+		row("soak: "+callsLabel, func(r *Run) string { return calls(&r.Soak.Latency) })
 	}
 	row("RSS idle, MB", func(r *Run) string { return fmt.Sprintf("%.1f", r.Soak.IdleRSS) })
 	if res.Settings.Soak > 0 {
@@ -131,7 +161,7 @@ func PrintTable(w io.Writer, res *Results) {
 	}
 	fmt.Fprintln(w)
 	for _, r := range res.Runs {
-		fmt.Fprintf(w, "targets, %s (bot %s, tags %q, cgo %s):\n", r.Variant, r.Bot.Path, r.Bot.Tags, r.Bot.CGO)
+		fmt.Fprintf(w, "targets, %s #%d (bot %s, tags %q, cgo %s; load average %.2f–%.2f):\n", r.Variant, r.Round, r.Bot.Path, r.Bot.Tags, r.Bot.CGO, r.LoadAvg[0], r.LoadAvg[1])
 		for _, t := range r.Targets {
 			mark := "MET "
 			if !t.Met {

@@ -75,7 +75,7 @@ func (w *world) setupInPlace(ctx context.Context, preps []*prepared) error {
 		for _, p := range preps[lo:min(lo+chunk, len(preps))] {
 			rec := map[string]any{
 				"id": p.room.D, "host": p.pk, "speakers": []string{p.pk}, "admins": []string{p.pk},
-				"relays": []string{w.relay.URL}, "hls_stream": false,
+				"relays": w.relayURLs(), "hls_stream": false,
 				"createdAt": time.Now().Add(-time.Hour).UnixMilli(), "status": "active",
 			}
 			b, _ := json.Marshal(rec)
@@ -106,11 +106,18 @@ func (w *world) setupRecreate(ctx context.Context, preps []*prepared) error {
 		return err
 	}
 	defer c.close()
+	// The room was this deployment's (issue 12: a room event naming
+	// another deployment is answered NOT_FOUND): its streaming tag is the
+	// bot's LiveKit endpoint.
+	streaming, err := nostrx.LiveKitEndpoint(w.lk.WSURL)
+	if err != nil {
+		return err
+	}
 	for _, p := range preps {
 		ev := nostr.Event{Kind: nostrx.KindRoom, CreatedAt: nostr.Now() - 3600, Tags: nostr.Tags{
 			{"d", p.room.D}, {"title", "Bench Nest"}, {"summary", "nestbench"}, {"status", "live"},
-			{"service", "https://nostrnests.com/api/v1/nests"}, {"streaming", "wss+livekit://old.example"},
-			{"relays", w.relay.URL}, {"p", p.pk, "", "Host"},
+			{"service", "https://nostrnests.com/api/v1/nests"}, {"streaming", streaming},
+			append(nostr.Tag{"relays"}, w.relayURLs()...), {"p", p.pk, "", "Host"},
 		}}
 		if err := ev.Sign(p.sk); err != nil {
 			return err

@@ -28,12 +28,14 @@ type world struct {
 	sess  *stack.Session
 	redis *stack.Redis
 	lk    *stack.LiveKit
-	relay *stack.Relay
-	rdb   *redis.Client
-	rooms *lksdk.RoomServiceClient
+	relay *stack.Relay // relays[0]: the requesters' relay
+	// relays are the bot's relays; the answer goes to all of them.
+	relays []*stack.Relay
+	rdb    *redis.Client
+	rooms  *lksdk.RoomServiceClient
 }
 
-func startWorld(log io.Writer) (*world, error) {
+func startWorld(log io.Writer, relays int) (*world, error) {
 	sess, err := stack.NewSession(log)
 	if err != nil {
 		return nil, err
@@ -42,7 +44,10 @@ func startWorld(log io.Writer) (*world, error) {
 	if err := sess.Run(func() {
 		w.redis = stack.StartRedis(sess)
 		w.lk = stack.StartLiveKit(sess)
-		w.relay = stack.StartRelay(sess)
+		for range max(relays, 1) {
+			w.relays = append(w.relays, stack.StartRelay(sess))
+		}
+		w.relay = w.relays[0]
 	}); err != nil {
 		sess.Close()
 		return nil, err
@@ -126,11 +131,18 @@ func buildBot(root, pkg, out string, libsecp bool) error {
 // off, since the recreate scenario makes 200 rooms in seconds; the room cool-down stays
 // at its default, 10 s, and never applies because every request is for a
 // room of its own. Everything else is the default.
-func botConfig(w *world, secret string, extraRelays ...string) string {
-	relays := fmt.Sprintf("%q", w.relay.URL)
-	for _, r := range extraRelays {
-		relays += fmt.Sprintf(", %q", r)
+//
+// listen is the ops listener's address (its /metrics gives the bench the
+// bot's dependency counters); "" turns it off.
+func botConfig(w *world, secret, listen string, extraRelays ...string) string {
+	var urls []string
+	for _, r := range w.relays {
+		urls = append(urls, fmt.Sprintf("%q", r.URL))
 	}
+	for _, r := range extraRelays {
+		urls = append(urls, fmt.Sprintf("%q", r))
+	}
+	relays := strings.Join(urls, ", ")
 	return fmt.Sprintf(`# written by nestbench
 nostr:
   secret_key: %q
@@ -145,7 +157,7 @@ livekit:
   api_key: %q
   api_secret: %q
 http:
-  listen: ""
+  listen: %q
 limits:
   room_cooldown: 10s
   restarts_per_minute: 1000000
@@ -157,7 +169,7 @@ limits:
 log:
   level: info
   format: text
-`, secret, relays, w.redis.URL, w.lk.URL, w.lk.WSURL, w.lk.APIKey, w.lk.APISecret)
+`, secret, relays, w.redis.URL, w.lk.URL, w.lk.WSURL, w.lk.APIKey, w.lk.APISecret, listen)
 }
 
 // botProc is the bot running as a child process.
@@ -311,4 +323,13 @@ func ctxSleep(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	case <-time.After(d):
 	}
+}
+
+// relayURLs are the bot's relays' URLs.
+func (w *world) relayURLs() []string {
+	out := make([]string, len(w.relays))
+	for i, r := range w.relays {
+		out[i] = r.URL
+	}
+	return out
 }

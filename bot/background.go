@@ -9,7 +9,6 @@ import (
 
 	"github.com/nestbot/nestbot/internal/ops"
 	"github.com/nestbot/nestbot/nostrx"
-	"github.com/nestbot/nestbot/rooms"
 )
 
 // background lists the service's long-running tasks besides the relay
@@ -19,7 +18,7 @@ import (
 // Run calls it once, after the outbox exists.
 func (s *Service) background() []func(context.Context) {
 	m := s.metrics
-	lk := rooms.NewLiveKitRooms(s.cfg.LiveKit.URL, s.cfg.LiveKit.APIKey, s.cfg.LiveKit.APISecret.Reveal(), rooms.RoomOptions{})
+	lk := s.livekit
 	lc := newLifecycle(s, lk, m)
 	tasks := []func(context.Context){
 		func(ctx context.Context) { s.publishIdentity(ctx, m) },

@@ -220,7 +220,7 @@ func (g *panicGuard) handler(webhookPath string, h http.Handler) http.Handler {
 
 // guardedFetchRelayLists is fetchRelayLists in the look-up goroutine of
 // relayLists.get: a panic yields an incomplete, empty result (not cached).
-func (s *Service) guardedFetchRelayLists(ctx context.Context, pubkey string) (l relayList, complete bool) {
+func (s *Service) guardedFetchRelayLists(ctx context.Context, pubkeys []string) (l map[string]relayList, complete bool) {
 	defer s.guard.catch("relay_lists")
-	return s.fetchRelayLists(ctx, pubkey)
+	return s.fetchRelayLists(ctx, pubkeys)
 }

@@ -41,6 +41,7 @@ type outbox struct {
 	own    map[string]bool
 
 	refusals *prometheus.CounterVec // by relay_host (own relays' hosts, else "other") and class
+	reqs     *prometheus.CounterVec // REQs sent, by relay_host (set by Service.Run; nil: not counted)
 
 	// strangerSlots bounds look-ups on relays others name: a hint that
 	// never answers holds a slot for strangerLookupTimeout at most, and
@@ -95,6 +96,11 @@ func newOutbox(ctx context.Context, signer *nostrx.Signer, log *slog.Logger, pol
 	o.pool = relay.NewPool(relay.Options{
 		Trusted: own, AllowPrivate: policy.allowPrivate, Signer: signer, Log: log,
 		MaxConns: 32, MaxPerHost: 4, IdleTimeout: time.Minute, MaxMessage: maxMessage,
+		OnREQ: func(u string) {
+			if o.reqs != nil {
+				o.reqs.WithLabelValues(o.hostLabel(u)).Inc()
+			}
+		},
 	})
 	o.refusals = refusals
 	if o.refusals == nil { // tests without a service

@@ -33,6 +33,12 @@ const (
 	relayListCacheSize = 10_000
 	// maxListRelays bounds how many relays of one list the bot dials.
 	maxListRelays = 5
+	// maxListBatch bounds the pubkeys one look-up asks for (one REQ per
+	// relay, authors = the batch).
+	maxListBatch = 50
+	// maxListFetches bounds look-ups in flight; pubkeys that miss the
+	// cache while they run wait for the next one and share its REQ.
+	maxListFetches = 2
 	// maxForwards bounds background forwards of responses to read relays
 	// that were not known yet when the response was published.
 	maxForwards = 32
@@ -42,14 +48,26 @@ const (
 )
 
 // relayLists looks pubkeys' relay lists up on the bot's relays, with a
-// bounded LRU cache with expiry and one lookup in flight per pubkey.
+// bounded LRU cache with expiry (a miss is remembered too, for
+// relayListMissTTL), one lookup in flight per pubkey, and look-ups
+// batched: at most maxListFetches run at once, and the pubkeys that miss
+// meanwhile are asked for together in the next one (one REQ per relay
+// for up to maxListBatch requesters instead of one each; issue 15: the
+// relays are shared infrastructure).
 type relayLists struct {
 	mu       sync.Mutex
 	cache    *ttlLRU[relayList]
 	inflight map[string]*listFlight
+	queue    []string      // pubkeys waiting for the next look-up
+	fetching int           // look-ups running
 	forwards chan struct{} // semaphore of background forwards
 	now      func() time.Time
 }
+
+// listFetch looks up the relay lists of pubkeys (one look-up for all);
+// pubkeys absent from the map published none. complete is false when the
+// look-up was cut short, so that its misses are not remembered.
+type listFetch func(ctx context.Context, pubkeys []string) (lists map[string]relayList, complete bool)
 
 type listFlight struct {
 	done chan struct{}
@@ -81,11 +99,9 @@ func (s *Service) relayListsOf(ctx context.Context, pubkey string) relayList {
 }
 
 // get is relayListsOf with the lookup passed in: fetch runs detached from
-// the first caller's ctx (others may wait on it), under bg and timeout.
-// complete false means the lookup was cut short and an empty result is
-// not to be remembered.
-func (r *relayLists) get(ctx, bg context.Context, pubkey string, timeout time.Duration,
-	fetch func(context.Context, string) (l relayList, complete bool)) relayList {
+// the first caller's ctx (others may wait on it), under bg and timeout,
+// for this pubkey and the others that missed meanwhile.
+func (r *relayLists) get(ctx, bg context.Context, pubkey string, timeout time.Duration, fetch listFetch) relayList {
 	r.mu.Lock()
 	if l, ok := r.cache.get(pubkey, r.now()); ok {
 		r.mu.Unlock()
@@ -95,28 +111,13 @@ func (r *relayLists) get(ctx, bg context.Context, pubkey string, timeout time.Du
 	if !running {
 		f = &listFlight{done: make(chan struct{})}
 		r.inflight[pubkey] = f
+		r.queue = append(r.queue, pubkey)
+		if r.fetching < maxListFetches {
+			r.fetching++
+			go r.drain(bg, timeout, fetch)
+		}
 	}
 	r.mu.Unlock()
-
-	if !running {
-		go func() {
-			lctx, cancel := context.WithTimeout(bg, timeout)
-			l, complete := fetch(lctx, pubkey)
-			cancel()
-			f.list = l
-			r.mu.Lock()
-			delete(r.inflight, pubkey)
-			if found := len(l.DM)+len(l.Read) > 0; found || complete {
-				ttl := relayListTTL
-				if !found {
-					ttl = relayListMissTTL
-				}
-				r.cache.put(pubkey, l, r.now().Add(ttl))
-			}
-			r.mu.Unlock()
-			close(f.done)
-		}()
-	}
 	select {
 	case <-f.done:
 		return f.list
@@ -125,31 +126,87 @@ func (r *relayLists) get(ctx, bg context.Context, pubkey string, timeout time.Du
 	}
 }
 
-// fetchRelayLists queries the bot's relays for pubkey's newest kind 10050
-// and 10002. complete is false when the service is shutting down, so that
-// an interrupted lookup is not remembered as "nothing published".
-func (s *Service) fetchRelayLists(ctx context.Context, pubkey string) (l relayList, complete bool) {
-	filter := nostr.Filter{Kinds: []int{nostr.KindDMRelayList, nostr.KindRelayListMetadata}, Authors: []string{pubkey}}
-	var dm, read *nostr.Event
-	for _, ev := range s.outbox.query(ctx, s.cfg.Nostr.Relays, filter, 8) {
+// drain runs look-ups of the queued pubkeys, up to maxListBatch at a
+// time, until the queue is empty.
+func (r *relayLists) drain(bg context.Context, timeout time.Duration, fetch listFetch) {
+	for {
+		r.mu.Lock()
+		n := min(len(r.queue), maxListBatch)
+		if n == 0 {
+			r.fetching--
+			r.queue = nil // let the backing array go
+			r.mu.Unlock()
+			return
+		}
+		batch := slices.Clone(r.queue[:n])
+		r.queue = r.queue[n:]
+		r.mu.Unlock()
+
+		lctx, cancel := context.WithTimeout(bg, timeout)
+		lists, complete := fetch(lctx, batch)
+		cancel()
+
+		r.mu.Lock()
+		now := r.now()
+		for _, pk := range batch {
+			l := lists[pk]
+			if found := len(l.DM)+len(l.Read) > 0; found || complete {
+				ttl := relayListTTL
+				if !found {
+					ttl = relayListMissTTL
+				}
+				r.cache.put(pk, l, now.Add(ttl))
+			}
+			if f := r.inflight[pk]; f != nil {
+				delete(r.inflight, pk)
+				f.list = l
+				close(f.done)
+			}
+		}
+		r.mu.Unlock()
+	}
+}
+
+// fetchRelayLists queries the bot's relays for the newest kind 10050 and
+// 10002 of each of pubkeys, in one REQ per relay. complete is false when
+// the service is shutting down, so that an interrupted lookup is not
+// remembered as "nothing published".
+func (s *Service) fetchRelayLists(ctx context.Context, pubkeys []string) (map[string]relayList, bool) {
+	filter := nostr.Filter{Kinds: []int{nostr.KindDMRelayList, nostr.KindRelayListMetadata}, Authors: pubkeys}
+	type newest struct{ dm, read *nostr.Event }
+	by := make(map[string]*newest, len(pubkeys))
+	for _, pk := range pubkeys {
+		by[pk] = &newest{}
+	}
+	// Replaceable kinds: a relay holds one of each per author; 4 per
+	// author leaves room for relays that keep older versions.
+	for _, ev := range s.outbox.query(ctx, s.cfg.Nostr.Relays, filter, 4*len(pubkeys)+4) {
 		// The outbox checks ids and signatures and that ev matches filter.
-		if ev.PubKey != pubkey {
+		n := by[ev.PubKey]
+		if n == nil {
 			continue
 		}
 		switch ev.Kind {
 		case nostr.KindDMRelayList:
-			dm = newer(dm, ev)
+			n.dm = newer(n.dm, ev)
 		case nostr.KindRelayListMetadata:
-			read = newer(read, ev)
+			n.read = newer(n.read, ev)
 		}
 	}
-	if dm != nil {
-		l.DM = parseDMRelayList(dm)
+	out := make(map[string]relayList, len(pubkeys))
+	for pk, n := range by {
+		var l relayList
+		if n.dm != nil {
+			l.DM = parseDMRelayList(n.dm)
+		}
+		if n.read != nil {
+			l.Read = parseReadRelays(n.read)
+		}
+		if len(l.DM)+len(l.Read) > 0 {
+			out[pk] = l
+		}
 	}
-	if read != nil {
-		l.Read = parseReadRelays(read)
-	}
-	return l, s.outbox.bg.Err() == nil
+	return out, s.outbox.bg.Err() == nil
 }
 
 func newer(cur, ev *nostr.Event) *nostr.Event {

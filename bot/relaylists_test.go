@@ -88,7 +88,7 @@ func TestRelayListsShared(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			got[i] = r.get(ctx, ctx, "alice", time.Second, fetch)
+			got[i] = r.get(ctx, ctx, "alice", time.Second, each(fetch))
 		}()
 	}
 	time.Sleep(20 * time.Millisecond)
@@ -106,15 +106,15 @@ func TestRelayListsShared(t *testing.T) {
 	// A caller whose ctx ends stops waiting; the fetch goes on for others.
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	if l := r.get(cctx, ctx, "bob", time.Second, func(ctx context.Context, pk string) (relayList, bool) {
+	if l := r.get(cctx, ctx, "bob", time.Second, each(func(ctx context.Context, pk string) (relayList, bool) {
 		time.Sleep(10 * time.Millisecond)
 		return relayList{}, true
-	}); len(l.DM)+len(l.Read) != 0 {
+	})); len(l.DM)+len(l.Read) != 0 {
 		t.Fatalf("cancelled caller got %+v", l)
 	}
 
-	r.get(ctx, ctx, "nobody", time.Second, fetch)
-	r.get(ctx, ctx, "cut", time.Second, fetch)
+	r.get(ctx, ctx, "nobody", time.Second, each(fetch))
+	r.get(ctx, ctx, "cut", time.Second, each(fetch))
 	if _, ok := r.cached("cut"); ok {
 		t.Fatal("a fetch cut short was cached")
 	}
@@ -131,5 +131,132 @@ func TestRelayListsShared(t *testing.T) {
 	advance(relayListTTL)
 	if _, ok := r.cached("alice"); ok {
 		t.Fatal("a found list outlived relayListTTL")
+	}
+}
+
+// each makes a batch look-up of a look-up of one pubkey: it asks for each
+// pubkey in turn; complete only if every one was.
+func each(fetch func(context.Context, string) (relayList, bool)) listFetch {
+	return func(ctx context.Context, pks []string) (map[string]relayList, bool) {
+		out := map[string]relayList{}
+		all := true
+		for _, pk := range pks {
+			l, complete := fetch(ctx, pk)
+			if len(l.DM)+len(l.Read) > 0 {
+				out[pk] = l
+			}
+			all = all && complete
+		}
+		return out, all
+	}
+}
+
+// TestRelayListsBatched: while maxListFetches look-ups run, the pubkeys
+// that miss the cache wait and go out together in one look-up (one REQ
+// per relay), each caller gets its own list, and the batch's misses are
+// remembered like single ones.
+func TestRelayListsBatched(t *testing.T) {
+	r := newRelayLists()
+	var mu sync.Mutex
+	var batches [][]string
+	release := make(chan struct{})
+	started := make(chan struct{}, 16)
+	fetch := func(ctx context.Context, pks []string) (map[string]relayList, bool) {
+		mu.Lock()
+		batches = append(batches, slices.Clone(pks))
+		mu.Unlock()
+		started <- struct{}{}
+		<-release
+		out := map[string]relayList{}
+		for _, pk := range pks {
+			if pk != "none" && pk != "none2" {
+				out[pk] = relayList{Read: []string{"wss://" + pk + ".example.com"}}
+			}
+		}
+		return out, true
+	}
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	got := map[string]relayList{}
+	var gotMu sync.Mutex
+	ask := func(pk string) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l := r.get(ctx, ctx, pk, time.Minute, fetch)
+			gotMu.Lock()
+			got[pk] = l
+			gotMu.Unlock()
+		}()
+	}
+	// Two look-ups take the two slots and block.
+	ask("a")
+	<-started
+	ask("b")
+	<-started
+	// These miss while both run: they queue for one look-up.
+	queued := []string{"c", "d", "e", "none", "f", "g", "h", "i", "j", "none2"}
+	for _, pk := range queued {
+		ask(pk)
+	}
+	// Wait until all of them are queued, not yet asked for.
+	for {
+		r.mu.Lock()
+		n := len(r.queue)
+		r.mu.Unlock()
+		if n == len(queued) {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	wg.Wait()
+
+	if len(batches) != 3 {
+		t.Fatalf("%d look-ups for %d pubkeys, want 3: %v", len(batches), 2+len(queued), batches)
+	}
+	var last []string
+	for _, b := range batches {
+		if len(b) > 1 {
+			last = b
+		}
+	}
+	slices.Sort(last)
+	want := slices.Clone(queued)
+	slices.Sort(want)
+	if !slices.Equal(last, want) {
+		t.Fatalf("the queued pubkeys went out as %v, want one look-up of %v", batches, want)
+	}
+	for _, pk := range append([]string{"a", "b"}, queued...) {
+		l := got[pk]
+		if pk == "none" || pk == "none2" {
+			if len(l.Read) != 0 {
+				t.Fatalf("%s got %+v", pk, l)
+			}
+		} else if len(l.Read) != 1 || l.Read[0] != "wss://"+pk+".example.com" {
+			t.Fatalf("%s got %+v", pk, l)
+		}
+		if _, ok := r.cached(pk); !ok {
+			t.Fatalf("%s not cached (misses are remembered too)", pk)
+		}
+	}
+	// Cached now: no look-up at all.
+	r.get(ctx, ctx, "none", time.Minute, fetch)
+	if len(batches) != 3 {
+		t.Fatalf("a cached miss was looked up again")
+	}
+	// The look-ups end once the queue is empty (they may still be
+	// finishing their last round when the callers have their answers).
+	for {
+		r.mu.Lock()
+		running, inflight := r.fetching, len(r.inflight)
+		r.mu.Unlock()
+		if inflight != 0 {
+			t.Fatalf("%d look-ups still in flight after every caller got its answer", inflight)
+		}
+		if running == 0 {
+			break
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

@@ -24,6 +24,7 @@ type Service struct {
 	signer    *nostrx.Signer
 	store     *rooms.RedisStore
 	engine    *rooms.Engine
+	livekit   *rooms.LiveKitRooms // the one LiveKit client: engine, lifecycle and healer
 	outbox    *outbox
 	claims    *claims
 	pending   *deliveries // answers no relay has accepted yet (pending.go)
@@ -90,6 +91,7 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 		Known:    func() float64 { return float64(s.known.Len()) },
 		Pending:  func() float64 { return float64(s.pending.pending.Load()) },
 	})
+	s.store.CountRoundTrips(s.metrics.RedisRoundTrip)
 	s.claims = &claims{
 		store: s.store, instance: newInstanceID(), step: cfg.Limits.DependencyTimeout,
 		lease: 3*cfg.Limits.DependencyTimeout + cfg.Nostr.LookupTimeout + 30*time.Second,
@@ -101,15 +103,16 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	// A relay may bring an event back as long as the bot would still take
 	// it: gift wraps are backdated up to two days beyond max_dm_age.
 	s.guard.window = wrapBackdate + max(cfg.Nostr.MaxRequestAge, cfg.Nostr.MaxDMAge) + time.Hour
+	s.livekit = rooms.NewLiveKitRooms(cfg.LiveKit.URL, cfg.LiveKit.APIKey, cfg.LiveKit.APISecret.Reveal(), rooms.RoomOptions{
+		MaxParticipants:  uint32(cfg.LiveKit.MaxParticipants),
+		EmptyTimeout:     cfg.LiveKit.EmptyTimeout,
+		DepartureTimeout: cfg.LiveKit.DepartureTimeout,
+	}).OnCall(s.metrics.LiveKitCall)
 	s.engine = &rooms.Engine{
-		State: observedState{s.store, s.known},
-		LiveKit: rooms.NewLiveKitRooms(cfg.LiveKit.URL, cfg.LiveKit.APIKey, cfg.LiveKit.APISecret.Reveal(), rooms.RoomOptions{
-			MaxParticipants:  uint32(cfg.LiveKit.MaxParticipants),
-			EmptyTimeout:     cfg.LiveKit.EmptyTimeout,
-			DepartureTimeout: cfg.LiveKit.DepartureTimeout,
-		}),
-		Signer: signer,
-		Tokens: rooms.Tokens{APIKey: cfg.LiveKit.APIKey, APISecret: cfg.LiveKit.APISecret.Reveal(), TTL: cfg.LiveKit.TokenTTL},
+		State:   observedState{s.store, s.known},
+		LiveKit: s.livekit,
+		Signer:  signer,
+		Tokens:  rooms.Tokens{APIKey: cfg.LiveKit.APIKey, APISecret: cfg.LiveKit.APISecret.Reveal(), TTL: cfg.LiveKit.TokenTTL},
 		Set: rooms.Settings{
 			Relays: cfg.Nostr.Relays, ServiceURL: cfg.Nests.ServiceURL, Endpoint: endpoint,
 			Cooldown: cfg.Limits.RoomCooldown, DependencyBudget: cfg.Limits.DependencyTimeout,
@@ -136,6 +139,7 @@ func (s *Service) Run(ctx context.Context) error {
 	sendCtx, stopSends := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopSends()
 	s.outbox = newOutbox(sendCtx, s.signer, s.log, newRelayPolicy(s.cfg.Nostr.Relays, s.cfg.Nostr.AllowPrivateRelays), s.cfg.Nostr.Relays, s.metrics.Refusals)
+	s.outbox.reqs = s.metrics.RelayREQs
 	s.outbox.guard = s.guard
 	s.engine.Events = s.outbox // room events feed no lane: see knownSet
 	s.log.Info("nestbot starting", "npub", nostrx.Npub(s.PublicKey()), "relays", s.cfg.Nostr.Relays, "workers", s.cfg.Limits.Workers, "instance", s.claims.instance)

@@ -3,6 +3,7 @@ package rooms
 import (
 	"context"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,7 +15,17 @@ import (
 // is created, and the API token is reused across calls.
 func TestRecreateChangesSID(t *testing.T) {
 	lk := stack.StartLiveKit(t)
-	l := NewLiveKitRooms(lk.URL, lk.APIKey, lk.APISecret, RoomOptions{MaxParticipants: 10, EmptyTimeout: time.Minute, DepartureTimeout: time.Minute})
+	var mu sync.Mutex
+	calls := map[string]int{}
+	l := NewLiveKitRooms(lk.URL, lk.APIKey, lk.APISecret, RoomOptions{MaxParticipants: 10, EmptyTimeout: time.Minute, DepartureTimeout: time.Minute}).
+		OnCall(func(m string) { mu.Lock(); calls[m]++; mu.Unlock() })
+	took := func() map[string]int {
+		mu.Lock()
+		defer mu.Unlock()
+		c := calls
+		calls = map[string]int{}
+		return c
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
@@ -33,9 +44,16 @@ func TestRecreateChangesSID(t *testing.T) {
 	seen := map[string]bool{prev.SID: true}
 	for i := range 20 {
 		gone = nil
+		took()
 		r, err := l.Recreate(ctx, "live-room", `{"n":1}`, func(old string) { gone = append(gone, old) })
 		if err != nil {
 			t.Fatalf("recreate %d: %v", i, err)
+		}
+		// One look-up, then as many creates as deletes: 3 calls, 5 when
+		// the look-up came after the delete (a stand-in is replaced),
+		// never a look-up after the delete to learn the SID.
+		if c := took(); c["ListRooms"] != 1 || c["DeleteRoom"] != c["CreateRoom"] || c["DeleteRoom"] < 1 || c["DeleteRoom"] > 1+maxSIDRetries || len(c) != 3 {
+			t.Fatalf("recreate %d made LiveKit calls %v", i, c)
 		}
 		// The SID of the room deleted (rarely a stand-in the look-up missed),
 		// once, before the new room was made.

@@ -30,7 +30,7 @@ import (
 
 func main() {
 	var o bench.Options
-	var conc, out, botEnv string
+	var conc, out, botEnv, bots string
 	var libsecp, both bool
 	flag.IntVar(&o.N, "n", 200, "requests per latency scenario (restart in place, recreate under a new ID), each from its own host and room")
 	flag.IntVar(&o.ThroughputN, "throughput-n", 300, "restarts per throughput level")
@@ -41,7 +41,9 @@ func main() {
 	flag.IntVar(&o.Flood, "flood", 10000, "junk events a second a hostile relay sends during the last run, -n restarts in place one at a time (0 skips it)")
 	flag.BoolVar(&libsecp, "libsecp", false, "build the bot with -tags libsecp256k1 (cgo) instead of pure Go")
 	flag.BoolVar(&both, "both", false, "measure the pure Go and the libsecp256k1 builds one after the other, each on a fresh stack")
-	flag.StringVar(&o.BotBin, "bot", "", "run this prebuilt bot binary (e.g. bin/nestbot from make build) instead of building one")
+	flag.StringVar(&bots, "bot", "", "run these prebuilt bot binaries (comma-separated, e.g. /tmp/nestbot-main,bin/nestbot) instead of building one; \"this\" builds this tree")
+	flag.IntVar(&o.Rounds, "rounds", 1, "run the list of bots this many times, interleaved (a, b, a, b …), each on a fresh stack")
+	flag.IntVar(&o.Relays, "relays", 2, "the bot's relays (requesters publish on the first; the answer goes to all)")
 	flag.StringVar(&o.CPUProfile, "cpuprofile", "", "write the bot's CPU profile to this file (nestbot run --cpuprofile), and its heap profile beside it")
 	flag.StringVar(&botEnv, "bot-env", "", "extra environment for the bot process, comma-separated KEY=VALUE (e.g. GOMAXPROCS=1)")
 	flag.DurationVar(&o.Timeout, "timeout", 15*time.Second, "how long to wait for one answer")
@@ -56,19 +58,31 @@ func main() {
 		o.Concurrency = append(o.Concurrency, n)
 	}
 	switch {
-	case both && o.BotBin != "":
+	case both && bots != "":
 		fail(fmt.Errorf("-both builds the bot; it cannot be combined with -bot"))
-	case o.BotBin != "" && o.CPUProfile != "":
+	case bots != "" && o.CPUProfile != "":
 		fail(fmt.Errorf("-cpuprofile builds the bot itself; it cannot be combined with -bot"))
+	case bots != "":
+		for _, b := range strings.Split(bots, ",") {
+			if b = strings.TrimSpace(b); b == "this" {
+				o.Variants = append(o.Variants, bench.Variant{Name: "this"})
+			} else if b != "" {
+				abs, err := filepath.Abs(b)
+				if err != nil {
+					fail(err)
+				}
+				o.Variants = append(o.Variants, bench.Variant{Name: filepath.Base(b), Bin: abs})
+			}
+		}
 	case both:
-		o.Variants = []string{"pure", "libsecp"}
+		o.Variants = []bench.Variant{{Name: "pure"}, {Name: "libsecp", Libsecp: true}}
 	case libsecp:
-		o.Variants = []string{"libsecp"}
+		o.Variants = []bench.Variant{{Name: "libsecp", Libsecp: true}}
 	default:
-		o.Variants = []string{"pure"}
+		o.Variants = []bench.Variant{{Name: "pure"}}
 	}
-	if o.N < 1 || o.ThroughputN < 1 || o.SoakConcurrency < 1 {
-		fail(fmt.Errorf("-n, -throughput-n and -soak-c must be positive"))
+	if o.N < 1 || o.ThroughputN < 1 || o.SoakConcurrency < 1 || o.Rounds < 1 || o.Relays < 1 {
+		fail(fmt.Errorf("-n, -throughput-n, -soak-c, -rounds and -relays must be positive"))
 	}
 	if o.Flood < 0 || o.Soak < 0 || o.Warmup < 0 {
 		fail(fmt.Errorf("-flood, -soak and -warmup must not be negative"))
@@ -90,13 +104,6 @@ func main() {
 	if out == "" {
 		out = filepath.Join(root, "bench-results", time.Now().UTC().Format("20060102T150405Z")+".json")
 	}
-	if o.BotBin != "" {
-		abs, err := filepath.Abs(o.BotBin)
-		if err != nil {
-			fail(err)
-		}
-		o.BotBin = abs
-	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -108,6 +115,13 @@ func main() {
 			fail(werr)
 		}
 		fmt.Printf("\nJSON: %s (%.0f s)\n", out, time.Since(start).Seconds())
+		svgs, perr := bench.PlotCDFs(out, res)
+		for _, f := range svgs {
+			fmt.Printf("CDF: %s\n", f)
+		}
+		if perr != nil {
+			fail(perr)
+		}
 	}
 	if err != nil {
 		fail(err)

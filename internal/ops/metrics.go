@@ -34,6 +34,12 @@ type Metrics struct {
 	Identity  *prometheus.CounterVec // by kind and outcome
 	Lifecycle *prometheus.CounterVec // by action
 	Checks    *prometheus.CounterVec // by trigger and outcome
+
+	// What the bot asks of the services it shares with others (issue 15);
+	// nestbench divides their increase over a run by the restarts in it.
+	LiveKitCalls    *prometheus.CounterVec // LiveKit RoomService calls, by method
+	RedisRoundTrips *prometheus.CounterVec // by cmd: a command, pipeline:<first>, multi:<first>
+	RelayREQs       *prometheus.CounterVec // REQs sent, by relay_host
 }
 
 // Gauges are the sources of the series read at scrape time. A nil source
@@ -99,6 +105,15 @@ func NewMetrics(g Gauges) *Metrics {
 		Checks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "nestbot_lifecycle_checks_total", Help: "Checks of the bot's rooms against LiveKit, by trigger (reconcile: all rooms; webhook: one room) and outcome (ok, error).",
 		}, []string{"trigger", "outcome"}),
+		LiveKitCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nestbot_livekit_calls_total", Help: "LiveKit RoomService API calls made, by method.",
+		}, []string{"method"}),
+		RedisRoundTrips: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nestbot_redis_roundtrips_total", Help: "Redis round trips started by the room store, by command (a command's name, pipeline:<first command>, multi:<first command>).",
+		}, []string{"cmd"}),
+		RelayREQs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nestbot_relay_reqs_total", Help: "REQs sent by the outbox (look-ups, relay lists, forwards), by relay host (the bot's relays; others are \"other\").",
+		}, []string{"relay_host"}),
 	}
 	gauge := func(name, help string, f func() float64) prometheus.GaugeFunc {
 		if f == nil {
@@ -109,6 +124,7 @@ func NewMetrics(g Gauges) *Metrics {
 	m.Reg.MustRegister(
 		m.Requests, m.Latency, m.Dropped, m.Retries, m.Shed, m.Panics, m.Published, m.GivenUp,
 		m.Reconnects, m.Connected, m.Refusals, m.Webhooks, m.Identity, m.Lifecycle, m.Checks,
+		m.LiveKitCalls, m.RedisRoundTrips, m.RelayREQs,
 		gauge("nestbot_queue_depth", "Verified requests waiting for a worker.", g.Queue),
 		gauge("nestbot_deferred_requests", "Requests waiting to be claimed again: Redis was unreachable, or another instance holds the claim.", g.Deferred),
 		gauge("nestbot_known_pubkeys", "Pubkeys in the priority lane: hosts and admins named by Redis records, and requesters a record authorized.", g.Known),
@@ -118,3 +134,9 @@ func NewMetrics(g Gauges) *Metrics {
 	)
 	return m
 }
+
+// LiveKitCall counts one LiveKit API call (rooms.LiveKitRooms.OnCall).
+func (m *Metrics) LiveKitCall(method string) { m.LiveKitCalls.WithLabelValues(method).Inc() }
+
+// RedisRoundTrip counts one Redis round trip (rooms.RedisStore.CountRoundTrips).
+func (m *Metrics) RedisRoundTrip(what string) { m.RedisRoundTrips.WithLabelValues(what).Inc() }

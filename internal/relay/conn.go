@@ -151,6 +151,7 @@ func (c *conn) reauth(s *Sub, reason string) {
 	defer cancel()
 	err := c.auth(ctx)
 	if err == nil {
+		c.countREQ()
 		err = c.write(ctx, append([]any{"REQ", s.id}, anySlice(s.filters)...))
 	}
 	if err != nil {
@@ -309,6 +310,7 @@ func (c *conn) subscribe(ctx context.Context, filters nostr.Filters) (*Sub, erro
 	c.subs[id] = s
 	c.mu.Unlock()
 	msg := append([]any{"REQ", id}, anySlice(filters)...)
+	c.countREQ()
 	if err := c.write(ctx, msg); err != nil {
 		c.mu.Lock()
 		delete(c.subs, id)
@@ -316,6 +318,13 @@ func (c *conn) subscribe(ctx context.Context, filters nostr.Filters) (*Sub, erro
 		return nil, err
 	}
 	return s, nil
+}
+
+// countREQ reports one REQ to Options.OnREQ.
+func (c *conn) countREQ() {
+	if f := c.pool.opt.OnREQ; f != nil {
+		f(c.url)
+	}
 }
 
 func anySlice(fs nostr.Filters) []any {

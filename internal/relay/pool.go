@@ -62,6 +62,10 @@ type Options struct {
 	WriteTimeout time.Duration // default 5 s
 	Signer       Signer        // answers AUTH challenges; nil: never authenticates
 	Log          *slog.Logger  // relay messages at debug level; nil: discarded
+	// OnREQ, when set, is called with the relay's URL for every REQ the
+	// pool sends (a subscription, a query, a REQ sent again after AUTH),
+	// so that the caller can count what it asks of relays.
+	OnREQ func(url string)
 }
 
 // ErrBusy is returned when the caps leave no connection for a relay before

@@ -364,3 +364,34 @@ func TestQueryAuthenticates(t *testing.T) {
 		t.Fatalf("query without a signer: %v", err)
 	}
 }
+
+// OnREQ is told of every REQ: one per query or subscription, and the REQ
+// sent again after an auth-required CLOSED.
+func TestOnREQCounts(t *testing.T) {
+	r := relaytest.Start(t)
+	var mu sync.Mutex
+	reqs := map[string]int{}
+	count := func(u string) { mu.Lock(); reqs[u]++; mu.Unlock() }
+	got := func() int { mu.Lock(); defer mu.Unlock(); return reqs[r.URL] }
+	p := testPool(t, Options{Signer: keySigner{nostr.GeneratePrivateKey()}, OnREQ: count})
+	ev := signed(t, "stored")
+	if res := p.Publish(ctxT(t), r.URL, ev); !res.OK() {
+		t.Fatalf("publish: %+v", res)
+	}
+	if n := got(); n != 0 {
+		t.Fatalf("a publish counted %d REQs", n)
+	}
+	if _, err := p.Query(ctxT(t), r.URL, nostr.Filters{{IDs: []string{ev.ID}}}, 10); err != nil {
+		t.Fatal(err)
+	}
+	if n := got(); n != 1 {
+		t.Fatalf("one query counted %d REQs", n)
+	}
+	r.RequireAuthForReads()
+	if res, err := p.Query(ctxT(t), r.URL, nostr.Filters{{IDs: []string{ev.ID}}}, 10); err != nil || len(res) != 1 {
+		t.Fatalf("query with auth: %v %v", res, err)
+	}
+	if n := got(); n != 3 {
+		t.Fatalf("after a query refused for auth and sent again: %d REQs, want 3", n)
+	}
+}

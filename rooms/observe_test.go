@@ -1,0 +1,90 @@
+package rooms
+
+import (
+	"maps"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nestbot/nestbot/nostrx"
+)
+
+// CountRoundTrips sees each round trip once, named by what it was, and a
+// restart's batched steps stay one round trip each on a single server:
+// LockView (the lock and five reads) is one pipeline, Commit (record,
+// cool-down and unlock) one transaction.
+func TestCountRoundTrips(t *testing.T) {
+	s, _ := pipelineStore(t)
+	ctx := ctxFor(t)
+	var mu sync.Mutex
+	seen := map[string]int{}
+	s.CountRoundTrips(func(what string) { mu.Lock(); seen[what]++; mu.Unlock() })
+	took := func() map[string]int {
+		mu.Lock()
+		defer mu.Unlock()
+		c := maps.Clone(seen)
+		clear(seen)
+		// A new connection's handshake counts too (once per connection
+		// of the pool); it is not a step of the store.
+		for _, h := range []string{"hello", "client", "pipeline:client", "auth", "select"} {
+			delete(c, h)
+		}
+		return c
+	}
+
+	c := nostrx.Coordinate{Kind: nostrx.KindRoom, Author: hexKey(1), D: "room-rt"}
+	lk, _, err := s.LockView(ctx, c, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := took(); len(got) != 1 || got["pipeline:set"] != 1 {
+		t.Fatalf("LockView made round trips %v, want one pipeline", got)
+	}
+	rec := &Record{ID: "room-rt", Host: hexKey(1), Status: StatusActive}
+	if err := s.Commit(ctx, Writes{Record: rec, Restarted: "room-rt", Cooldown: time.Minute}, lk); err != nil {
+		t.Fatal(err)
+	}
+	got := took()
+	n := 0
+	for what, k := range got {
+		n += k
+		if len(what) < len("multi:") || what[:len("multi:")] != "multi:" {
+			t.Fatalf("Commit made round trips %v, want one transaction", got)
+		}
+	}
+	if n != 1 {
+		t.Fatalf("Commit made round trips %v, want one transaction", got)
+	}
+	if _, err := s.Record(ctx, "room-rt"); err != nil {
+		t.Fatal(err)
+	}
+	if got := took(); len(got) != 1 || got["get"] != 1 {
+		t.Fatalf("Record made round trips %v, want one GET", got)
+	}
+
+	// A pending answer is stored (hash and index) in one transaction and
+	// removed in one pipeline on a single server.
+	a := PendingAnswer{ID: "req-rt", Event: `{"id":"x"}`, Relays: []string{"wss://r.example.com"}, Deadline: time.Now().Add(time.Minute)}
+	if err := s.AddAnswer(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if got := took(); len(got) != 1 || got["multi:hsetnx"] != 1 {
+		t.Fatalf("AddAnswer made round trips %v, want one transaction", got)
+	}
+	if ids, err := s.rdb.ZRange(ctx, s.keys.Answers(), 0, -1).Result(); err != nil || len(ids) != 1 || ids[0] != "req-rt" {
+		t.Fatalf("index after AddAnswer: %v %v", ids, err)
+	}
+	took()
+	if err := s.RemoveAnswer(ctx, "req-rt"); err != nil {
+		t.Fatal(err)
+	}
+	if got := took(); len(got) != 1 || got["pipeline:del"] != 1 {
+		t.Fatalf("RemoveAnswer made round trips %v, want one pipeline", got)
+	}
+	if got, err := s.Answer(ctx, "req-rt"); err != nil || got != nil {
+		t.Fatalf("answer after RemoveAnswer: %+v %v", got, err)
+	}
+	if n, err := s.rdb.ZCard(ctx, s.keys.Answers()).Result(); err != nil || n != 0 {
+		t.Fatalf("index after RemoveAnswer: %d %v", n, err)
+	}
+}
