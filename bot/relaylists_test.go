@@ -104,9 +104,11 @@ func TestRelayListsShared(t *testing.T) {
 	}
 
 	// A caller whose ctx ends stops waiting; the fetch goes on for others.
+	// On a cache of its own: its look-up outlives the call, and a running
+	// look-up takes the next queued pubkeys with its own fetch function.
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	if l := r.get(cctx, ctx, "bob", time.Second, each(func(ctx context.Context, pk string) (relayList, bool) {
+	if l := newRelayLists().get(cctx, ctx, "bob", time.Second, each(func(ctx context.Context, pk string) (relayList, bool) {
 		time.Sleep(10 * time.Millisecond)
 		return relayList{}, true
 	})); len(l.DM)+len(l.Read) != 0 {
