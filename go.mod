@@ -3,6 +3,7 @@ module github.com/nestbot/nestbot
 go 1.26.8
 
 require (
+	github.com/agnivade/levenshtein v1.2.2
 	github.com/btcsuite/btcd/btcec/v2 v2.3.4
 	github.com/btcsuite/btcd/btcutil v1.1.5
 	github.com/cenkalti/backoff/v5 v5.0.3
