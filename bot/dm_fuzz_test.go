@@ -11,6 +11,8 @@ import (
 	"github.com/nbd-wtf/go-nostr"
 	"github.com/nbd-wtf/go-nostr/nip04"
 	"github.com/nbd-wtf/go-nostr/nip44"
+
+	"github.com/nestbot/nestbot/internal/config"
 )
 
 // Fuzz targets over DM screening: what a stranger's kind 4 or kind 1059
@@ -33,7 +35,7 @@ func fuzzService(f *testing.F) *Service {
 	f.Helper()
 	f.Setenv("NESTBOT_NOSTR_SECRET_KEY", fuzzBotKey)
 	f.Setenv("NESTBOT_REDIS_URL", "redis://127.0.0.1:1/0")
-	cfg, err := LoadConfig("")
+	cfg, err := config.Load("")
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/nbd-wtf/go-nostr/nip44"
 	"github.com/nbd-wtf/go-nostr/nip59"
 
+	"github.com/nestbot/nestbot/internal/config"
 	"github.com/nestbot/nestbot/nostrx"
 	"github.com/nestbot/nestbot/rooms"
 )
@@ -208,7 +209,7 @@ func testService(t *testing.T) *Service {
 	t.Helper()
 	clearEnv(t)
 	t.Setenv("NESTBOT_NOSTR_SECRET_KEY", nostr.GeneratePrivateKey())
-	cfg, err := LoadConfig("")
+	cfg, err := config.Load("")
 	if err != nil {
 		t.Fatal(err)
 	}

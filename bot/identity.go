@@ -11,6 +11,7 @@ import (
 
 	"github.com/nbd-wtf/go-nostr"
 
+	"github.com/nestbot/nestbot/internal/config"
 	"github.com/nestbot/nestbot/internal/ops"
 	"github.com/nestbot/nestbot/internal/retry"
 	"github.com/nestbot/nestbot/rooms"
@@ -45,7 +46,7 @@ type profileContent struct {
 
 // identityTemplates are the unsigned identity events for a configuration:
 // content and tags only.
-func identityTemplates(p ProfileConfig, relays []string) []nostr.Event {
+func identityTemplates(p config.Profile, relays []string) []nostr.Event {
 	content, _ := json.Marshal(profileContent{Name: p.Name, DisplayName: p.Name, About: p.About, Picture: p.Picture, Website: p.Website, Bot: true})
 	var rl, dm nostr.Tags
 	for _, r := range dedupe(relays) {

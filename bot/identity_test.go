@@ -7,10 +7,12 @@ import (
 	"testing"
 
 	"github.com/nbd-wtf/go-nostr"
+
+	"github.com/nestbot/nestbot/internal/config"
 )
 
 func TestIdentityTemplates(t *testing.T) {
-	p := ProfileConfig{Name: "nestbot", About: "Restarts rooms", Picture: "https://x.example/p.png"}
+	p := config.Profile{Name: "nestbot", About: "Restarts rooms", Picture: "https://x.example/p.png"}
 	evs := identityTemplates(p, []string{"wss://a.example", "wss://b.example/", "wss://a.example"})
 	if len(evs) != 3 || evs[0].Kind != 0 || evs[1].Kind != 10002 || evs[2].Kind != 10050 {
 		t.Fatalf("kinds %v", evs)
@@ -32,7 +34,7 @@ func TestIdentityTemplates(t *testing.T) {
 	if again[0].Content != evs[0].Content {
 		t.Fatal("profile content is not deterministic")
 	}
-	bare := identityTemplates(ProfileConfig{Name: "n"}, []string{"wss://a.example"})
+	bare := identityTemplates(config.Profile{Name: "n"}, []string{"wss://a.example"})
 	if bare[0].Content != `{"name":"n","display_name":"n","bot":true}` {
 		t.Fatalf("content %s", bare[0].Content)
 	}
@@ -40,7 +42,7 @@ func TestIdentityTemplates(t *testing.T) {
 
 func TestIdentityPlan(t *testing.T) {
 	relays := []string{"wss://a.example", "wss://b.example", "wss://c.example"}
-	want := identityTemplates(ProfileConfig{Name: "n"}, relays)[1]
+	want := identityTemplates(config.Profile{Name: "n"}, relays)[1]
 	same := want
 	same.CreatedAt = 50
 	stale := nostr.Event{Kind: 10002, CreatedAt: 90, Tags: nostr.Tags{{"r", "wss://a.example"}}}
@@ -72,11 +74,11 @@ func tagsEqual(a, b nostr.Tags) bool {
 // TestIdentityWebsite: the profile names the restart page only when one is
 // configured, so a bot without one publishes the same bytes as before.
 func TestIdentityWebsite(t *testing.T) {
-	with := identityTemplates(ProfileConfig{Name: "n", Website: "https://console.example/"}, []string{"wss://a.example"})
+	with := identityTemplates(config.Profile{Name: "n", Website: "https://console.example/"}, []string{"wss://a.example"})
 	if with[0].Content != `{"name":"n","display_name":"n","website":"https://console.example/","bot":true}` {
 		t.Fatalf("content %s", with[0].Content)
 	}
-	without := identityTemplates(ProfileConfig{Name: "n"}, []string{"wss://a.example"})
+	without := identityTemplates(config.Profile{Name: "n"}, []string{"wss://a.example"})
 	if strings.Contains(without[0].Content, "website") {
 		t.Fatalf("content %s", without[0].Content)
 	}

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/nbd-wtf/go-nostr"
+
+	"github.com/nestbot/nestbot/internal/config"
 )
 
 func TestKnownSetBounded(t *testing.T) {
@@ -41,7 +43,7 @@ func TestDeferredQueueOrderAndBound(t *testing.T) {
 }
 
 func TestNextServesPriorityFirst(t *testing.T) {
-	s := intakeTestService(t, func(c *Config) { c.Limits.Workers = 16 })
+	s := intakeTestService(t, func(c *config.Config) { c.Limits.Workers = 16 })
 	if s.reservedWorkers() != 2 {
 		t.Fatalf("reserved %d", s.reservedWorkers())
 	}
@@ -92,7 +94,7 @@ func TestNextServesPriorityFirst(t *testing.T) {
 }
 
 func TestSingleWorkerServesBoth(t *testing.T) {
-	s := intakeTestService(t, func(c *Config) { c.Limits.Workers = 1 })
+	s := intakeTestService(t, func(c *config.Config) { c.Limits.Workers = 1 })
 	if s.reservedWorkers() != 0 {
 		t.Fatal("the only worker must serve both queues")
 	}
@@ -105,7 +107,7 @@ func TestSingleWorkerServesBoth(t *testing.T) {
 func TestDispatchShedsOnlyRefusals(t *testing.T) {
 	denied := nostr.GeneratePrivateKey()
 	deniedPK, _ := nostr.GetPublicKey(denied)
-	s := intakeTestService(t, func(c *Config) {
+	s := intakeTestService(t, func(c *config.Config) {
 		c.Limits.Queue = 1
 		c.Nostr.DeniedPubkeys = []string{deniedPK}
 	})

@@ -15,15 +15,16 @@ import (
 	"github.com/coder/websocket"
 	"github.com/nbd-wtf/go-nostr"
 
+	"github.com/nestbot/nestbot/internal/config"
 	"github.com/nestbot/nestbot/nostrx"
 )
 
 // testService is a Service that is never Run: no Redis (a closed port), no
 // outbox; its listeners, intake and queues work on their own.
-func intakeTestService(t *testing.T, mod func(*Config)) *Service {
+func intakeTestService(t *testing.T, mod func(*config.Config)) *Service {
 	t.Helper()
 	t.Setenv("NESTBOT_NOSTR_SECRET_KEY", nostr.GeneratePrivateKey())
-	cfg, err := LoadConfig("")
+	cfg, err := config.Load("")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +150,7 @@ func nextMsg[T nostr.Envelope](t *testing.T, r *scriptRelay) T {
 func scriptedListener(t *testing.T) (*scriptRelay, *Service, *listener) {
 	t.Helper()
 	relay := newScriptRelay(t)
-	s := intakeTestService(t, func(c *Config) { c.Nostr.Relays = []string{relay.url} })
+	s := intakeTestService(t, func(c *config.Config) { c.Nostr.Relays = []string{relay.url} })
 	return relay, s, s.listeners[0]
 }
 

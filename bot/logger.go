@@ -6,12 +6,13 @@ import (
 
 	"github.com/nbd-wtf/go-nostr"
 
+	"github.com/nestbot/nestbot/internal/config"
 	"github.com/nestbot/nestbot/rooms"
 )
 
 // NewLogger is the process's one logger: text or JSON, at the configured
 // level. Secrets never reach it: Config redacts itself when logged.
-func NewLogger(w io.Writer, c LogConfig) *slog.Logger {
+func NewLogger(w io.Writer, c config.Log) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: c.Level}
 	if c.Format == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))

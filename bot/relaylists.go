@@ -1,13 +1,14 @@
 package bot
 
 import (
-	"container/list"
 	"context"
 	"slices"
 	"sync"
 	"time"
 
+	"github.com/hashicorp/golang-lru/v2/expirable"
 	"github.com/nbd-wtf/go-nostr"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/nestbot/nestbot/nostrx"
 )
@@ -48,20 +49,37 @@ const (
 )
 
 // relayLists looks pubkeys' relay lists up on the bot's relays, with a
-// bounded LRU cache with expiry (a miss is remembered too, for
-// relayListMissTTL), one lookup in flight per pubkey, and look-ups
-// batched: at most maxListFetches run at once, and the pubkeys that miss
-// meanwhile are asked for together in the next one (one REQ per relay
-// for up to maxListBatch requesters instead of one each; issue 15: the
-// relays are shared infrastructure).
+// bounded cache with expiry (a miss is remembered too, for
+// relayListMissTTL), one lookup in flight per pubkey (singleflight), and
+// look-ups batched: at most maxListFetches run at once, and the pubkeys
+// that miss meanwhile are asked for together in the next one (one REQ per
+// relay for up to maxListBatch requesters instead of one each; issue 15:
+// the relays are shared infrastructure). singleflight alone does not
+// batch: it shares one call per key, so the flight of each pubkey only
+// queues it and waits for the batch that carries it.
 type relayLists struct {
+	// cache holds found lists and misses; expirable bounds it in size and
+	// drops entries after relayListTTL, and each entry's own expiry
+	// (checked against now) makes a miss last relayListMissTTL only.
+	cache    *expirable.LRU[string, cachedList]
+	flights  singleflight.Group
 	mu       sync.Mutex
-	cache    *ttlLRU[relayList]
-	inflight map[string]*listFlight
-	queue    []string      // pubkeys waiting for the next look-up
+	queue    []queuedList  // pubkeys waiting for the next look-up
 	fetching int           // look-ups running
 	forwards chan struct{} // semaphore of background forwards
 	now      func() time.Time
+}
+
+type cachedList struct {
+	list    relayList
+	expires time.Time
+}
+
+// queuedList is one pubkey waiting for a batch; done (buffered) gets its
+// list.
+type queuedList struct {
+	pubkey string
+	done   chan relayList
 }
 
 // listFetch looks up the relay lists of pubkeys (one look-up for all);
@@ -69,15 +87,12 @@ type relayLists struct {
 // look-up was cut short, so that its misses are not remembered.
 type listFetch func(ctx context.Context, pubkeys []string) (lists map[string]relayList, complete bool)
 
-type listFlight struct {
-	done chan struct{}
-	list relayList
-}
-
 func newRelayLists() *relayLists {
 	return &relayLists{
-		cache:    newTTLLRU[relayList](relayListCacheSize),
-		inflight: make(map[string]*listFlight),
+		// expirable runs one cleanup goroutine per cache for the
+		// process's life (golang-lru v2.0.7 cannot stop it): one per
+		// Service.
+		cache:    expirable.NewLRU[string, cachedList](relayListCacheSize, nil, relayListTTL),
 		forwards: make(chan struct{}, maxForwards),
 		now:      time.Now,
 	}
@@ -85,9 +100,11 @@ func newRelayLists() *relayLists {
 
 // cached returns pubkey's lists if a fresh lookup result is in the cache.
 func (r *relayLists) cached(pubkey string) (relayList, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.cache.get(pubkey, r.now())
+	e, ok := r.cache.Get(pubkey)
+	if !ok || !r.now().Before(e.expires) {
+		return relayList{}, false
+	}
+	return e.list, true
 }
 
 // relayListsOf returns pubkey's relay lists from the cache, or looks them up
@@ -102,25 +119,28 @@ func (s *Service) relayListsOf(ctx context.Context, pubkey string) relayList {
 // the first caller's ctx (others may wait on it), under bg and timeout,
 // for this pubkey and the others that missed meanwhile.
 func (r *relayLists) get(ctx, bg context.Context, pubkey string, timeout time.Duration, fetch listFetch) relayList {
-	r.mu.Lock()
-	if l, ok := r.cache.get(pubkey, r.now()); ok {
-		r.mu.Unlock()
+	if l, ok := r.cached(pubkey); ok {
 		return l
 	}
-	f, running := r.inflight[pubkey]
-	if !running {
-		f = &listFlight{done: make(chan struct{})}
-		r.inflight[pubkey] = f
-		r.queue = append(r.queue, pubkey)
+	ch := r.flights.DoChan(pubkey, func() (any, error) {
+		// A flight that ended between the miss above and DoChan has
+		// filled the cache: do not ask again.
+		if l, ok := r.cached(pubkey); ok {
+			return l, nil
+		}
+		done := make(chan relayList, 1)
+		r.mu.Lock()
+		r.queue = append(r.queue, queuedList{pubkey, done})
 		if r.fetching < maxListFetches {
 			r.fetching++
 			go r.drain(bg, timeout, fetch)
 		}
-	}
-	r.mu.Unlock()
+		r.mu.Unlock()
+		return <-done, nil // drain answers every pubkey it takes
+	})
 	select {
-	case <-f.done:
-		return f.list
+	case res := <-ch:
+		return res.Val.(relayList)
 	case <-ctx.Done():
 		return relayList{}
 	}
@@ -142,28 +162,26 @@ func (r *relayLists) drain(bg context.Context, timeout time.Duration, fetch list
 		r.queue = r.queue[n:]
 		r.mu.Unlock()
 
+		pubkeys := make([]string, len(batch))
+		for i, q := range batch {
+			pubkeys[i] = q.pubkey
+		}
 		lctx, cancel := context.WithTimeout(bg, timeout)
-		lists, complete := fetch(lctx, batch)
+		lists, complete := fetch(lctx, pubkeys)
 		cancel()
 
-		r.mu.Lock()
 		now := r.now()
-		for _, pk := range batch {
-			l := lists[pk]
+		for _, q := range batch {
+			l := lists[q.pubkey]
 			if found := len(l.DM)+len(l.Read) > 0; found || complete {
 				ttl := relayListTTL
 				if !found {
 					ttl = relayListMissTTL
 				}
-				r.cache.put(pk, l, now.Add(ttl))
+				r.cache.Add(q.pubkey, cachedList{l, now.Add(ttl)})
 			}
-			if f := r.inflight[pk]; f != nil {
-				delete(r.inflight, pk)
-				f.list = l
-				close(f.done)
-			}
+			q.done <- l
 		}
-		r.mu.Unlock()
 	}
 }
 
@@ -311,55 +329,3 @@ func tagsContain(tags nostr.Tags, name, value string) bool {
 	}
 	return false
 }
-
-// ttlLRU is a bounded least-recently-used cache whose entries also expire.
-// It is not safe for concurrent use; relayLists guards it.
-type ttlLRU[V any] struct {
-	max   int
-	order *list.List // front = most recently used
-	items map[string]*list.Element
-}
-
-type ttlEntry[V any] struct {
-	key     string
-	val     V
-	expires time.Time
-}
-
-func newTTLLRU[V any](max int) *ttlLRU[V] {
-	return &ttlLRU[V]{max: max, order: list.New(), items: make(map[string]*list.Element)}
-}
-
-func (c *ttlLRU[V]) get(key string, now time.Time) (V, bool) {
-	el, ok := c.items[key]
-	if !ok {
-		var zero V
-		return zero, false
-	}
-	e := el.Value.(*ttlEntry[V])
-	if !now.Before(e.expires) {
-		c.order.Remove(el)
-		delete(c.items, key)
-		var zero V
-		return zero, false
-	}
-	c.order.MoveToFront(el)
-	return e.val, true
-}
-
-func (c *ttlLRU[V]) put(key string, val V, expires time.Time) {
-	if el, ok := c.items[key]; ok {
-		e := el.Value.(*ttlEntry[V])
-		e.val, e.expires = val, expires
-		c.order.MoveToFront(el)
-		return
-	}
-	c.items[key] = c.order.PushFront(&ttlEntry[V]{key: key, val: val, expires: expires})
-	for c.order.Len() > c.max {
-		old := c.order.Back()
-		c.order.Remove(old)
-		delete(c.items, old.Value.(*ttlEntry[V]).key)
-	}
-}
-
-func (c *ttlLRU[V]) len() int { return c.order.Len() }

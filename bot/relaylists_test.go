@@ -36,33 +36,6 @@ func TestParseRelayLists(t *testing.T) {
 	}
 }
 
-func TestTTLLRU(t *testing.T) {
-	c := newTTLLRU[int](2)
-	now := time.Unix(1000, 0)
-	c.put("a", 1, now.Add(time.Minute))
-	c.put("b", 2, now.Add(time.Minute))
-	if v, ok := c.get("a", now); !ok || v != 1 {
-		t.Fatal("a missing")
-	}
-	c.put("c", 3, now.Add(time.Minute)) // evicts b, the least recently used
-	if _, ok := c.get("b", now); ok {
-		t.Fatal("b not evicted")
-	}
-	if c.len() != 2 {
-		t.Fatalf("len %d", c.len())
-	}
-	if _, ok := c.get("a", now.Add(time.Minute)); ok {
-		t.Fatal("a not expired")
-	}
-	if c.len() != 1 {
-		t.Fatalf("expired entry kept: len %d", c.len())
-	}
-	c.put("c", 4, now.Add(time.Hour))
-	if v, ok := c.get("c", now.Add(30*time.Minute)); !ok || v != 4 {
-		t.Fatal("update lost")
-	}
-}
-
 // TestRelayListsShared: concurrent look-ups of one pubkey share one fetch;
 // a found list is kept for relayListTTL, a miss for relayListMissTTL, and
 // a fetch cut short is not remembered.
@@ -251,10 +224,10 @@ func TestRelayListsBatched(t *testing.T) {
 	// finishing their last round when the callers have their answers).
 	for {
 		r.mu.Lock()
-		running, inflight := r.fetching, len(r.inflight)
+		running, queued := r.fetching, len(r.queue)
 		r.mu.Unlock()
-		if inflight != 0 {
-			t.Fatalf("%d look-ups still in flight after every caller got its answer", inflight)
+		if queued != 0 {
+			t.Fatalf("%d pubkeys still queued after every caller got its answer", queued)
 		}
 		if running == 0 {
 			break

@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/nestbot/nestbot/internal/config"
 	"github.com/nestbot/nestbot/internal/ops"
 	"github.com/nestbot/nestbot/nostrx"
 	"github.com/nestbot/nestbot/rooms"
@@ -19,7 +20,7 @@ import (
 // Service is one running nestbot. Several may share one Redis: claims and
 // room locks make each request and each room's recreation happen once.
 type Service struct {
-	cfg       Config
+	cfg       config.Config
 	log       *slog.Logger
 	signer    *nostrx.Signer
 	store     *rooms.RedisStore
@@ -51,7 +52,7 @@ const ShutdownGrace = 20 * time.Second
 
 // New wires a service from a validated configuration. It opens no
 // connection yet; Run does.
-func New(cfg Config, log *slog.Logger) (*Service, error) {
+func New(cfg config.Config, log *slog.Logger) (*Service, error) {
 	signer, err := nostrx.NewSigner(cfg.Nostr.SecretKey.Reveal(), 10_000)
 	if err != nil {
 		return nil, fmt.Errorf("nostr.secret_key: %w", err)
@@ -61,7 +62,7 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 		SentinelUsername: cfg.Redis.SentinelUsername, SentinelPassword: cfg.Redis.SentinelPassword.Reveal(), TLSCAFile: cfg.Redis.TLSCAFile,
 	}, cfg.Redis.KeyPrefix, cfg.Redis.BotPrefix, cfg.Redis.RoomTTL)
 	if oe := (*rooms.OptionError)(nil); errors.As(err, &oe) {
-		return nil, &ConfigError{Key: oe.Key, Reason: oe.Reason}
+		return nil, &config.Error{Key: oe.Key, Reason: oe.Reason}
 	}
 	if err != nil {
 		return nil, err

@@ -21,6 +21,7 @@ import (
 	"github.com/nbd-wtf/go-nostr"
 
 	"github.com/nestbot/nestbot/bot"
+	"github.com/nestbot/nestbot/internal/config"
 	"github.com/nestbot/nestbot/internal/stack"
 )
 
@@ -71,7 +72,7 @@ type botProc struct {
 }
 
 // botEnv is the environment of a bot process for w's stack and cfg.
-func (w *world) botEnv(cfg bot.Config) []string {
+func (w *world) botEnv(cfg config.Config) []string {
 	env := []string{
 		"NESTBOT_NOSTR_SECRET_KEY=" + w.botKey,
 		"NESTBOT_NOSTR_RELAYS=" + strings.Join(cfg.Nostr.Relays, ","),
@@ -102,7 +103,7 @@ func (w *world) botEnv(cfg bot.Config) []string {
 }
 
 // startBotProc runs the bot and waits until it is subscribed on every relay.
-func (w *world) startBotProc(cfg bot.Config, name string) *botProc {
+func (w *world) startBotProc(cfg config.Config, name string) *botProc {
 	w.t.Helper()
 	bin := nestbotBinary(w.t)
 	p := &botProc{t: w.t, logPath: filepath.Join(w.t.TempDir(), name+".log"), done: make(chan struct{})}
@@ -201,7 +202,7 @@ func procStatus(pid int, field string) int64 {
 
 // startReplica runs one more in-process bot on cfg until the test ends (or
 // stop is called) and waits until it is subscribed on every relay.
-func (w *world) startReplica(cfg bot.Config) (*bot.Service, func()) {
+func (w *world) startReplica(cfg config.Config) (*bot.Service, func()) {
 	w.t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if os.Getenv("NESTBOT_TEST_LOG") != "" {
@@ -213,7 +214,7 @@ func (w *world) startReplica(cfg bot.Config) (*bot.Service, func()) {
 // runInProcess runs a bot on cfg with log until the test ends (or stop is
 // called) and waits until it is subscribed on every relay. It opens no ops
 // port: replicas in one process would share it.
-func (w *world) runInProcess(cfg bot.Config, log *slog.Logger) (*bot.Service, func()) {
+func (w *world) runInProcess(cfg config.Config, log *slog.Logger) (*bot.Service, func()) {
 	w.t.Helper()
 	cfg.HTTP.Listen = ""
 	svc, err := bot.New(cfg, log)

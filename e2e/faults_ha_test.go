@@ -18,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/nestbot/nestbot/bot"
+	"github.com/nestbot/nestbot/internal/config"
 	"github.com/nestbot/nestbot/internal/stack"
 	"github.com/nestbot/nestbot/nostrx"
 	"github.com/nestbot/nestbot/rooms"
@@ -35,7 +36,7 @@ type haDeployment struct {
 	keys func(ctx context.Context, pattern string) []string
 }
 
-func clusterDeployment(t *testing.T, cfg *bot.Config) *haDeployment {
+func clusterDeployment(t *testing.T, cfg *config.Config) *haDeployment {
 	c := stack.StartRedisCluster(t)
 	cfg.Redis.Mode, cfg.Redis.Addrs = "cluster", c.Addrs()[:1] // one seed address, as with a managed cluster
 	cc := c.Client()
@@ -67,7 +68,7 @@ func clusterDeployment(t *testing.T, cfg *bot.Config) *haDeployment {
 	}
 }
 
-func sentinelDeployment(t *testing.T, cfg *bot.Config) *haDeployment {
+func sentinelDeployment(t *testing.T, cfg *config.Config) *haDeployment {
 	s := stack.StartRedisSentinel(t)
 	cfg.Redis.Mode, cfg.Redis.Addrs, cfg.Redis.MasterName = "sentinel", s.Addrs(), s.MasterName
 	fc := redis.NewFailoverClient(&redis.FailoverOptions{MasterName: s.MasterName, SentinelAddrs: s.Addrs()})
@@ -105,7 +106,7 @@ func sentinelDeployment(t *testing.T, cfg *bot.Config) *haDeployment {
 func TestFaultRedisCluster(t *testing.T)  { runHAScenario(t, clusterDeployment) }
 func TestFaultRedisSentinel(t *testing.T) { runHAScenario(t, sentinelDeployment) }
 
-func runHAScenario(t *testing.T, deploy func(*testing.T, *bot.Config) *haDeployment) {
+func runHAScenario(t *testing.T, deploy func(*testing.T, *config.Config) *haDeployment) {
 	w := newWorld(t, 2)
 	cfg := w.cfg
 	ha := deploy(t, &cfg)

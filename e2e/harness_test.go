@@ -31,7 +31,7 @@ type world struct {
 	rdb    *redis.Client
 	rooms  *lksdk.RoomServiceClient
 	botKey string
-	cfg    bot.Config
+	cfg    config.Config
 	svc    *bot.Service
 	stop   func()
 	// clientRelays, when set, are where requesters publish and read
@@ -54,7 +54,7 @@ func newWorld(t *testing.T, nRelays int) *world {
 	w.rooms = lksdk.NewRoomServiceClient(w.lk.URL, w.lk.APIKey, w.lk.APISecret)
 	w.botKey = nostr.GeneratePrivateKey()
 	t.Setenv("NESTBOT_NOSTR_SECRET_KEY", w.botKey)
-	cfg, err := bot.LoadConfig("")
+	cfg, err := config.Load("")
 	if err != nil {
 		t.Fatalf("load config: %v", err)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/nbd-wtf/go-nostr"
 
 	"github.com/nestbot/nestbot/bot"
+	"github.com/nestbot/nestbot/internal/config"
 	"github.com/nestbot/nestbot/internal/relaytest"
 	"github.com/nestbot/nestbot/nostrx"
 	"github.com/nestbot/nestbot/rooms"
@@ -77,7 +78,7 @@ func (s *syncBuffer) lines(substrs ...string) int {
 
 // startLogged runs a bot on cfg with its log (debug) in a buffer, until
 // stop or the end of the test, and waits for its subscriptions.
-func (w *world) startLogged(cfg bot.Config) (*bot.Service, *syncBuffer, func()) {
+func (w *world) startLogged(cfg config.Config) (*bot.Service, *syncBuffer, func()) {
 	w.t.Helper()
 	buf := &syncBuffer{}
 	var out io.Writer = buf

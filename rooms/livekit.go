@@ -14,6 +14,8 @@ import (
 	"github.com/livekit/protocol/livekit"
 	"github.com/livekit/protocol/utils/xtwirp"
 	"github.com/twitchtv/twirp"
+
+	iretry "github.com/nestbot/nestbot/internal/retry"
 )
 
 // RoomOptions are the LiveKit settings every nest is created with; the
@@ -156,12 +158,9 @@ type LiveRoom struct {
 }
 
 // maxSIDRetries bounds how often Recreate deletes again a room that came
-// back with its old SID; sidRetryWait is the back-off before the third
-// attempt and after.
-const (
-	maxSIDRetries = 3
-	sidRetryWait  = 10 * time.Millisecond
-)
+// back with its old SID; the second attempt goes at once, the third and
+// later ones wait as retry.Recreate says.
+const maxSIDRetries = 3
 
 // Find returns the room named name, or nil when LiveKit has none.
 func (l *LiveKitRooms) Find(ctx context.Context, name string) (*LiveRoom, error) {
@@ -262,6 +261,7 @@ func (l *LiveKitRooms) Recreate(ctx context.Context, name, metadata string, gone
 		}
 		gone(oldSID)
 	}
+	backoff := iretry.Recreate.Backoff()
 	for attempt := 0; ; attempt++ {
 		if old != nil && !deleted {
 			if _, err := l.client.DeleteRoom(ctx, &livekit.DeleteRoomRequest{Room: name}); err != nil && !isNotFound(err) {
@@ -285,12 +285,8 @@ func (l *LiveKitRooms) Recreate(ctx context.Context, name, metadata string, gone
 		// create at once has always given a new room on this machine, so
 		// the first retry does not wait (it waited 20 ms, which was the
 		// p90 of a restart in place), later ones back off.
-		if attempt > 0 {
-			select {
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			case <-time.After(time.Duration(attempt) * sidRetryWait):
-			}
+		if attempt > 0 && !iretry.Sleep(ctx, backoff.NextBackOff()) {
+			return nil, ctx.Err()
 		}
 	}
 }

@@ -41,6 +41,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agnivade/levenshtein"
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/nbd-wtf/go-nostr"
 	"github.com/spf13/viper"
@@ -381,22 +382,11 @@ func sortedKeys(m map[string]any) []string {
 }
 
 // suggest names the candidate within edit distance 3 of a mistyped key, if
-// any (Levenshtein; no library in go.mod offers it).
+// any (Levenshtein).
 func suggest(key string, candidates []string) string {
 	best, bestD := "", 4
 	for _, c := range candidates {
-		prev := make([]int, len(c)+1)
-		for j := range prev {
-			prev[j] = j
-		}
-		for i := 1; i <= len(key); i++ {
-			cur := []int{i}
-			for j := 1; j <= len(c); j++ {
-				cur = append(cur, min(prev[j]+1, cur[j-1]+1, prev[j-1]+b2i(key[i-1] != c[j-1])))
-			}
-			prev = cur
-		}
-		if d := prev[len(c)]; d < bestD {
+		if d := levenshtein.ComputeDistance(key, c); d < bestD {
 			best, bestD = c, d
 		}
 	}
@@ -404,13 +394,6 @@ func suggest(key string, candidates []string) string {
 		return ""
 	}
 	return " (did you mean " + best + "?)"
-}
-
-func b2i(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

@@ -52,6 +52,9 @@ var (
 	Background = Policy{Initial: time.Second, Max: time.Minute}
 	// Rebind: the ops listener whose address is taken.
 	Rebind = Policy{Initial: 5 * time.Second, Max: 5 * time.Second}
+	// Recreate: a LiveKit room created again that came back with its old
+	// SID (rooms.LiveKitRooms.Recreate; the first retry goes at once).
+	Recreate = Policy{Initial: 10 * time.Millisecond, Max: 100 * time.Millisecond}
 )
 
 // Backoff returns a new sequence of p's waits.
