@@ -165,6 +165,27 @@ func (c *claims) answered(ctx context.Context, id string, resp *nostr.Event) err
 	return nil
 }
 
+// answeredPending is answered and the pending answer's store in one round
+// trip (pendingStore.addAnswered), retrying within one step's budget; it
+// returns the answer now pending (see pendingStore.add).
+func (c *claims) answeredPending(ctx context.Context, p *pendingStore, a *pendingAnswer) (*pendingAnswer, error) {
+	b, err := json.Marshal(a.ev)
+	if err != nil {
+		return nil, err
+	}
+	var stored *pendingAnswer
+	err = c.retry(ctx, func(ctx context.Context) error {
+		var err error
+		stored, err = p.addAnswered(ctx, a, b, "r:"+string(b), c.ttl)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store response of %s: %w", a.id, err)
+	}
+	c.hold(a.id, false)
+	return stored, nil
+}
+
 // delivered marks the response as accepted by a relay.
 func (c *claims) delivered(ctx context.Context, id string) error {
 	c.hold(id, false)

@@ -25,7 +25,9 @@ import (
 //	             s.rateAllow → rooms.RedisStore.RateAllow)
 //	             → rooms.Engine.Restart or Status (rooms/engine.go)
 //	           → nostrx.BuildResponse (the answer, NIP-44)
-//	           → s.storeAnswer (claims.go) → s.deliver (pending.go, relayio.go)
+//	           → s.storeAndDeliver: the answer into its claim and the pending
+//	             answers in one round trip (claims.go, pending.go), then sent
+//	             (pending.go, relayio.go)
 //
 // Direct-message commands join at runJob (dm.go: intakeDM, handleDM) and
 // take the same claim, work and delivery steps.
@@ -144,10 +146,7 @@ func (s *Service) handle(ctx context.Context, j job) {
 		s.log.Error("build response", "id", ev.ID, "err", err)
 		return
 	}
-	if err := s.storeAnswer(ctx, j, &resp); err != nil {
-		s.log.Warn("store response", "id", ev.ID, "err", err)
-	}
-	delivered := s.deliver(ctx, ev.ID, &resp, s.responseRelays(ev, j.via, ans.relays, isRefusal(ans.payload)))
+	delivered := s.storeAndDeliver(ctx, j, &resp, s.responseRelays(ev, j.via, ans.relays, isRefusal(ans.payload)))
 
 	action := req.Action
 	if action != nostrx.ActionRestart && action != nostrx.ActionStatus {
@@ -297,6 +296,30 @@ func (s *Service) storeAnswer(ctx context.Context, j job, resp *nostr.Event) err
 	sctx, cancel := context.WithDeadline(ctx, s.staleAt(j))
 	defer cancel()
 	return retryRedis(sctx, func(ctx context.Context) error { return s.claims.answered(ctx, j.id(), resp) })
+}
+
+// storeAndDeliver is storeAnswer then deliver with one Redis round trip
+// for both (issue 15): the response goes into its claim and into the
+// pending answers in one transaction (rooms.RedisStore.AddAnswered),
+// retried as storeAnswer is, and is then sent as deliver sends it. When
+// Redis stays away until the request is stale, it falls back to deliver
+// alone (which publishes unstored when it cannot store), as storeAnswer's
+// failure did. It returns deliver's result.
+func (s *Service) storeAndDeliver(ctx context.Context, j job, resp *nostr.Event, relays []string) bool {
+	a := s.newPending(j.id(), resp, relays)
+	sctx, cancel := context.WithDeadline(ctx, s.staleAt(j))
+	var stored *pendingAnswer
+	err := retryRedis(sctx, func(ctx context.Context) error {
+		var err error
+		stored, err = s.claims.answeredPending(ctx, s.pending.store, a)
+		return err
+	})
+	cancel()
+	if err != nil {
+		s.log.Warn("store response", "id", j.id(), "err", err)
+		return s.deliver(ctx, j.id(), resp, relays)
+	}
+	return s.sendPending(ctx, stored)
 }
 
 func (s *Service) drop(err error) {

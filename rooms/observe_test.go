@@ -65,14 +65,61 @@ func TestCountRoundTrips(t *testing.T) {
 	// A pending answer is stored (hash and index) in one transaction and
 	// removed in one pipeline on a single server.
 	a := PendingAnswer{ID: "req-rt", Event: `{"id":"x"}`, Relays: []string{"wss://r.example.com"}, Deadline: time.Now().Add(time.Minute)}
-	if err := s.AddAnswer(ctx, a); err != nil {
+	stored, err := s.AddAnswer(ctx, a)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if got := took(); len(got) != 1 || got["multi:hsetnx"] != 1 {
 		t.Fatalf("AddAnswer made round trips %v, want one transaction", got)
 	}
+	if stored == nil || stored.Event != a.Event || !stored.Deadline.Equal(time.UnixMilli(a.Deadline.UnixMilli())) || len(stored.Relays) != 1 || len(stored.Refused) != 0 {
+		t.Fatalf("AddAnswer returned %+v, want the answer it stored", stored)
+	}
+	// Added again (a re-sighting), the answer stored first comes back, with
+	// its deadline and refusals, from the same one round trip.
+	if err := s.RefuseAnswer(ctx, "req-rt", "wss://r.example.com", "blocked"); err != nil {
+		t.Fatal(err)
+	}
+	took()
+	again := PendingAnswer{ID: "req-rt", Event: `{"id":"y"}`, Relays: []string{"wss://other.example.com"}, Deadline: time.Now().Add(time.Hour)}
+	stored, err = s.AddAnswer(ctx, again)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := took(); len(got) != 1 || got["multi:hsetnx"] != 1 {
+		t.Fatalf("AddAnswer again made round trips %v, want one transaction", got)
+	}
+	if stored.Event != a.Event || !stored.Deadline.Equal(time.UnixMilli(a.Deadline.UnixMilli())) || stored.Relays[0] != "wss://r.example.com" || stored.Refused["wss://r.example.com"] != "blocked" {
+		t.Fatalf("AddAnswer again returned %+v, want the first answer and its refusal", stored)
+	}
 	if ids, err := s.rdb.ZRange(ctx, s.keys.Answers(), 0, -1).Result(); err != nil || len(ids) != 1 || ids[0] != "req-rt" {
 		t.Fatalf("index after AddAnswer: %v %v", ids, err)
+	}
+	// The answered state of the claim and the pending answer together: one
+	// transaction, with the answer read back in it.
+	took()
+	ans := PendingAnswer{ID: "req-rt2", Event: `{"id":"z"}`, Relays: []string{"wss://r.example.com"}, Deadline: time.Now().Add(time.Minute)}
+	stored, err = s.AddAnswered(ctx, ans, `r:{"id":"z"}`, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := took(); len(got) != 1 || got["multi:set"] != 1 {
+		t.Fatalf("AddAnswered made round trips %v, want one transaction", got)
+	}
+	if stored == nil || stored.Event != ans.Event {
+		t.Fatalf("AddAnswered returned %+v, want the answer it stored", stored)
+	}
+	if v, err := s.rdb.Get(ctx, s.keys.Claim("req-rt2")).Result(); err != nil || v != `r:{"id":"z"}` {
+		t.Fatalf("claim after AddAnswered: %q %v", v, err)
+	}
+	if ttl, err := s.rdb.PTTL(ctx, s.keys.Claim("req-rt2")).Result(); err != nil || ttl <= 0 || ttl > time.Hour {
+		t.Fatalf("claim's expiry after AddAnswered: %v %v", ttl, err)
+	}
+	if ids, err := s.rdb.ZRange(ctx, s.keys.Answers(), 0, -1).Result(); err != nil || len(ids) != 2 || ids[1] != "req-rt2" {
+		t.Fatalf("index after AddAnswered: %v %v", ids, err)
+	}
+	if err := s.RemoveAnswer(ctx, "req-rt2"); err != nil {
+		t.Fatal(err)
 	}
 	took()
 	if err := s.RemoveAnswer(ctx, "req-rt"); err != nil {
