@@ -125,11 +125,30 @@ func (c *claims) takeOver(ctx context.Context, id string) (claimOutcome, *nostr.
 	return c.run(ctx, id, false)
 }
 
+// acquireCounted is acquire (fresh) or takeOver that, when it acquires
+// the claim, also counts the request in pubkey's rate window in the same
+// round trip (rooms.RedisStore.ClaimCounted, issue 15). count is the
+// window's count so far, this request included; 0 when it was not counted
+// (not acquired, or a cluster): then the caller counts with rateAllow.
+func (c *claims) acquireCounted(ctx context.Context, id string, fresh bool, pubkey string, now time.Time) (claimOutcome, *nostr.Event, int64, error) {
+	res, count, err := c.store.ClaimCounted(ctx, id, c.instance, c.lease, c.ownerLease(), fresh, pubkey, now)
+	if err != nil {
+		return 0, nil, 0, err
+	}
+	state, stored, err := c.outcome(id, res)
+	return state, stored, count, err
+}
+
 func (c *claims) run(ctx context.Context, id string, fresh bool) (claimOutcome, *nostr.Event, error) {
 	res, err := c.store.Claim(ctx, id, c.instance, c.lease, c.ownerLease(), fresh)
 	if err != nil {
 		return 0, nil, err
 	}
+	return c.outcome(id, res)
+}
+
+// outcome reads the claim script's result res for request id.
+func (c *claims) outcome(id, res string) (claimOutcome, *nostr.Event, error) {
 	switch {
 	case res == "acquired":
 		c.hold(id, true)

@@ -32,6 +32,43 @@ func TestCountRoundTrips(t *testing.T) {
 		return c
 	}
 
+	// The claim and the requester's rate count: one script, counted only
+	// when the claim is taken.
+	now := time.Now()
+	// The first run of a script on a server loads it (EVALSHA, NOSCRIPT,
+	// EVAL); every later one is one EVALSHA.
+	if _, _, err := s.ClaimCounted(ctx, "req-claim-warm", "owner1", time.Minute, time.Minute, true, hexKey(8), now); err != nil {
+		t.Fatal(err)
+	}
+	took()
+	for i, want := range []struct {
+		res   string
+		count int64
+	}{{"acquired", 1}, {"acquired", 2}} {
+		id := "req-claim-" + string(rune('a'+i))
+		res, n, err := s.ClaimCounted(ctx, id, "owner1", time.Minute, time.Minute, true, hexKey(7), now)
+		if err != nil || res != want.res || n != want.count {
+			t.Fatalf("ClaimCounted %s: %q %d %v, want %q %d", id, res, n, err, want.res, want.count)
+		}
+		if got := took(); len(got) != 1 || got["evalsha"] != 1 {
+			t.Fatalf("ClaimCounted made round trips %v, want one script", got)
+		}
+	}
+	if res, n, err := s.ClaimCounted(ctx, "req-claim-a", "owner2", time.Minute, time.Minute, true, hexKey(7), now); err != nil || res != "busy" || n != 0 {
+		t.Fatalf("ClaimCounted of a held claim: %q %d %v, want busy, not counted", res, n, err)
+	}
+	took()
+	if ok, err := s.RateAllow(ctx, hexKey(7), now, 3); err != nil || !ok {
+		t.Fatalf("RateAllow after two counted claims: %v %v, want the third of 3 allowed", ok, err)
+	}
+	if ok, err := s.RateAllow(ctx, hexKey(7), now, 3); err != nil || ok {
+		t.Fatalf("RateAllow after two counted claims and one count: %v %v, want the fourth of 3 refused", ok, err)
+	}
+	if ttl, err := s.rdb.PTTL(ctx, s.keys.Rate(hexKey(7), now.Unix()/60)).Result(); err != nil || ttl <= 0 || ttl > minuteWindowTTL {
+		t.Fatalf("rate window's expiry: %v %v", ttl, err)
+	}
+	took()
+
 	c := nostrx.Coordinate{Kind: nostrx.KindRoom, Author: hexKey(1), D: "room-rt"}
 	lk, _, err := s.LockView(ctx, c, time.Minute)
 	if err != nil {
