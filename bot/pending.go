@@ -51,6 +51,9 @@ type pendingAnswer struct {
 	relays   []string
 	deadline time.Time
 	refused  map[string]bool
+	// leased: this instance took the sending lease with the store
+	// (addAnswered), so the sender need not take it again.
+	leased bool
 }
 
 // add stores an answer as pending unless it already is, and returns the
@@ -72,10 +75,21 @@ func (p *pendingStore) add(ctx context.Context, a *pendingAnswer) (*pendingAnswe
 // state, kept for claimTTL) in the same round trip (rooms.AddAnswered);
 // evb is a.ev encoded, shared by both.
 func (p *pendingStore) addAnswered(ctx context.Context, a *pendingAnswer, evb []byte, claim string, claimTTL time.Duration) (*pendingAnswer, error) {
-	stored, err := p.store.AddAnswered(ctx, rooms.PendingAnswer{ID: a.id, Event: string(evb), Relays: a.relays, Deadline: a.deadline}, claim, claimTTL)
+	stored, leased, err := p.store.AddAnswered(ctx, rooms.PendingAnswer{ID: a.id, Event: string(evb), Relays: a.relays, Deadline: a.deadline}, claim, claimTTL, p.instance, pendingLease)
 	if err != nil {
 		return nil, err
 	}
+	out, err := p.fromAdded(a, evb, stored)
+	if err != nil {
+		return nil, err
+	}
+	out.leased = leased
+	return out, nil
+}
+
+// fromAdded is fromStored for the answer add returned, reusing a's event
+// when it is the one stored.
+func (p *pendingStore) fromAdded(a *pendingAnswer, evb []byte, stored *rooms.PendingAnswer) (*pendingAnswer, error) {
 	if stored.Event == string(evb) {
 		// Ours: no need to decode the event we have.
 		out := &pendingAnswer{id: a.id, ev: a.ev, relays: stored.Relays, deadline: stored.Deadline, refused: map[string]bool{}}
@@ -161,11 +175,13 @@ func (d *deliveries) start(ctx context.Context, a *pendingAnswer) *delivery {
 	}
 	d.mu.Unlock()
 	s := d.svc
-	lctx, cancel := context.WithTimeout(ctx, s.cfg.Limits.DependencyTimeout)
-	ok, err := d.store.takeLease(lctx, a.id)
-	cancel()
-	if err != nil || !ok {
-		return nil
+	if !a.leased {
+		lctx, cancel := context.WithTimeout(ctx, s.cfg.Limits.DependencyTimeout)
+		ok, err := d.store.takeLease(lctx, a.id)
+		cancel()
+		if err != nil || !ok {
+			return nil
+		}
 	}
 	relays := d.sendable(a)
 	loops, tail := context.WithCancel(s.outbox.bg)

@@ -37,7 +37,8 @@ const answerRefused = "refused:"
 // one, without a second round trip to read it (issue 15). The hash lives
 // until an hour after the deadline.
 func (s *RedisStore) AddAnswer(ctx context.Context, a PendingAnswer) (*PendingAnswer, error) {
-	return s.addAnswer(ctx, a, "", 0)
+	stored, _, err := s.addAnswer(ctx, a, "", 0, "", 0)
+	return stored, err
 }
 
 // AddAnswered is AddAnswer that also sets request a.ID's claim to claim
@@ -48,24 +49,31 @@ func (s *RedisStore) AddAnswer(ctx context.Context, a PendingAnswer) (*PendingAn
 // only the index, in another slot there, is written after. With SetWait
 // it waits for the replicas before it returns, as SetClaim does, so that a
 // failover right after does not bring back the working state.
-func (s *RedisStore) AddAnswered(ctx context.Context, a PendingAnswer, claim string, claimTTL time.Duration) (*PendingAnswer, error) {
+//
+// With owner not "", it also takes or renews owner's sending lease on the
+// answer for lease (LeaseAnswer, whose key shares the hash tag) in the
+// same transaction, and reports whether owner holds it: the sender needs
+// no round trip of its own for it.
+func (s *RedisStore) AddAnswered(ctx context.Context, a PendingAnswer, claim string, claimTTL time.Duration, owner string, lease time.Duration) (stored *PendingAnswer, leased bool, err error) {
 	if claim == "" {
-		return nil, fmt.Errorf("pending answer %s: empty claim", a.ID)
+		return nil, false, fmt.Errorf("pending answer %s: empty claim", a.ID)
 	}
-	return s.addAnswer(ctx, a, claim, claimTTL)
+	return s.addAnswer(ctx, a, claim, claimTTL, owner, lease)
 }
 
-// addAnswer is AddAnswer and AddAnswered; claim "" leaves the claim alone.
-func (s *RedisStore) addAnswer(ctx context.Context, a PendingAnswer, claim string, claimTTL time.Duration) (*PendingAnswer, error) {
+// addAnswer is AddAnswer and AddAnswered; claim "" leaves the claim alone,
+// owner "" the lease.
+func (s *RedisStore) addAnswer(ctx context.Context, a PendingAnswer, claim string, claimTTL time.Duration, owner string, lease time.Duration) (*PendingAnswer, bool, error) {
 	key := s.keys.Answer(a.ID)
 	relays, err := json.Marshal(a.Relays)
 	if err != nil {
-		return nil, fmt.Errorf("pending answer %s: %w", a.ID, err)
+		return nil, false, fmt.Errorf("pending answer %s: %w", a.ID, err)
 	}
 	ms := a.Deadline.UnixMilli()
 	index := redis.Z{Score: float64(ms), Member: a.ID}
 	single := s.singleServer()
 	var stored *redis.MapStringStringCmd
+	var leaseCmd *redis.Cmd
 	write := func(pipe redis.Pipeliner) error {
 		if claim != "" {
 			pipe.Set(ctx, s.keys.Claim(a.ID), claim, claimTTL)
@@ -75,6 +83,11 @@ func (s *RedisStore) addAnswer(ctx context.Context, a PendingAnswer, claim strin
 		pipe.HSetNX(ctx, key, "deadline", ms)
 		pipe.PExpireAt(ctx, key, a.Deadline.Add(time.Hour))
 		stored = pipe.HGetAll(ctx, key)
+		if owner != "" {
+			// EVAL, not EVALSHA: a script the server does not have
+			// would fail inside the transaction.
+			leaseCmd = leaseAnswerScript.Eval(ctx, pipe, []string{s.keys.AnswerLease(a.ID)}, owner, lease.Milliseconds())
+		}
 		if single {
 			// One server: the index goes in the same transaction, one round
 			// trip on the answer's way out instead of two (issue 15). On a
@@ -97,21 +110,29 @@ func (s *RedisStore) addAnswer(ctx context.Context, a PendingAnswer, claim strin
 		})
 	}
 	if err != nil {
-		return nil, redisErr(what, err)
+		return nil, false, redisErr(what, err)
 	}
 	if !single {
 		if err := s.rdb.ZAddNX(ctx, s.keys.Answers(), index).Err(); err != nil {
-			return nil, redisErr("index pending answer "+a.ID, err)
+			return nil, false, redisErr("index pending answer "+a.ID, err)
 		}
 	}
 	got, err := parseAnswer(a.ID, stored.Val())
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if got == nil {
-		return nil, fmt.Errorf("pending answer %s: not stored", a.ID)
+		return nil, false, fmt.Errorf("pending answer %s: not stored", a.ID)
 	}
-	return got, nil
+	leased := false
+	if leaseCmd != nil {
+		n, err := leaseCmd.Int()
+		if err != nil {
+			return nil, false, redisErr("lease pending answer "+a.ID, err)
+		}
+		leased = n == 1
+	}
+	return got, leased, nil
 }
 
 // Answer reads the pending answer to request id; nil when none is pending.

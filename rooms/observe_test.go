@@ -136,13 +136,25 @@ func TestCountRoundTrips(t *testing.T) {
 	// transaction, with the answer read back in it.
 	took()
 	ans := PendingAnswer{ID: "req-rt2", Event: `{"id":"z"}`, Relays: []string{"wss://r.example.com"}, Deadline: time.Now().Add(time.Minute)}
-	stored, err = s.AddAnswered(ctx, ans, `r:{"id":"z"}`, time.Hour)
+	stored, leased, err := s.AddAnswered(ctx, ans, `r:{"id":"z"}`, time.Hour, "owner1", time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := took(); len(got) != 1 || got["multi:set"] != 1 {
 		t.Fatalf("AddAnswered made round trips %v, want one transaction", got)
 	}
+	if !leased {
+		t.Fatal("AddAnswered did not take the free sending lease")
+	}
+	if ok, err := s.LeaseAnswer(ctx, "req-rt2", "owner2", time.Minute); err != nil || ok {
+		t.Fatalf("another owner's LeaseAnswer after AddAnswered: %v %v, want the lease held", ok, err)
+	}
+	// Stored again by another owner (a take-over): the lease stays the
+	// first owner's, and it says so.
+	if _, leased, err := s.AddAnswered(ctx, ans, `r:{"id":"z"}`, time.Hour, "owner2", time.Minute); err != nil || leased {
+		t.Fatalf("AddAnswered of another owner: leased %v %v, want not leased", leased, err)
+	}
+	took()
 	if stored == nil || stored.Event != ans.Event {
 		t.Fatalf("AddAnswered returned %+v, want the answer it stored", stored)
 	}
