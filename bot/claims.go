@@ -125,11 +125,30 @@ func (c *claims) takeOver(ctx context.Context, id string) (claimOutcome, *nostr.
 	return c.run(ctx, id, false)
 }
 
+// acquireCounted is acquire (fresh) or takeOver that, when it acquires
+// the claim, also counts the request in pubkey's rate window in the same
+// round trip (rooms.RedisStore.ClaimCounted, issue 15). count is the
+// window's count so far, this request included; 0 when it was not counted
+// (not acquired, or a cluster): then the caller counts with rateAllow.
+func (c *claims) acquireCounted(ctx context.Context, id string, fresh bool, pubkey string, now time.Time) (claimOutcome, *nostr.Event, int64, error) {
+	res, count, err := c.store.ClaimCounted(ctx, id, c.instance, c.lease, c.ownerLease(), fresh, pubkey, now)
+	if err != nil {
+		return 0, nil, 0, err
+	}
+	state, stored, err := c.outcome(id, res)
+	return state, stored, count, err
+}
+
 func (c *claims) run(ctx context.Context, id string, fresh bool) (claimOutcome, *nostr.Event, error) {
 	res, err := c.store.Claim(ctx, id, c.instance, c.lease, c.ownerLease(), fresh)
 	if err != nil {
 		return 0, nil, err
 	}
+	return c.outcome(id, res)
+}
+
+// outcome reads the claim script's result res for request id.
+func (c *claims) outcome(id, res string) (claimOutcome, *nostr.Event, error) {
 	switch {
 	case res == "acquired":
 		c.hold(id, true)
@@ -163,6 +182,27 @@ func (c *claims) answered(ctx context.Context, id string, resp *nostr.Event) err
 	}
 	c.hold(id, false)
 	return nil
+}
+
+// answeredPending is answered and the pending answer's store in one round
+// trip (pendingStore.addAnswered), retrying within one step's budget; it
+// returns the answer now pending (see pendingStore.add).
+func (c *claims) answeredPending(ctx context.Context, p *pendingStore, a *pendingAnswer) (*pendingAnswer, error) {
+	b, err := json.Marshal(a.ev)
+	if err != nil {
+		return nil, err
+	}
+	var stored *pendingAnswer
+	err = c.retry(ctx, func(ctx context.Context) error {
+		var err error
+		stored, err = p.addAnswered(ctx, a, b, "r:"+string(b), c.ttl)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store response of %s: %w", a.id, err)
+	}
+	c.hold(a.id, false)
+	return stored, nil
 }
 
 // delivered marks the response as accepted by a relay.

@@ -51,15 +51,54 @@ type pendingAnswer struct {
 	relays   []string
 	deadline time.Time
 	refused  map[string]bool
+	// leased: this instance took the sending lease with the store
+	// (addAnswered), so the sender need not take it again.
+	leased bool
 }
 
-// add stores an answer as pending unless it already is.
-func (p *pendingStore) add(ctx context.Context, a *pendingAnswer) error {
+// add stores an answer as pending unless it already is, and returns the
+// answer now pending (the one sent before, with its deadline and refusals,
+// when there was one), read in the same round trip.
+func (p *pendingStore) add(ctx context.Context, a *pendingAnswer) (*pendingAnswer, error) {
 	evb, err := json.Marshal(a.ev)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return p.store.AddAnswer(ctx, rooms.PendingAnswer{ID: a.id, Event: string(evb), Relays: a.relays, Deadline: a.deadline})
+	stored, err := p.store.AddAnswer(ctx, rooms.PendingAnswer{ID: a.id, Event: string(evb), Relays: a.relays, Deadline: a.deadline})
+	if err != nil {
+		return nil, err
+	}
+	return fromStored(stored)
+}
+
+// addAnswered is add that also stores claim (the request's answered
+// state, kept for claimTTL) in the same round trip (rooms.AddAnswered);
+// evb is a.ev encoded, shared by both.
+func (p *pendingStore) addAnswered(ctx context.Context, a *pendingAnswer, evb []byte, claim string, claimTTL time.Duration) (*pendingAnswer, error) {
+	stored, leased, err := p.store.AddAnswered(ctx, rooms.PendingAnswer{ID: a.id, Event: string(evb), Relays: a.relays, Deadline: a.deadline}, claim, claimTTL, p.instance, pendingLease)
+	if err != nil {
+		return nil, err
+	}
+	out, err := p.fromAdded(a, evb, stored)
+	if err != nil {
+		return nil, err
+	}
+	out.leased = leased
+	return out, nil
+}
+
+// fromAdded is fromStored for the answer add returned, reusing a's event
+// when it is the one stored.
+func (p *pendingStore) fromAdded(a *pendingAnswer, evb []byte, stored *rooms.PendingAnswer) (*pendingAnswer, error) {
+	if stored.Event == string(evb) {
+		// Ours: no need to decode the event we have.
+		out := &pendingAnswer{id: a.id, ev: a.ev, relays: stored.Relays, deadline: stored.Deadline, refused: map[string]bool{}}
+		for url := range stored.Refused {
+			out.refused[url] = true
+		}
+		return out, nil
+	}
+	return fromStored(stored)
 }
 
 // load reads a pending answer; nil when it is no longer pending.
@@ -68,9 +107,15 @@ func (p *pendingStore) load(ctx context.Context, id string) (*pendingAnswer, err
 	if err != nil || stored == nil {
 		return nil, err
 	}
-	a := &pendingAnswer{id: id, relays: stored.Relays, deadline: stored.Deadline, refused: map[string]bool{}}
+	return fromStored(stored)
+}
+
+// fromStored turns the stored form of a pending answer into this
+// instance's.
+func fromStored(stored *rooms.PendingAnswer) (*pendingAnswer, error) {
+	a := &pendingAnswer{id: stored.ID, relays: stored.Relays, deadline: stored.Deadline, refused: map[string]bool{}}
 	if err := json.Unmarshal([]byte(stored.Event), &a.ev); err != nil {
-		return nil, fmt.Errorf("pending answer %s unreadable: %w", id, err)
+		return nil, fmt.Errorf("pending answer %s unreadable: %w", stored.ID, err)
 	}
 	for url := range stored.Refused {
 		a.refused[url] = true
@@ -130,11 +175,13 @@ func (d *deliveries) start(ctx context.Context, a *pendingAnswer) *delivery {
 	}
 	d.mu.Unlock()
 	s := d.svc
-	lctx, cancel := context.WithTimeout(ctx, s.cfg.Limits.DependencyTimeout)
-	ok, err := d.store.takeLease(lctx, a.id)
-	cancel()
-	if err != nil || !ok {
-		return nil
+	if !a.leased {
+		lctx, cancel := context.WithTimeout(ctx, s.cfg.Limits.DependencyTimeout)
+		ok, err := d.store.takeLease(lctx, a.id)
+		cancel()
+		if err != nil || !ok {
+			return nil
+		}
 	}
 	relays := d.sendable(a)
 	loops, tail := context.WithCancel(s.outbox.bg)
@@ -291,9 +338,9 @@ func (d *deliveries) run(ctx context.Context) {
 // still pending (sent on by this instance's loops, then by the retrier of
 // any instance until nostr.response_ttl).
 func (s *Service) deliver(ctx context.Context, id string, resp *nostr.Event, relays []string) bool {
-	a := &pendingAnswer{id: id, ev: resp, relays: dedupe(relays), deadline: time.Now().Add(s.cfg.Nostr.ResponseTTL), refused: map[string]bool{}}
+	a := s.newPending(id, resp, relays)
 	sctx, cancel := context.WithTimeout(ctx, s.cfg.Limits.DependencyTimeout)
-	err := s.pending.store.add(sctx, a)
+	stored, err := s.pending.store.add(sctx, a)
 	cancel()
 	if err != nil {
 		// Without Redis the answer cannot outlive this process; send it
@@ -310,21 +357,31 @@ func (s *Service) deliver(ctx context.Context, id string, resp *nostr.Event, rel
 		s.seen.forget(id)
 		return false
 	}
-	if stored, err := s.pending.store.load(ctx, id); err == nil && stored != nil {
-		a = stored // sent before: keep its deadline and refusals
-	}
+	return s.sendPending(ctx, stored)
+}
+
+// newPending is the pending form of resp, the answer to request id, to be
+// sent to relays until nostr.response_ttl from now.
+func (s *Service) newPending(id string, resp *nostr.Event, relays []string) *pendingAnswer {
+	return &pendingAnswer{id: id, ev: resp, relays: dedupe(relays), deadline: time.Now().Add(s.cfg.Nostr.ResponseTTL), refused: map[string]bool{}}
+}
+
+// sendPending sends a, an answer stored as pending (the one sent before,
+// with its deadline and refusals, when there was one), and waits for a
+// first OK as deliver does.
+func (s *Service) sendPending(ctx context.Context, a *pendingAnswer) bool {
 	dl := s.pending.start(ctx, a)
 	if dl == nil {
 		return false // another instance is sending it
 	}
 	select {
 	case <-dl.accepted:
-		s.metrics.Published.WithLabelValues(strconv.Itoa(resp.Kind)).Inc()
+		s.metrics.Published.WithLabelValues(strconv.Itoa(a.ev.Kind)).Inc()
 		return true
 	case <-time.After(firstAnswerWait):
 	case <-ctx.Done():
 	}
-	s.log.Warn("answer not accepted by any relay yet; kept pending", "id", id, "until", a.deadline.UTC().Format(time.RFC3339))
+	s.log.Warn("answer not accepted by any relay yet; kept pending", "id", a.id, "until", a.deadline.UTC().Format(time.RFC3339))
 	return false
 }
 

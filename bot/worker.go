@@ -19,13 +19,17 @@ import (
 //	intake     s.verifyEvent (id and signature)   → s.seen.Add (dedupe)
 //	           → s.dispatch (lanes.go: known-host lane or shared queue)
 //	runJob     a worker takes the job (lanes.go: next), panic guard
-//	handle     s.claim (claims.go → rooms/claims.go; deferred.go when Redis
-//	           or another replica holds it)
-//	           → s.work: nostrx.ParseRequest → s.admit (access.go allow/deny,
+//	handle     nostrx.ParseRequest → s.claimCounting (claims.go →
+//	           rooms/claims.go, with the requester's rate count in the same
+//	           script on one server; deferred.go when Redis or another
+//	           replica holds it)
+//	           → s.work: s.admit (access.go allow/deny, the claim's count or
 //	             s.rateAllow → rooms.RedisStore.RateAllow)
 //	             → rooms.Engine.Restart or Status (rooms/engine.go)
 //	           → nostrx.BuildResponse (the answer, NIP-44)
-//	           → s.storeAnswer (claims.go) → s.deliver (pending.go, relayio.go)
+//	           → s.storeAndDeliver: the answer into its claim and the pending
+//	             answers in one round trip (claims.go, pending.go), then sent
+//	             (pending.go, relayio.go)
 //
 // Direct-message commands join at runJob (dm.go: intakeDM, handleDM) and
 // take the same claim, work and delivery steps.
@@ -122,7 +126,14 @@ type answer struct {
 // handle processes one verified request: claim, parse, admit, work, answer.
 func (s *Service) handle(ctx context.Context, j job) {
 	ev := j.ev
-	stored, ours := s.claim(ctx, j)
+	// Parsed before the claim, so that a request admit would count against
+	// its requester's rate is counted by the claim's own round trip.
+	req, perr := nostrx.ParseRequest(ev)
+	countFor := ""
+	if perr == nil && s.listed(req.Requester) == nil {
+		countFor = req.Requester
+	}
+	stored, ours, counted := s.claimCounting(ctx, j, countFor)
 	if stored != nil {
 		s.deliver(ctx, ev.ID, stored, s.responseRelays(ev, j.via, nil, refusalOnly(stored)))
 	}
@@ -130,8 +141,7 @@ func (s *Service) handle(ctx context.Context, j job) {
 		return
 	}
 
-	req, perr := nostrx.ParseRequest(ev)
-	ans := s.work(ctx, req, perr)
+	ans := s.workCounted(ctx, req, perr, counted)
 	if ans.resume {
 		s.resumeLater(j, ans.err)
 		return
@@ -144,10 +154,7 @@ func (s *Service) handle(ctx context.Context, j job) {
 		s.log.Error("build response", "id", ev.ID, "err", err)
 		return
 	}
-	if err := s.storeAnswer(ctx, j, &resp); err != nil {
-		s.log.Warn("store response", "id", ev.ID, "err", err)
-	}
-	delivered := s.deliver(ctx, ev.ID, &resp, s.responseRelays(ev, j.via, ans.relays, isRefusal(ans.payload)))
+	delivered := s.storeAndDeliver(ctx, j, &resp, s.responseRelays(ev, j.via, ans.relays, isRefusal(ans.payload)))
 
 	action := req.Action
 	if action != nostrx.ActionRestart && action != nostrx.ActionStatus {
@@ -178,16 +185,30 @@ func (s *Service) handle(ctx context.Context, j job) {
 // deferred here: retried while Redis does not answer, watched while another
 // live instance holds it (and taken over if that instance dies).
 func (s *Service) claim(ctx context.Context, j job) (stored *nostr.Event, ours bool) {
+	stored, ours, _ = s.claimCounting(ctx, j, "")
+	return stored, ours
+}
+
+// claimCounting is claim that, given a requester's pubkey, also counts the
+// request in its rate window when it takes the claim, in the same round
+// trip (claims.acquireCounted): counted is the window's count, 0 when not
+// counted.
+func (s *Service) claimCounting(ctx context.Context, j job, pubkey string) (stored *nostr.Event, ours bool, counted int64) {
 	cctx, cancel := context.WithTimeout(ctx, s.cfg.Limits.DependencyTimeout)
-	acquire := s.claims.acquire
-	if j.watching {
-		acquire = s.claims.takeOver
+	var state claimOutcome
+	var err error
+	switch {
+	case pubkey != "":
+		state, stored, counted, err = s.claims.acquireCounted(cctx, j.id(), !j.watching, pubkey, time.Now())
+	case j.watching:
+		state, stored, err = s.claims.takeOver(cctx, j.id())
+	default:
+		state, stored, err = s.claims.acquire(cctx, j.id())
 	}
-	state, stored, err := acquire(cctx, j.id())
 	cancel()
 	if err != nil {
 		s.claimRetry(j, err)
-		return nil, false
+		return nil, false, 0
 	}
 	switch state {
 	case claimBusy:
@@ -195,16 +216,23 @@ func (s *Service) claim(ctx context.Context, j job) (stored *nostr.Event, ours b
 	case claimDone, claimGone:
 		s.metrics.Dropped.WithLabelValues("claimed").Inc()
 	case claimAnswered:
-		return stored, false
+		return stored, false, 0
 	case claimAcquired:
-		return nil, true
+		return nil, true, counted
 	}
-	return nil, false
+	return nil, false, 0
 }
 
 // work turns a parsed request into an answer. Every path returns exactly
 // one answer; internal errors are logged, never shown.
 func (s *Service) work(ctx context.Context, req nostrx.Request, perr error) answer {
+	return s.workCounted(ctx, req, perr, 0)
+}
+
+// workCounted is work for a request already counted in its requester's
+// rate window (counted: the window's count, this request included; 0 when
+// not counted yet, see admitCounted).
+func (s *Service) workCounted(ctx context.Context, req nostrx.Request, perr error, counted int64) answer {
 	resultType := req.Action
 	if resultType != nostrx.ActionStatus {
 		resultType = nostrx.ActionRestart
@@ -219,7 +247,7 @@ func (s *Service) work(ctx context.Context, req nostrx.Request, perr error) answ
 	if perr != nil {
 		return fail(perr)
 	}
-	if err := s.admit(ctx, req); err != nil {
+	if err := s.admitCounted(ctx, req, counted); err != nil {
 		return fail(err)
 	}
 	switch req.Action {
@@ -255,12 +283,22 @@ func (s *Service) work(ctx context.Context, req nostrx.Request, perr error) answ
 // admit applies the operator's allow and deny lists and the per-requester
 // rate limit, before any room is looked at.
 func (s *Service) admit(ctx context.Context, req nostrx.Request) error {
+	return s.admitCounted(ctx, req, 0)
+}
+
+// admitCounted is admit for a request whose rate window count the claim
+// already took (counted > 0, see claimCounting): it is not counted again.
+func (s *Service) admitCounted(ctx context.Context, req nostrx.Request, counted int64) error {
 	if err := s.listed(req.Requester); err != nil {
 		return err
 	}
-	ok, err := s.rateAllow(ctx, req.Requester)
-	if err != nil {
-		return errors.Join(nostrx.Refuse(nostrx.CodeUnavailable, "a backing service is unavailable; try again shortly"), err)
+	ok := counted > 0 && counted <= int64(s.cfg.Limits.RestartsPerMinute)
+	if counted <= 0 {
+		var err error
+		ok, err = s.rateAllow(ctx, req.Requester)
+		if err != nil {
+			return errors.Join(nostrx.Refuse(nostrx.CodeUnavailable, "a backing service is unavailable; try again shortly"), err)
+		}
 	}
 	if !ok {
 		return nostrx.Refuse(nostrx.CodeRateLimited, "at most %d requests per minute", s.cfg.Limits.RestartsPerMinute)
@@ -297,6 +335,30 @@ func (s *Service) storeAnswer(ctx context.Context, j job, resp *nostr.Event) err
 	sctx, cancel := context.WithDeadline(ctx, s.staleAt(j))
 	defer cancel()
 	return retryRedis(sctx, func(ctx context.Context) error { return s.claims.answered(ctx, j.id(), resp) })
+}
+
+// storeAndDeliver is storeAnswer then deliver with one Redis round trip
+// for both (issue 15): the response goes into its claim and into the
+// pending answers in one transaction (rooms.RedisStore.AddAnswered),
+// retried as storeAnswer is, and is then sent as deliver sends it. When
+// Redis stays away until the request is stale, it falls back to deliver
+// alone (which publishes unstored when it cannot store), as storeAnswer's
+// failure did. It returns deliver's result.
+func (s *Service) storeAndDeliver(ctx context.Context, j job, resp *nostr.Event, relays []string) bool {
+	a := s.newPending(j.id(), resp, relays)
+	sctx, cancel := context.WithDeadline(ctx, s.staleAt(j))
+	var stored *pendingAnswer
+	err := retryRedis(sctx, func(ctx context.Context) error {
+		var err error
+		stored, err = s.claims.answeredPending(ctx, s.pending.store, a)
+		return err
+	})
+	cancel()
+	if err != nil {
+		s.log.Warn("store response", "id", j.id(), "err", err)
+		return s.deliver(ctx, j.id(), resp, relays)
+	}
+	return s.sendPending(ctx, stored)
 }
 
 func (s *Service) drop(err error) {

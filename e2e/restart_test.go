@@ -545,3 +545,61 @@ func checkResponseTags(t *testing.T, ex *bot.Exchange, requester string, room no
 		t.Error("response content is not encrypted")
 	}
 }
+
+// TestRequesterRateLimit: a requester's requests are counted once each in
+// its one-minute window, shared by replicas (the claim's script counts them
+// on a single server, issue 15): a request within the limit is answered
+// and counted exactly once, the next one over the limit is refused
+// RATE_LIMITED, and another requester is not affected.
+func TestRequesterRateLimit(t *testing.T) {
+	w := newWorld(t, 1)
+	w.cfg.Limits.RestartsPerMinute = 3
+	w.start()
+	ctx := context.Background()
+	host, other := newUser(t), newUser(t)
+	id := uuid.NewString()
+	w.nestsRecord(id, host.pk, nil, nil)
+	// The current minute and its neighbours, so a minute boundary cannot
+	// reset the window between the requests.
+	set := func(n int) {
+		now := time.Now().Unix() / 60
+		for m := now - 1; m <= now+2; m++ {
+			key := w.cfg.Redis.BotPrefix + "rate:" + host.pk + ":" + strconv.FormatInt(m, 10)
+			if err := w.rdb.Set(ctx, key, n, 5*time.Minute).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	count := func() int {
+		total := 0
+		now := time.Now().Unix() / 60
+		for m := now - 1; m <= now+2; m++ {
+			n, _ := w.rdb.Get(ctx, w.cfg.Redis.BotPrefix+"rate:"+host.pk+":"+strconv.FormatInt(m, 10)).Int()
+			total += n
+		}
+		return total
+	}
+	set(1)
+	before := count()
+	if ex := w.ask(host, coord(host.pk, id), "status"); ex.Payload.Error != nil {
+		t.Fatalf("status within the limit: %+v", ex.Payload.Error)
+	}
+	if got := count(); got != before+1 {
+		t.Fatalf("a request counted %d times in its window, want once", got-before)
+	}
+	set(3)
+	// Another room: the same request in the same second would be the same
+	// event, answered by its first response.
+	id2 := uuid.NewString()
+	w.nestsRecord(id2, host.pk, nil, nil)
+	ex := w.ask(host, coord(host.pk, id2), "status")
+	wantError(t, ex.Payload, nostrx.CodeRateLimited)
+	if !strings.Contains(ex.Payload.Error.Message, "at most 3 requests per minute") {
+		t.Fatalf("message %q", ex.Payload.Error.Message)
+	}
+	oid := uuid.NewString()
+	w.nestsRecord(oid, other.pk, nil, nil)
+	if ex := w.ask(other, coord(other.pk, oid), "status"); ex.Payload.Error != nil {
+		t.Fatalf("another requester: %+v", ex.Payload.Error)
+	}
+}

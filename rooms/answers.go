@@ -32,38 +32,107 @@ type PendingAnswer struct {
 const answerRefused = "refused:"
 
 // AddAnswer stores a as pending unless an answer to a.ID already is (then
-// the stored one, with its deadline and refusals, stays). The hash lives
+// the stored one, with its deadline and refusals, stays), and returns the
+// answer now stored, read in the same transaction: the caller sends that
+// one, without a second round trip to read it (issue 15). The hash lives
 // until an hour after the deadline.
-func (s *RedisStore) AddAnswer(ctx context.Context, a PendingAnswer) error {
+func (s *RedisStore) AddAnswer(ctx context.Context, a PendingAnswer) (*PendingAnswer, error) {
+	stored, _, err := s.addAnswer(ctx, a, "", 0, "", 0)
+	return stored, err
+}
+
+// AddAnswered is AddAnswer that also sets request a.ID's claim to claim
+// (one of the bot's answered states, kept for claimTTL: SetClaim) in the
+// same transaction, one round trip instead of two on the answer's way out
+// (issue 15). The claim and the answer share the request's hash tag
+// (Keys.Claim, Keys.Answer), so the transaction holds on a cluster too;
+// only the index, in another slot there, is written after. With SetWait
+// it waits for the replicas before it returns, as SetClaim does, so that a
+// failover right after does not bring back the working state.
+//
+// With owner not "", it also takes or renews owner's sending lease on the
+// answer for lease (LeaseAnswer, whose key shares the hash tag) in the
+// same transaction, and reports whether owner holds it: the sender needs
+// no round trip of its own for it.
+func (s *RedisStore) AddAnswered(ctx context.Context, a PendingAnswer, claim string, claimTTL time.Duration, owner string, lease time.Duration) (stored *PendingAnswer, leased bool, err error) {
+	if claim == "" {
+		return nil, false, fmt.Errorf("pending answer %s: empty claim", a.ID)
+	}
+	return s.addAnswer(ctx, a, claim, claimTTL, owner, lease)
+}
+
+// addAnswer is AddAnswer and AddAnswered; claim "" leaves the claim alone,
+// owner "" the lease.
+func (s *RedisStore) addAnswer(ctx context.Context, a PendingAnswer, claim string, claimTTL time.Duration, owner string, lease time.Duration) (*PendingAnswer, bool, error) {
 	key := s.keys.Answer(a.ID)
 	relays, err := json.Marshal(a.Relays)
 	if err != nil {
-		return fmt.Errorf("pending answer %s: %w", a.ID, err)
+		return nil, false, fmt.Errorf("pending answer %s: %w", a.ID, err)
 	}
 	ms := a.Deadline.UnixMilli()
 	index := redis.Z{Score: float64(ms), Member: a.ID}
 	single := s.singleServer()
-	pipe := s.rdb.TxPipeline()
-	pipe.HSetNX(ctx, key, "event", a.Event)
-	pipe.HSetNX(ctx, key, "relays", relays)
-	pipe.HSetNX(ctx, key, "deadline", ms)
-	pipe.PExpireAt(ctx, key, a.Deadline.Add(time.Hour))
-	if single {
-		// One server: the index goes in the same transaction, one round
-		// trip on the answer's way out instead of two (issue 15). On a
-		// cluster it is in another slot, so it is written after.
-		pipe.ZAddNX(ctx, s.keys.Answers(), index)
+	var stored *redis.MapStringStringCmd
+	var leaseCmd *redis.Cmd
+	write := func(pipe redis.Pipeliner) error {
+		if claim != "" {
+			pipe.Set(ctx, s.keys.Claim(a.ID), claim, claimTTL)
+		}
+		pipe.HSetNX(ctx, key, "event", a.Event)
+		pipe.HSetNX(ctx, key, "relays", relays)
+		pipe.HSetNX(ctx, key, "deadline", ms)
+		pipe.PExpireAt(ctx, key, a.Deadline.Add(time.Hour))
+		stored = pipe.HGetAll(ctx, key)
+		if owner != "" {
+			// EVAL, not EVALSHA: a script the server does not have
+			// would fail inside the transaction.
+			leaseCmd = leaseAnswerScript.Eval(ctx, pipe, []string{s.keys.AnswerLease(a.ID)}, owner, lease.Milliseconds())
+		}
+		if single {
+			// One server: the index goes in the same transaction, one round
+			// trip on the answer's way out instead of two (issue 15). On a
+			// cluster it is in another slot, so it is written after.
+			pipe.ZAddNX(ctx, s.keys.Answers(), index)
+		}
+		_, err := pipe.Exec(ctx)
+		return err
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return redisErr("store pending answer "+a.ID, err)
+	what := "store pending answer " + a.ID
+	if claim == "" {
+		err = write(s.rdb.TxPipeline())
+	} else {
+		what = "store answer " + a.ID
+		err = s.onConn(ctx, s.keys.Claim(a.ID), func(c *redis.Conn) error {
+			if c == nil {
+				return write(s.rdb.TxPipeline())
+			}
+			return write(c.TxPipeline())
+		})
 	}
-	if single {
-		return nil
+	if err != nil {
+		return nil, false, redisErr(what, err)
 	}
-	if err := s.rdb.ZAddNX(ctx, s.keys.Answers(), index).Err(); err != nil {
-		return redisErr("index pending answer "+a.ID, err)
+	if !single {
+		if err := s.rdb.ZAddNX(ctx, s.keys.Answers(), index).Err(); err != nil {
+			return nil, false, redisErr("index pending answer "+a.ID, err)
+		}
 	}
-	return nil
+	got, err := parseAnswer(a.ID, stored.Val())
+	if err != nil {
+		return nil, false, err
+	}
+	if got == nil {
+		return nil, false, fmt.Errorf("pending answer %s: not stored", a.ID)
+	}
+	leased := false
+	if leaseCmd != nil {
+		n, err := leaseCmd.Int()
+		if err != nil {
+			return nil, false, redisErr("lease pending answer "+a.ID, err)
+		}
+		leased = n == 1
+	}
+	return got, leased, nil
 }
 
 // Answer reads the pending answer to request id; nil when none is pending.
@@ -72,6 +141,12 @@ func (s *RedisStore) Answer(ctx context.Context, id string) (*PendingAnswer, err
 	if err != nil {
 		return nil, redisErr("pending answer "+id, err)
 	}
+	return parseAnswer(id, h)
+}
+
+// parseAnswer reads the pending answer to id from its hash h; nil when h
+// holds no event (none pending).
+func parseAnswer(id string, h map[string]string) (*PendingAnswer, error) {
 	if h["event"] == "" {
 		return nil, nil
 	}

@@ -32,6 +32,43 @@ func TestCountRoundTrips(t *testing.T) {
 		return c
 	}
 
+	// The claim and the requester's rate count: one script, counted only
+	// when the claim is taken.
+	now := time.Now()
+	// The first run of a script on a server loads it (EVALSHA, NOSCRIPT,
+	// EVAL); every later one is one EVALSHA.
+	if _, _, err := s.ClaimCounted(ctx, "req-claim-warm", "owner1", time.Minute, time.Minute, true, hexKey(8), now); err != nil {
+		t.Fatal(err)
+	}
+	took()
+	for i, want := range []struct {
+		res   string
+		count int64
+	}{{"acquired", 1}, {"acquired", 2}} {
+		id := "req-claim-" + string(rune('a'+i))
+		res, n, err := s.ClaimCounted(ctx, id, "owner1", time.Minute, time.Minute, true, hexKey(7), now)
+		if err != nil || res != want.res || n != want.count {
+			t.Fatalf("ClaimCounted %s: %q %d %v, want %q %d", id, res, n, err, want.res, want.count)
+		}
+		if got := took(); len(got) != 1 || got["evalsha"] != 1 {
+			t.Fatalf("ClaimCounted made round trips %v, want one script", got)
+		}
+	}
+	if res, n, err := s.ClaimCounted(ctx, "req-claim-a", "owner2", time.Minute, time.Minute, true, hexKey(7), now); err != nil || res != "busy" || n != 0 {
+		t.Fatalf("ClaimCounted of a held claim: %q %d %v, want busy, not counted", res, n, err)
+	}
+	took()
+	if ok, err := s.RateAllow(ctx, hexKey(7), now, 3); err != nil || !ok {
+		t.Fatalf("RateAllow after two counted claims: %v %v, want the third of 3 allowed", ok, err)
+	}
+	if ok, err := s.RateAllow(ctx, hexKey(7), now, 3); err != nil || ok {
+		t.Fatalf("RateAllow after two counted claims and one count: %v %v, want the fourth of 3 refused", ok, err)
+	}
+	if ttl, err := s.rdb.PTTL(ctx, s.keys.Rate(hexKey(7), now.Unix()/60)).Result(); err != nil || ttl <= 0 || ttl > minuteWindowTTL {
+		t.Fatalf("rate window's expiry: %v %v", ttl, err)
+	}
+	took()
+
 	c := nostrx.Coordinate{Kind: nostrx.KindRoom, Author: hexKey(1), D: "room-rt"}
 	lk, _, err := s.LockView(ctx, c, time.Minute)
 	if err != nil {
@@ -65,14 +102,73 @@ func TestCountRoundTrips(t *testing.T) {
 	// A pending answer is stored (hash and index) in one transaction and
 	// removed in one pipeline on a single server.
 	a := PendingAnswer{ID: "req-rt", Event: `{"id":"x"}`, Relays: []string{"wss://r.example.com"}, Deadline: time.Now().Add(time.Minute)}
-	if err := s.AddAnswer(ctx, a); err != nil {
+	stored, err := s.AddAnswer(ctx, a)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if got := took(); len(got) != 1 || got["multi:hsetnx"] != 1 {
 		t.Fatalf("AddAnswer made round trips %v, want one transaction", got)
 	}
+	if stored == nil || stored.Event != a.Event || !stored.Deadline.Equal(time.UnixMilli(a.Deadline.UnixMilli())) || len(stored.Relays) != 1 || len(stored.Refused) != 0 {
+		t.Fatalf("AddAnswer returned %+v, want the answer it stored", stored)
+	}
+	// Added again (a re-sighting), the answer stored first comes back, with
+	// its deadline and refusals, from the same one round trip.
+	if err := s.RefuseAnswer(ctx, "req-rt", "wss://r.example.com", "blocked"); err != nil {
+		t.Fatal(err)
+	}
+	took()
+	again := PendingAnswer{ID: "req-rt", Event: `{"id":"y"}`, Relays: []string{"wss://other.example.com"}, Deadline: time.Now().Add(time.Hour)}
+	stored, err = s.AddAnswer(ctx, again)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := took(); len(got) != 1 || got["multi:hsetnx"] != 1 {
+		t.Fatalf("AddAnswer again made round trips %v, want one transaction", got)
+	}
+	if stored.Event != a.Event || !stored.Deadline.Equal(time.UnixMilli(a.Deadline.UnixMilli())) || stored.Relays[0] != "wss://r.example.com" || stored.Refused["wss://r.example.com"] != "blocked" {
+		t.Fatalf("AddAnswer again returned %+v, want the first answer and its refusal", stored)
+	}
 	if ids, err := s.rdb.ZRange(ctx, s.keys.Answers(), 0, -1).Result(); err != nil || len(ids) != 1 || ids[0] != "req-rt" {
 		t.Fatalf("index after AddAnswer: %v %v", ids, err)
+	}
+	// The answered state of the claim and the pending answer together: one
+	// transaction, with the answer read back in it.
+	took()
+	ans := PendingAnswer{ID: "req-rt2", Event: `{"id":"z"}`, Relays: []string{"wss://r.example.com"}, Deadline: time.Now().Add(time.Minute)}
+	stored, leased, err := s.AddAnswered(ctx, ans, `r:{"id":"z"}`, time.Hour, "owner1", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := took(); len(got) != 1 || got["multi:set"] != 1 {
+		t.Fatalf("AddAnswered made round trips %v, want one transaction", got)
+	}
+	if !leased {
+		t.Fatal("AddAnswered did not take the free sending lease")
+	}
+	if ok, err := s.LeaseAnswer(ctx, "req-rt2", "owner2", time.Minute); err != nil || ok {
+		t.Fatalf("another owner's LeaseAnswer after AddAnswered: %v %v, want the lease held", ok, err)
+	}
+	// Stored again by another owner (a take-over): the lease stays the
+	// first owner's, and it says so.
+	if _, leased, err := s.AddAnswered(ctx, ans, `r:{"id":"z"}`, time.Hour, "owner2", time.Minute); err != nil || leased {
+		t.Fatalf("AddAnswered of another owner: leased %v %v, want not leased", leased, err)
+	}
+	took()
+	if stored == nil || stored.Event != ans.Event {
+		t.Fatalf("AddAnswered returned %+v, want the answer it stored", stored)
+	}
+	if v, err := s.rdb.Get(ctx, s.keys.Claim("req-rt2")).Result(); err != nil || v != `r:{"id":"z"}` {
+		t.Fatalf("claim after AddAnswered: %q %v", v, err)
+	}
+	if ttl, err := s.rdb.PTTL(ctx, s.keys.Claim("req-rt2")).Result(); err != nil || ttl <= 0 || ttl > time.Hour {
+		t.Fatalf("claim's expiry after AddAnswered: %v %v", ttl, err)
+	}
+	if ids, err := s.rdb.ZRange(ctx, s.keys.Answers(), 0, -1).Result(); err != nil || len(ids) != 2 || ids[1] != "req-rt2" {
+		t.Fatalf("index after AddAnswered: %v %v", ids, err)
+	}
+	if err := s.RemoveAnswer(ctx, "req-rt2"); err != nil {
+		t.Fatal(err)
 	}
 	took()
 	if err := s.RemoveAnswer(ctx, "req-rt"); err != nil {
