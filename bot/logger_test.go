@@ -1,27 +1,15 @@
 package bot
 
 import (
-	"bytes"
 	stdlog "log"
 	"log/slog"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 
+	"github.com/nestbot/nestbot/internal/testlog"
 	"github.com/nestbot/nestbot/rooms"
 )
-
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
 
 // What libraries print through the standard log package lands in slog,
 // one escaped line each (go-redis's logger: rooms.RouteRedisLogs).
@@ -32,12 +20,10 @@ func TestRouteLibraryLogs(t *testing.T) {
 		stdlog.SetOutput(os.Stderr)
 		rooms.RouteRedisLogs(prev)
 	}()
-	var buf lockedBuf
+	var buf testlog.Buffer
 	RouteLibraryLogs(slog.New(slog.NewTextHandler(&buf, nil)))
 	stdlog.Print("from std\ntime=2026 level=INFO msg=forged")
-	buf.mu.Lock()
-	out := buf.b.String()
-	buf.mu.Unlock()
+	out := buf.String()
 	if !strings.Contains(out, "from std") {
 		t.Fatalf("the standard logger's line is not in slog:\n%s", out)
 	}

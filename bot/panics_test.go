@@ -10,7 +10,6 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +21,7 @@ import (
 
 	"github.com/nestbot/nestbot/internal/ops"
 	"github.com/nestbot/nestbot/internal/stack"
+	"github.com/nestbot/nestbot/internal/testlog"
 	"github.com/nestbot/nestbot/rooms"
 )
 
@@ -102,12 +102,12 @@ func TestIntakeNIP04Poisoned(t *testing.T) {
 // guardFixture is a panicGuard logging into a buffer.
 type guardFixture struct {
 	g   *panicGuard
-	log *syncBuffer
+	log *testlog.Buffer
 }
 
 func newGuardFixture(t *testing.T, store poisonStore) *guardFixture {
 	t.Helper()
-	f := &guardFixture{log: &syncBuffer{}}
+	f := &guardFixture{log: &testlog.Buffer{}}
 	f.g = newPanicGuard(ops.NewMetrics(ops.Gauges{}).Panics, slog.New(slog.NewTextHandler(f.log, nil)), newSeenSet(100))
 	if store != nil {
 		f.g.store = store
@@ -252,16 +252,3 @@ func counterValue(c prometheus.Counter) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
-
-// syncBuffer is a log sink safe for the goroutines of a test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }

@@ -27,6 +27,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/nestbot/nestbot/bot"
+	"github.com/nestbot/nestbot/internal/testlog"
 	"github.com/nestbot/nestbot/nostrx"
 )
 
@@ -36,21 +37,9 @@ import (
 type running struct {
 	svc  *bot.Service
 	base string // http://host:port of the ops listener, "" without one
-	logs *logBuffer
+	logs *testlog.Buffer
 	stop func()
 }
-
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-func (l *logBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
 
 // freeAddr returns a loopback host:port that was free a moment ago.
 func freeAddr(t *testing.T) string {
@@ -68,7 +57,7 @@ func freeAddr(t *testing.T) string {
 // relays (w.start waits). It becomes w.svc, so w.ask and friends use it.
 func (w *world) run(withHTTP bool) *running {
 	w.t.Helper()
-	r := &running{logs: &logBuffer{}}
+	r := &running{logs: &testlog.Buffer{}}
 	w.cfg.HTTP.Listen = ""
 	if withHTTP {
 		w.cfg.HTTP.Listen = freeAddr(w.t)

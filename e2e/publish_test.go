@@ -3,13 +3,11 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
 	"os"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -20,6 +18,7 @@ import (
 	"github.com/nestbot/nestbot/bot"
 	"github.com/nestbot/nestbot/internal/config"
 	"github.com/nestbot/nestbot/internal/relaytest"
+	"github.com/nestbot/nestbot/internal/testlog"
 	"github.com/nestbot/nestbot/nostrx"
 	"github.com/nestbot/nestbot/rooms"
 )
@@ -44,43 +43,11 @@ func progWorld(t *testing.T, n int) (*world, []*relaytest.Relay) {
 	return w, rs
 }
 
-// syncBuffer is a log sink tests read while the bot writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func (s *syncBuffer) lines(substrs ...string) int {
-	n := 0
-	for _, l := range strings.Split(s.String(), "\n") {
-		all := true
-		for _, sub := range substrs {
-			all = all && strings.Contains(l, sub)
-		}
-		if all {
-			n++
-		}
-	}
-	return n
-}
-
 // startLogged runs a bot on cfg with its log (debug) in a buffer, until
 // stop or the end of the test, and waits for its subscriptions.
-func (w *world) startLogged(cfg config.Config) (*bot.Service, *syncBuffer, func()) {
+func (w *world) startLogged(cfg config.Config) (*bot.Service, *testlog.Buffer, func()) {
 	w.t.Helper()
-	buf := &syncBuffer{}
+	buf := &testlog.Buffer{}
 	var out io.Writer = buf
 	if os.Getenv("NESTBOT_TEST_LOG") != "" {
 		out = io.MultiWriter(buf, os.Stderr)
@@ -137,8 +104,8 @@ func TestFaultPublishHangUp(t *testing.T) {
 	}
 	waitFor(t, "claim done", func() bool { return w.rdb.Get(context.Background(), rooms.DefaultKeys.Claim(req.ID)).Val() == "done" })
 	// The request's log line follows its delivery (and the claim's "done").
-	waitFor(t, "request logged", func() bool { return log.lines("msg=request", "id="+req.ID) > 0 })
-	if n := log.lines("msg=request", "id="+req.ID); n != 1 {
+	waitFor(t, "request logged", func() bool { return log.Lines("msg=request", "id="+req.ID) > 0 })
+	if n := log.Lines("msg=request", "id="+req.ID); n != 1 {
 		t.Fatalf("%d request lines", n)
 	}
 }
@@ -172,7 +139,7 @@ func TestFaultPublishRateLimited(t *testing.T) {
 	if took := as[len(as)-1].At.Sub(as[0].At); took <= w.cfg.Nostr.MaxRequestAge {
 		t.Fatalf("refusals lasted %s, the test needs more than max_request_age", took)
 	}
-	if n := log.lines("level=WARN", "relay refused", "class=rate-limited"); n != 1 {
+	if n := log.Lines("level=WARN", "relay refused", "class=rate-limited"); n != 1 {
 		t.Fatalf("%d WARN lines for rate-limited, want 1:\n%s", n, log)
 	}
 	for _, l := range strings.Split(log.String(), "\n") {
@@ -246,10 +213,10 @@ func TestFaultPublishPermanentRefusals(t *testing.T) {
 			t.Fatalf("answer %d sent %d times to the refusing relay, want 1", i, n)
 		}
 	}
-	if n := log.lines("level=WARN", "relay refused", "class=refused"); n != 1 {
+	if n := log.Lines("level=WARN", "relay refused", "class=refused"); n != 1 {
 		t.Fatalf("%d WARN lines for the refusing relay, want 1 (once per relay and class)", n)
 	}
-	if n := log.lines("level=WARN", `reason="pow: difficulty 28 needed"`); n != 1 {
+	if n := log.Lines("level=WARN", `reason="pow: difficulty 28 needed"`); n != 1 {
 		t.Fatalf("pow refusal not logged at WARN with its reason:\n%s", log)
 	}
 	if n := counter(t, svc, "nestbot_publish_refusals_total", map[string]string{"class": "refused"}); n < 3 {
@@ -383,7 +350,7 @@ func TestFaultPublishGivenUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "answer given up", func() bool { return counter(t, svc, "nestbot_answers_given_up_total", nil) == 1 })
-	if n := log.lines("level=ERROR", "answer given up", "id="+req.ID); n != 1 {
+	if n := log.Lines("level=ERROR", "answer given up", "id="+req.ID); n != 1 {
 		t.Fatalf("%d ERROR lines", n)
 	}
 	if n := w.rdb.Exists(context.Background(), rooms.DefaultKeys.Answer(req.ID), rooms.DefaultKeys.AnswerLease(req.ID)).Val(); n != 0 {

@@ -21,6 +21,8 @@ import (
 	"github.com/livekit/protocol/utils/protojson"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/nestbot/nestbot/internal/testlog"
 )
 
 const (
@@ -241,7 +243,7 @@ func TestServeOpsRetriesATakenAddress(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	var logs syncBuffer
+	var logs testlog.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -255,15 +257,3 @@ func TestServeOpsRetriesATakenAddress(t *testing.T) {
 	cancel()
 	<-done
 }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
