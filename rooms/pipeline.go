@@ -198,6 +198,23 @@ type Writes struct {
 	Cooldown       time.Duration
 }
 
+// Encode is the JSON a store keeps for w's record and event (nil for
+// either one w does not write), shared by every State so that they store
+// the same bytes.
+func (w Writes) Encode() (record, event []byte, err error) {
+	if w.Record != nil {
+		if record, err = json.Marshal(w.Record); err != nil {
+			return nil, nil, fmt.Errorf("encode record %s: %w", w.Record.ID, err)
+		}
+	}
+	if w.Event != nil {
+		if event, err = json.Marshal(w.Event); err != nil {
+			return nil, nil, fmt.Errorf("encode event %s: %w", w.Event.ID, err)
+		}
+	}
+	return record, event, nil
+}
+
 // Commit applies w and then releases lock (when not nil). On a single
 // server it is one MULTI/EXEC: all the writes and the release, or none.
 // On a cluster the record and the index of owned rooms go first, then one
@@ -213,17 +230,9 @@ func (s *RedisStore) Commit(ctx context.Context, w Writes, held HeldLock) error 
 	if held != nil && !ok {
 		return fmt.Errorf("commit restart: lock %T is not a RedisStore lock", held)
 	}
-	var rec, ev []byte
-	var err error
-	if w.Record != nil {
-		if rec, err = json.Marshal(w.Record); err != nil {
-			return fmt.Errorf("encode record %s: %w", w.Record.ID, err)
-		}
-	}
-	if w.Event != nil {
-		if ev, err = json.Marshal(w.Event); err != nil {
-			return err
-		}
+	rec, ev, err := w.Encode()
+	if err != nil {
+		return err
 	}
 	release := lock != nil && !lock.released.Load()
 	// ops are the writes of one slot, named by a key in it.

@@ -414,17 +414,9 @@ func (s *Store) Commit(ctx context.Context, w rooms.Writes, held rooms.HeldLock)
 	if err := s.fail("commit"); err != nil {
 		return err
 	}
-	var rec, ev []byte
-	var err error
-	if w.Record != nil {
-		if rec, err = json.Marshal(w.Record); err != nil {
-			return fmt.Errorf("encode record %s: %w", w.Record.ID, err)
-		}
-	}
-	if w.Event != nil {
-		if ev, err = json.Marshal(w.Event); err != nil {
-			return err
-		}
+	rec, ev, err := w.Encode()
+	if err != nil {
+		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
