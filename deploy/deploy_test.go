@@ -19,7 +19,7 @@ func exported(t *testing.T) map[string]bool {
 	t.Helper()
 	names := map[string]bool{}
 	lit := regexp.MustCompile(`"(nestbot_[a-z_]+)"`)
-	for _, dir := range []string{"../bot", "../rooms", "../cmd/nestbot", "../internal/ops"} {
+	for _, dir := range []string{"../bot", "../rooms", "../cmd/nestbot", "../internal/ops", "../internal/heal"} {
 		files, err := filepath.Glob(filepath.Join(dir, "*.go"))
 		if err != nil {
 			t.Fatal(err)
