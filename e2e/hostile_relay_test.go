@@ -42,14 +42,7 @@ func (w *world) hintStatus(u *user, hint string) <-chan error {
 // looks up on it, stays up and answers a real restart after.
 func TestFaultHostileFramesNoCrash(t *testing.T) {
 	w := newWorld(t, 1)
-	evil := startFakeRelay(t)
-	evil.OnConnect = func(c *flood.Conn) {
-		for _, f := range flood.MalformedFrames {
-			if c.Send([]byte(f)) != nil {
-				return
-			}
-		}
-	}
+	evil := startMalformedRelay(t)
 	p := w.startBotProc(w.cfg, "bot")
 	u := newUser(t)
 	if err := <-w.hintStatus(u, evil.URL); err != nil {
@@ -221,14 +214,7 @@ func TestFaultRefusalNotSentToHint(t *testing.T) {
 // answers a real restart after.
 func TestFaultHostileDMRelayNoCrash(t *testing.T) {
 	w := newWorld(t, 1)
-	evil := startFakeRelay(t)
-	evil.OnConnect = func(c *flood.Conn) {
-		for _, f := range flood.MalformedFrames {
-			if c.Send([]byte(f)) != nil {
-				return
-			}
-		}
-	}
+	evil := startMalformedRelay(t)
 	p := w.startBotProc(w.cfg, "bot")
 	u := newUser(t)
 	w.publishRelayLists(u, []string{evil.URL}, nil)
