@@ -437,11 +437,7 @@ func (s *Service) buildDMReply(cmd *dmCommand, text string) (nostr.Event, error)
 	tags := nostr.Tags{{"p", cmd.sender}, {"e", cmd.id}}
 	switch cmd.proto {
 	case protoNIP17:
-		rumor := nostr.Event{Kind: nostr.KindDirectMessage, PubKey: s.signer.PublicKey(), CreatedAt: nostr.Now(), Tags: tags, Content: text}
-		rumor.ID = rumor.GetID()
-		return nip59.GiftWrap(rumor, cmd.sender,
-			func(plaintext string) (string, error) { return s.signer.Encrypt(cmd.sender, plaintext) },
-			s.signer.Sign, nil)
+		return s.giftWrapDM(cmd.sender, tags, text)
 	case protoNIP04:
 		ct, err := nip04.Encrypt(text, cmd.nip04Key)
 		if err != nil {
@@ -451,6 +447,17 @@ func (s *Service) buildDMReply(cmd *dmCommand, text string) (nostr.Event, error)
 		return ev, s.signer.Sign(&ev)
 	}
 	return nostr.Event{}, errors.New("unknown dm protocol")
+}
+
+// giftWrapDM is a NIP-17 direct message from the bot to to: a kind 14
+// rumor with tags and text, sealed and gift-wrapped (NIP-59). Command
+// replies and the auto-heal notice both go out this way.
+func (s *Service) giftWrapDM(to string, tags nostr.Tags, text string) (nostr.Event, error) {
+	rumor := nostr.Event{Kind: nostr.KindDirectMessage, PubKey: s.signer.PublicKey(), CreatedAt: nostr.Now(), Tags: tags, Content: text}
+	rumor.ID = rumor.GetID()
+	return nip59.GiftWrap(rumor, to,
+		func(plaintext string) (string, error) { return s.signer.Encrypt(to, plaintext) },
+		s.signer.Sign, nil)
 }
 
 // dmReplyRelays: where the requester reads DMs — their kind 10050 relays

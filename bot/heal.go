@@ -7,7 +7,6 @@ import (
 	"strconv"
 
 	"github.com/nbd-wtf/go-nostr"
-	"github.com/nbd-wtf/go-nostr/nip59"
 
 	"github.com/nestbot/nestbot/internal/heal"
 	"github.com/nestbot/nestbot/rooms"
@@ -52,12 +51,7 @@ func (s *Service) tellHost(ctx context.Context, h *rooms.Healed, present int) er
 		return errors.New("the room has no host to tell")
 	}
 	text := s.healText(h, present)
-	rumor := nostr.Event{Kind: nostr.KindDirectMessage, PubKey: s.PublicKey(), CreatedAt: nostr.Now(),
-		Tags: nostr.Tags{{"p", h.Host}}, Content: text}
-	rumor.ID = rumor.GetID()
-	wrap, err := nip59.GiftWrap(rumor, h.Host,
-		func(plaintext string) (string, error) { return s.signer.Encrypt(h.Host, plaintext) },
-		s.signer.Sign, nil)
+	wrap, err := s.giftWrapDM(h.Host, nostr.Tags{{"p", h.Host}}, text)
 	if err != nil {
 		return fmt.Errorf("gift wrap: %w", err)
 	}
