@@ -231,6 +231,9 @@ func (l *LiveKitRooms) Ensure(ctx context.Context, name, metadata string) (*Live
 // forwards by d lets through only rooms created within d before the
 // delete, until the next CreateRoom's lower bound reaches the upper one
 // and the calibration is dropped. The bot's own clock is monotonic here.
+// A multi-node LiveKit stamps a room with its RTC node's clock: nodes
+// apart by more than about a ms contradict each other's bounds and keep
+// the bot on three calls; closer ones act as a step that small.
 //
 // Without a recent calibration (at start, or after a quiet minute) it
 // falls back to three calls: ListRooms, then DeleteRoom, then CreateRoom,
