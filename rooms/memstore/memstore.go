@@ -348,14 +348,19 @@ func (s *Store) CoolingDown(ctx context.Context, room string) (bool, error) {
 	return ok, nil
 }
 
-// MarkRecreating notes that room's LiveKit room oldSID is gone.
-func (s *Store) MarkRecreating(ctx context.Context, room, oldSID string, ttl time.Duration) error {
+// MarkRecreating notes that room's LiveKit room is gone; mark tells the
+// new room from it (the old SID or "at:<ms>", see rooms.Replaced).
+func (s *Store) MarkRecreating(ctx context.Context, room, mark string, ttl time.Duration) error {
 	if err := s.fail("mark recreating"); err != nil {
 		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.set(s.keys.Recreating(room), "sid:"+oldSID, ttl)
+	v := "sid:" + mark
+	if strings.HasPrefix(mark, "at:") {
+		v = mark
+	}
+	s.set(s.keys.Recreating(room), v, ttl)
 	return nil
 }
 
