@@ -87,6 +87,21 @@ func (p *pendingStore) addAnswered(ctx context.Context, a *pendingAnswer, evb []
 	return out, nil
 }
 
+// commitAnswered is addAnswered that also applies the restart's final
+// writes cl holds, in the same transaction (rooms.CommitAnswered).
+func (p *pendingStore) commitAnswered(ctx context.Context, cl *rooms.CommitLater, a *pendingAnswer, evb []byte, claim string, claimTTL time.Duration) (*pendingAnswer, error) {
+	stored, leased, err := p.store.CommitAnswered(ctx, cl, rooms.PendingAnswer{ID: a.id, Event: string(evb), Relays: a.relays, Deadline: a.deadline}, claim, claimTTL, p.instance, pendingLease)
+	if err != nil {
+		return nil, err
+	}
+	out, err := p.fromAdded(a, evb, stored)
+	if err != nil {
+		return nil, err
+	}
+	out.leased = leased
+	return out, nil
+}
+
 // fromAdded is fromStored for the answer add returned, reusing a's event
 // when it is the one stored.
 func (p *pendingStore) fromAdded(a *pendingAnswer, evb []byte, stored *rooms.PendingAnswer) (*pendingAnswer, error) {

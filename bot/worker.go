@@ -3,6 +3,7 @@ package bot
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"time"
 
@@ -125,6 +126,8 @@ type answer struct {
 
 // handle processes one verified request: claim, parse, admit, work, answer.
 func (s *Service) handle(ctx context.Context, j job) {
+	ctx, endCommit := s.commitLater(ctx, j)
+	defer endCommit()
 	ev := j.ev
 	// Parsed before the claim, so that a request admit would count against
 	// its requester's rate is counted by the claim's own round trip.
@@ -176,6 +179,27 @@ func (s *Service) handle(ctx context.Context, j job) {
 		attrs = append(attrs, "err", ans.err.Error())
 	}
 	s.log.Info("request", attrs...)
+}
+
+// commitLater lets a restart's final writes wait for its answer, to go
+// into Redis in one transaction with it (storeAndDeliver,
+// rooms.CommitLater). end applies writes still waiting, alone, as the
+// restart would have: the request ended without storeAndDeliver (an
+// error after the restart's writes, a response that could not be built,
+// a panic). Then, if Redis stays away for the budget, the room lock is
+// released and the writes are lost, as after a failed commit.
+func (s *Service) commitLater(ctx context.Context, j job) (context.Context, func()) {
+	cl := &rooms.CommitLater{}
+	return rooms.WithCommitLater(ctx, cl), func() {
+		if !cl.Pending() {
+			return
+		}
+		err := s.claims.retry(context.WithoutCancel(ctx), cl.Commit)
+		if err != nil {
+			cl.Abort()
+			s.log.Warn("restart's writes not committed", "id", j.id(), "err", err)
+		}
+	}
 }
 
 // claim takes a job's claim for this instance, with the same rules for
@@ -344,8 +368,23 @@ func (s *Service) storeAnswer(ctx context.Context, j job, resp *nostr.Event) err
 // Redis stays away until the request is stale, it falls back to deliver
 // alone (which publishes unstored when it cannot store), as storeAnswer's
 // failure did. It returns deliver's result.
+//
+// When the restart handed its final writes to ctx's CommitLater (see
+// commitLater), they go into the same transaction, so a restart ends with
+// one round trip, not two. If that fails for the whole budget, nothing
+// is answered: the room lock is released and the restart resumed
+// (resumeLater), exactly as when the restart's own commit fails.
 func (s *Service) storeAndDeliver(ctx context.Context, j job, resp *nostr.Event, relays []string) bool {
 	a := s.newPending(j.id(), resp, relays)
+	if cl := rooms.CommitLaterFrom(ctx); cl.Pending() {
+		stored, err := s.claims.answeredCommit(ctx, s.pending.store, cl, a)
+		if err != nil {
+			cl.Abort()
+			s.resumeLater(j, fmt.Errorf("%w: %w", rooms.ErrIncomplete, err))
+			return false
+		}
+		return s.sendPending(ctx, stored)
+	}
 	sctx, cancel := context.WithDeadline(ctx, s.staleAt(j))
 	var stored *pendingAnswer
 	err := retryRedis(sctx, func(ctx context.Context) error {

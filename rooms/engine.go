@@ -941,8 +941,13 @@ func (e *Engine) put(ctx context.Context, rec *Record) error {
 }
 
 // commit applies w, retrying within the dependency budget, and releases lk
-// with it when lk is not nil.
+// with it when lk is not nil. When ctx carries a CommitLater that can take
+// them (see WithCommitLater), w and lk are handed to it instead, for the
+// caller to apply together with its answer.
 func (e *Engine) commit(ctx context.Context, w Writes, lk HeldLock) error {
+	if CommitLaterFrom(ctx).take(w, lk) {
+		return nil
+	}
 	_, err := retry(ctx, e.Set.DependencyBudget, func(ctx context.Context) (struct{}, error) {
 		return struct{}{}, e.State.Commit(ctx, w, lk)
 	})

@@ -167,6 +167,27 @@ func TestCountRoundTrips(t *testing.T) {
 	if ids, err := s.rdb.ZRange(ctx, s.keys.Answers(), 0, -1).Result(); err != nil || len(ids) != 2 || ids[1] != "req-rt2" {
 		t.Fatalf("index after AddAnswered: %v %v", ids, err)
 	}
+	// A restart's final writes and its answer (CommitLater): one
+	// transaction for both, the lock's release included.
+	lk2, _, err := s.LockView(ctx, nostrx.Coordinate{Kind: nostrx.KindRoom, Author: hexKey(1), D: "room-rt2"}, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := &CommitLater{}
+	if !cl.take(Writes{Record: &Record{ID: "room-rt2", Host: hexKey(1), Status: StatusActive}, Restarted: "room-rt2", Cooldown: time.Minute}, lk2) {
+		t.Fatal("CommitLater did not take the writes on a single server")
+	}
+	took()
+	ans3 := PendingAnswer{ID: "req-rt3", Event: `{"id":"w"}`, Relays: []string{"wss://r.example.com"}, Deadline: time.Now().Add(time.Minute)}
+	if _, _, err := s.CommitAnswered(ctx, cl, ans3, `r:{"id":"w"}`, time.Hour, "owner1", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if got := took(); len(got) != 1 || got["multi:set"] != 1 {
+		t.Fatalf("CommitAnswered made round trips %v, want one transaction", got)
+	}
+	if err := s.RemoveAnswer(ctx, "req-rt3"); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.RemoveAnswer(ctx, "req-rt2"); err != nil {
 		t.Fatal(err)
 	}

@@ -219,3 +219,131 @@ func TestRecreatingMarkWithoutOldRoom(t *testing.T) {
 func pendingOf(ctx context.Context, s *RedisStore, c nostrx.Coordinate) (string, error) {
 	return s.getString(ctx, "pending replacement of "+c.String(), s.keys.Pending(c))
 }
+
+// A restart's final writes handed to a CommitLater wait, with the room
+// lock held (Unlock leaves it alone), until CommitAnswered writes them and
+// the answer, the claim's answered state and the sending lease in one
+// transaction and releases the lock; Abort releases the lock and writes
+// nothing; a CommitAnswered that fails writes nothing and keeps the lock
+// for a retry.
+func TestCommitAnswered(t *testing.T) {
+	s, rdb := pipelineStore(t)
+	ctx := ctxFor(t)
+	c := nostrx.Coordinate{Kind: nostrx.KindRoom, Author: hexKey(1), D: "room-ca"}
+	old := &Record{ID: "room-ca", Host: hexKey(1), Status: StatusActive, RestartedAt: 1}
+	if err := s.PutRecord(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.MarkRecreating(ctx, "room-ca", "RM_old", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	rec := &Record{ID: "room-ca", Host: hexKey(1), Status: StatusActive, RestartedAt: 2}
+	w := Writes{Record: rec, Restarted: "room-ca", Cooldown: time.Minute}
+	lockKey := s.keys.Lock("room-ca")
+	held := func() bool {
+		n, err := rdb.Exists(ctx, lockKey).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n == 1
+	}
+	restartedAt := func() int64 {
+		got, err := s.Record(ctx, "room-ca")
+		if err != nil || got == nil {
+			t.Fatalf("record: %+v %v", got, err)
+		}
+		return got.RestartedAt
+	}
+	answer := func(id string) PendingAnswer {
+		return PendingAnswer{ID: id, Event: `{"id":"` + id + `"}`, Relays: []string{"wss://r.example.com"}, Deadline: time.Now().Add(time.Minute)}
+	}
+
+	// Aborted: the lock goes, nothing is written.
+	lk, _, err := s.LockView(ctx, c, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := &CommitLater{}
+	if !cl.take(w, lk) || !cl.Pending() {
+		t.Fatal("CommitLater did not take a held lock's writes")
+	}
+	if (&CommitLater{}).take(w, lk) {
+		t.Fatal("a second CommitLater took a lock already handed over")
+	}
+	lk.Unlock() // the restart's own deferred Unlock
+	if !held() {
+		t.Fatal("Unlock released a lock handed to a CommitLater")
+	}
+	cl.Abort()
+	if held() || cl.Pending() {
+		t.Fatal("Abort left the lock held")
+	}
+	if restartedAt() != 1 {
+		t.Fatal("Abort wrote the record")
+	}
+
+	// A CommitAnswered that fails (here its context is over) writes
+	// nothing and keeps the lock handed over, for a retry.
+	lk, _, err = s.LockView(ctx, c, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl = &CommitLater{}
+	if !cl.take(w, lk) {
+		t.Fatal("CommitLater did not take the writes")
+	}
+	done, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, _, err := s.CommitAnswered(done, cl, answer("req-ca1"), "r:x", time.Hour, "owner1", time.Minute); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("CommitAnswered with its context over: %v, want ErrUnavailable", err)
+	}
+	lk.Unlock()
+	if !held() || !cl.Pending() || restartedAt() != 1 {
+		t.Fatalf("after a failed CommitAnswered: lock held %v, pending %v, restarted_at %d; want held, pending, 1", held(), cl.Pending(), restartedAt())
+	}
+	if n, err := rdb.Exists(ctx, s.keys.Claim("req-ca1"), s.keys.Answer("req-ca1")).Result(); err != nil || n != 0 {
+		t.Fatalf("a failed CommitAnswered wrote %d of the claim and the answer (%v)", n, err)
+	}
+
+	// The retry writes it all and releases the lock.
+	stored, leased, err := s.CommitAnswered(ctx, cl, answer("req-ca1"), "r:x", time.Hour, "owner1", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stored == nil || stored.Event != `{"id":"req-ca1"}` || !leased {
+		t.Fatalf("CommitAnswered returned %+v leased %v, want its answer, leased", stored, leased)
+	}
+	if held() || cl.Pending() {
+		t.Fatal("CommitAnswered left the lock held")
+	}
+	if restartedAt() != 2 {
+		t.Fatal("CommitAnswered did not write the record")
+	}
+	if _, marked, err := s.Recreating(ctx, "room-ca"); err != nil || marked {
+		t.Fatalf("recreation mark after CommitAnswered: %v %v, want gone", marked, err)
+	}
+	if cooling, err := s.CoolingDown(ctx, "room-ca"); err != nil || !cooling {
+		t.Fatalf("cool-down after CommitAnswered: %v %v", cooling, err)
+	}
+	if v, err := rdb.Get(ctx, s.keys.Claim("req-ca1")).Result(); err != nil || v != "r:x" {
+		t.Fatalf("claim after CommitAnswered: %q %v", v, err)
+	}
+	if ids, err := rdb.ZRange(ctx, s.keys.Answers(), 0, -1).Result(); err != nil || !slices.Equal(ids, []string{"req-ca1"}) {
+		t.Fatalf("index after CommitAnswered: %v %v", ids, err)
+	}
+	if ok, err := s.LeaseAnswer(ctx, "req-ca1", "owner2", time.Minute); err != nil || ok {
+		t.Fatalf("another owner's lease after CommitAnswered: %v %v, want held by owner1", ok, err)
+	}
+
+	// Nothing pending: CommitAnswered is AddAnswered.
+	if _, _, err := s.CommitAnswered(ctx, cl, answer("req-ca2"), "r:y", time.Hour, "owner1", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := rdb.Get(ctx, s.keys.Claim("req-ca2")).Result(); err != nil || v != "r:y" {
+		t.Fatalf("claim after CommitAnswered with nothing pending: %q %v", v, err)
+	}
+	// A lock released already is not taken over.
+	if (&CommitLater{}).take(w, lk) {
+		t.Fatal("CommitLater took a released lock")
+	}
+}
