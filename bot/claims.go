@@ -13,6 +13,7 @@ import (
 	"github.com/nbd-wtf/go-nostr"
 
 	"github.com/nestbot/nestbot/internal/retry"
+	"github.com/nestbot/nestbot/nostrx"
 	"github.com/nestbot/nestbot/rooms"
 )
 
@@ -137,6 +138,23 @@ func (c *claims) acquireCounted(ctx context.Context, id string, fresh bool, pubk
 	}
 	state, stored, err := c.outcome(id, res)
 	return state, stored, count, err
+}
+
+// acquireLocked is acquireCounted that, on a single server, also takes
+// the lock of the room a restart request names and reads it, in the same
+// script, when the claim is ours and the count within limit
+// (rooms.RedisStore.ClaimLocked); pre is then handed to the restart.
+func (c *claims) acquireLocked(ctx context.Context, id string, fresh bool, pubkey string, now time.Time, limit int, room nostrx.Coordinate, ttl time.Duration) (claimOutcome, *nostr.Event, int64, *rooms.LockedView, error) {
+	res, count, pre, err := c.store.ClaimLocked(ctx, id, c.instance, c.lease, c.ownerLease(), fresh, pubkey, now, limit, room, ttl)
+	if err != nil {
+		return 0, nil, 0, nil, err
+	}
+	state, stored, err := c.outcome(id, res)
+	if err != nil || state != claimAcquired {
+		pre.Unlock() // not ours: never taken by the script, but be sure
+		pre = nil
+	}
+	return state, stored, count, pre, err
 }
 
 func (c *claims) run(ctx context.Context, id string, fresh bool) (claimOutcome, *nostr.Event, error) {

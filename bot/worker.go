@@ -136,7 +136,7 @@ func (s *Service) handle(ctx context.Context, j job) {
 	if perr == nil && s.listed(req.Requester) == nil {
 		countFor = req.Requester
 	}
-	stored, ours, counted := s.claimCounting(ctx, j, countFor)
+	stored, ours, counted := s.claimLocking(ctx, j, countFor, req, perr)
 	if stored != nil {
 		s.deliver(ctx, ev.ID, stored, s.responseRelays(ev, j.via, nil, refusalOnly(stored)))
 	}
@@ -191,6 +191,7 @@ func (s *Service) handle(ctx context.Context, j job) {
 func (s *Service) commitLater(ctx context.Context, j job) (context.Context, func()) {
 	cl := &rooms.CommitLater{}
 	return rooms.WithCommitLater(ctx, cl), func() {
+		cl.ReleaseUnused()
 		if !cl.Pending() {
 			return
 		}
@@ -218,10 +219,25 @@ func (s *Service) claim(ctx context.Context, j job) (stored *nostr.Event, ours b
 // trip (claims.acquireCounted): counted is the window's count, 0 when not
 // counted.
 func (s *Service) claimCounting(ctx context.Context, j job, pubkey string) (stored *nostr.Event, ours bool, counted int64) {
+	return s.claimLocking(ctx, j, pubkey, nostrx.Request{}, nil)
+}
+
+// claimLocking is claimCounting that, for a restart request (req parsed
+// without error, perr nil) counted for pubkey, also takes the room's lock
+// and reads the room in the same round trip when the claim is ours and
+// within the rate limit (claims.acquireLocked); the lock goes to the
+// restart through ctx's CommitLater (see commitLater), which releases it
+// if the restart never takes it.
+func (s *Service) claimLocking(ctx context.Context, j job, pubkey string, req nostrx.Request, perr error) (stored *nostr.Event, ours bool, counted int64) {
 	cctx, cancel := context.WithTimeout(ctx, s.cfg.Limits.DependencyTimeout)
 	var state claimOutcome
 	var err error
+	cl := rooms.CommitLaterFrom(ctx)
 	switch {
+	case pubkey != "" && perr == nil && req.Action == nostrx.ActionRestart && cl != nil:
+		var pre *rooms.LockedView
+		state, stored, counted, pre, err = s.claims.acquireLocked(cctx, j.id(), !j.watching, pubkey, time.Now(), s.cfg.Limits.RestartsPerMinute, req.Room, s.engine.LockTTL())
+		cl.Prefetched(pre)
 	case pubkey != "":
 		state, stored, counted, err = s.claims.acquireCounted(cctx, j.id(), !j.watching, pubkey, time.Now())
 	case j.watching:

@@ -911,9 +911,12 @@ func (e *Engine) lock(ctx context.Context, room string) (func(), error) {
 }
 
 func (e *Engine) lockView(ctx context.Context, c nostrx.Coordinate) (HeldLock, RoomView, error) {
+	if lk, view, ok := CommitLaterFrom(ctx).usePrefetched(c); ok {
+		return lk, view, nil // taken with the request's claim (ClaimLocked)
+	}
 	lockCtx, cancel := context.WithTimeout(ctx, e.Set.DependencyBudget)
 	defer cancel()
-	lk, view, err := e.State.LockView(lockCtx, c, e.Set.DependencyBudget*3+e.Set.LookupTimeout)
+	lk, view, err := e.State.LockView(lockCtx, c, e.LockTTL())
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, view, ctx.Err()

@@ -69,6 +69,24 @@ func TestCountRoundTrips(t *testing.T) {
 	}
 	took()
 
+	// The claim, the count and the room's lock with its reads: one script.
+	cc := nostrx.Coordinate{Kind: nostrx.KindRoom, Author: hexKey(1), D: "room-rt-cl"}
+	if _, _, pre, err := s.ClaimLocked(ctx, "req-claim-warm2", "owner1", time.Minute, time.Minute, true, hexKey(6), now, 5, cc, time.Minute); err != nil || pre == nil {
+		t.Fatalf("ClaimLocked: pre %v %v", pre != nil, err)
+	} else {
+		pre.Unlock()
+	}
+	took()
+	lres, ln, pre, err := s.ClaimLocked(ctx, "req-claim-l", "owner1", time.Minute, time.Minute, true, hexKey(6), now, 5, cc, time.Minute)
+	if err != nil || lres != "acquired" || ln != 2 || pre == nil {
+		t.Fatalf("ClaimLocked: %q %d pre %v %v, want acquired 2 with the lock", lres, ln, pre != nil, err)
+	}
+	if got := took(); len(got) != 1 || got["evalsha"] != 1 {
+		t.Fatalf("ClaimLocked made round trips %v, want one script", got)
+	}
+	pre.Unlock()
+	took()
+
 	c := nostrx.Coordinate{Kind: nostrx.KindRoom, Author: hexKey(1), D: "room-rt"}
 	lk, _, err := s.LockView(ctx, c, time.Minute)
 	if err != nil {

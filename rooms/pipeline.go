@@ -351,10 +351,52 @@ func (s *RedisStore) commitOps(ctx context.Context, w Writes, lock *RoomLock) (g
 // (the writes and the answer), Commit (the writes alone, as Engine would
 // have) or Abort (neither: the restart is incomplete, the lock is
 // released and the request is run again, as when Commit fails).
+//
+// It also carries a room lock taken, and the room read, with the
+// request's claim (RedisStore.ClaimLocked, Prefetched) to Engine's first
+// LockView of that room, so that the claim and the lock are one round
+// trip on the way in.
 type CommitLater struct {
 	store *RedisStore
 	w     Writes
 	lock  *RoomLock
+	pre   *LockedView
+}
+
+// Prefetched hands pre (nil: nothing) to the first LockView of its room
+// in Engine.Restart. A pre no LockView took is released by ReleaseUnused.
+func (cl *CommitLater) Prefetched(pre *LockedView) {
+	if pre == nil {
+		return
+	}
+	cl.ReleaseUnused()
+	cl.pre = pre
+}
+
+// usePrefetched returns, once, the lock and view prefetched for c.
+func (cl *CommitLater) usePrefetched(c nostrx.Coordinate) (*RoomLock, RoomView, bool) {
+	if cl == nil || cl.pre == nil || cl.pre.room.Kind != c.Kind || cl.pre.room.Author != c.Author || cl.pre.room.D != c.D {
+		return nil, RoomView{}, false
+	}
+	pre := cl.pre
+	cl.pre = nil
+	return pre.lock, pre.view, true
+}
+
+// ReleaseUnused releases a prefetched lock no LockView took (the request
+// ended before its restart reached the room).
+func (cl *CommitLater) ReleaseUnused() {
+	if cl != nil && cl.pre != nil {
+		cl.pre.Unlock()
+		cl.pre = nil
+	}
+}
+
+// LockTTL is how long a restart may hold its room's lock: its dependency
+// budget three times over plus a relay look-up (ClaimLocked takes the
+// lock for it).
+func (e *Engine) LockTTL() time.Duration {
+	return e.Set.DependencyBudget*3 + e.Set.LookupTimeout
 }
 
 type commitLaterKey struct{}

@@ -347,3 +347,101 @@ func TestCommitAnswered(t *testing.T) {
 		t.Fatal("CommitLater took a released lock")
 	}
 }
+
+// ClaimLocked takes the room's lock, and reads what LockView reads, only
+// for a claim it acquires within the rate limit; the view is LockView's;
+// the lock reaches Engine's first LockView of that room once, through a
+// CommitLater, and an unused one is released.
+func TestClaimLocked(t *testing.T) {
+	s, rdb := pipelineStore(t)
+	ctx := ctxFor(t)
+	c := nostrx.Coordinate{Kind: nostrx.KindRoom, Author: hexKey(1), D: "room-cl"}
+	rec := &Record{ID: "room-cl", Host: hexKey(1), Status: StatusActive, CreatedAt: 5}
+	ev := &nostr.Event{Kind: nostrx.KindRoom, PubKey: hexKey(9), CreatedAt: 100, Tags: nostr.Tags{{"d", "room-cl"}}}
+	if err := s.PutRecord(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Commit(ctx, Writes{Event: ev, Restarted: "room-cl", Cooldown: time.Minute}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.Set(ctx, s.keys.Replaced(c), "room-x", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.MarkRecreating(ctx, "room-cl", "RM_old", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	lockKey := s.keys.Lock("room-cl")
+	held := func() bool {
+		n, err := rdb.Exists(ctx, lockKey).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n == 1
+	}
+	now := time.Now()
+	claim := func(id, owner string, limit int) (string, int64, *LockedView) {
+		t.Helper()
+		res, n, pre, err := s.ClaimLocked(ctx, id, owner, time.Minute, time.Minute, true, hexKey(5), now, limit, c, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res, n, pre
+	}
+
+	res, n, pre := claim("req-cl1", "owner1", 5)
+	if res != "acquired" || n != 1 || pre == nil || !held() {
+		t.Fatalf("ClaimLocked of a free claim and room: %q %d pre %v held %v, want acquired 1 with the lock", res, n, pre != nil, held())
+	}
+	v := pre.view
+	if v.Replacement != "room-x" || v.Record == nil || v.Record.CreatedAt != 5 || !v.Cooling || v.Last == nil || v.Last.CreatedAt != 100 ||
+		!v.Recreating || v.RecreatingSID != "RM_old" || v.Pending != "" ||
+		v.ReplacementErr != nil || v.RecordErr != nil || v.CoolingErr != nil || v.LastErr != nil || v.RecreatingErr != nil || v.PendingErr != nil {
+		t.Fatalf("ClaimLocked's view: %+v", v)
+	}
+
+	// Another request for the same room while it is held: claimed and
+	// counted, no lock (Engine waits for it as before).
+	if res, n, pre2 := claim("req-cl2", "owner1", 5); res != "acquired" || n != 2 || pre2 != nil {
+		t.Fatalf("ClaimLocked of a held room: %q %d pre %v, want acquired 2 without the lock", res, n, pre2 != nil)
+	}
+	// A claim another owner holds: busy, not counted, no lock.
+	pre.Unlock()
+	if res, n, pre3 := claim("req-cl1", "owner2", 5); res != "busy" || n != 0 || pre3 != nil || held() {
+		t.Fatalf("ClaimLocked of a busy claim: %q %d pre %v held %v, want busy, nothing", res, n, pre3 != nil, held())
+	}
+	// Over the rate limit: claimed and counted (admit refuses it), no lock.
+	if res, n, pre4 := claim("req-cl3", "owner1", 2); res != "acquired" || n != 3 || pre4 != nil || held() {
+		t.Fatalf("ClaimLocked over the limit: %q %d pre %v held %v, want acquired 3 without the lock", res, n, pre4 != nil, held())
+	}
+
+	// Handed through a CommitLater to the first LockView of that room, once.
+	_, _, pre = claim("req-cl4", "owner1", 10)
+	if pre == nil {
+		t.Fatal("ClaimLocked did not take the free lock")
+	}
+	cl := &CommitLater{}
+	cl.Prefetched(pre)
+	other := nostrx.Coordinate{Kind: nostrx.KindRoom, Author: hexKey(2), D: "room-cl"}
+	if _, _, ok := cl.usePrefetched(other); ok {
+		t.Fatal("a prefetched lock served another coordinate")
+	}
+	lk, got, ok := cl.usePrefetched(c)
+	if !ok || lk != pre.lock || got.Record == nil {
+		t.Fatal("the prefetched lock did not reach its room's LockView")
+	}
+	if _, _, ok := cl.usePrefetched(c); ok {
+		t.Fatal("a prefetched lock served twice")
+	}
+	cl.ReleaseUnused()
+	if !held() {
+		t.Fatal("ReleaseUnused released a lock LockView took")
+	}
+	lk.Unlock()
+	// Not taken by any LockView: released.
+	_, _, pre = claim("req-cl5", "owner1", 10)
+	cl.Prefetched(pre)
+	cl.ReleaseUnused()
+	if held() {
+		t.Fatal("ReleaseUnused left an unused prefetched lock held")
+	}
+}
