@@ -256,6 +256,16 @@ func (c *claims) delivered(ctx context.Context, id string) error {
 	return nil
 }
 
+// deliveredRemoved is delivered and the pending answer's removal in one
+// round trip (rooms.DeliveredAnswer), retried within one step's budget.
+func (c *claims) deliveredRemoved(ctx context.Context, id string) error {
+	c.hold(id, false)
+	if err := c.retry(ctx, func(ctx context.Context) error { return c.store.DeliveredAnswer(ctx, id, "done", c.ttl) }); err != nil {
+		return fmt.Errorf("mark %s delivered: %w", id, err)
+	}
+	return nil
+}
+
 // release drops a claim we hold but could not work on (shutdown before
 // start), so that another instance may take it at once.
 func (c *claims) release(ctx context.Context, id string) {

@@ -236,6 +236,41 @@ func (s *RedisStore) RemoveAnswer(ctx context.Context, id string) error {
 	return nil
 }
 
+// DeliveredAnswer sets request id's claim to claim (the bot's delivered
+// state, kept for claimTTL: SetClaim) and drops its pending answer and
+// sending lease (RemoveAnswer) in one transaction: one round trip after
+// a relay's OK instead of two (issue 15). The claim, the answer and the
+// lease share the request's hash tag; the index is in the same
+// transaction on a single server and removed after it on a cluster.
+// With SetWait it waits for the replicas, as SetClaim does.
+func (s *RedisStore) DeliveredAnswer(ctx context.Context, id, claim string, claimTTL time.Duration) error {
+	single := s.singleServer()
+	write := func(pipe redis.Pipeliner) error {
+		pipe.Set(ctx, s.keys.Claim(id), claim, claimTTL)
+		pipe.Del(ctx, s.keys.Answer(id), s.keys.AnswerLease(id))
+		if single {
+			pipe.ZRem(ctx, s.keys.Answers(), id)
+		}
+		_, err := pipe.Exec(ctx)
+		return err
+	}
+	err := s.onConn(ctx, s.keys.Claim(id), func(c *redis.Conn) error {
+		if c == nil {
+			return write(s.rdb.TxPipeline())
+		}
+		return write(c.TxPipeline())
+	})
+	if err != nil {
+		return redisErr("answer "+id+" delivered", err)
+	}
+	if !single {
+		if err := s.rdb.ZRem(ctx, s.keys.Answers(), id).Err(); err != nil {
+			return redisErr("unindex pending answer "+id, err)
+		}
+	}
+	return nil
+}
+
 // leaseAnswerScript takes or renews the sending lease KEYS[1] for ARGV[1]
 // for ARGV[2] ms.
 var leaseAnswerScript = redis.NewScript(`

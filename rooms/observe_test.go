@@ -1,10 +1,13 @@
 package rooms
 
 import (
+	"errors"
 	"maps"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/nestbot/nestbot/nostrx"
 )
@@ -203,8 +206,23 @@ func TestCountRoundTrips(t *testing.T) {
 	if got := took(); len(got) != 1 || got["multi:set"] != 1 {
 		t.Fatalf("CommitAnswered made round trips %v, want one transaction", got)
 	}
-	if err := s.RemoveAnswer(ctx, "req-rt3"); err != nil {
+	// Delivered: the claim's "done" and the answer's removal, with its
+	// lease and index entry, in one transaction.
+	took()
+	if err := s.DeliveredAnswer(ctx, "req-rt3", "done", time.Hour); err != nil {
 		t.Fatal(err)
+	}
+	if got := took(); len(got) != 1 || got["multi:set"] != 1 {
+		t.Fatalf("DeliveredAnswer made round trips %v, want one transaction", got)
+	}
+	if v, err := s.rdb.Get(ctx, s.keys.Claim("req-rt3")).Result(); err != nil || v != "done" {
+		t.Fatalf("claim after DeliveredAnswer: %q %v", v, err)
+	}
+	if n, err := s.rdb.Exists(ctx, s.keys.Answer("req-rt3"), s.keys.AnswerLease("req-rt3")).Result(); err != nil || n != 0 {
+		t.Fatalf("answer and lease after DeliveredAnswer: %d left (%v)", n, err)
+	}
+	if _, err := s.rdb.ZScore(ctx, s.keys.Answers(), "req-rt3").Result(); !errors.Is(err, redis.Nil) {
+		t.Fatalf("index after DeliveredAnswer: %v, want the id gone", err)
 	}
 	if err := s.RemoveAnswer(ctx, "req-rt2"); err != nil {
 		t.Fatal(err)
