@@ -920,9 +920,12 @@ func (e *Engine) lock(ctx context.Context, room string) (func(), error) {
 }
 
 func (e *Engine) lockView(ctx context.Context, c nostrx.Coordinate) (HeldLock, RoomView, error) {
+	if lk, view, ok := CommitLaterFrom(ctx).usePrefetched(c); ok {
+		return lk, view, nil // taken with the request's claim (ClaimLocked)
+	}
 	lockCtx, cancel := context.WithTimeout(ctx, e.Set.DependencyBudget)
 	defer cancel()
-	lk, view, err := e.State.LockView(lockCtx, c, e.Set.DependencyBudget*3+e.Set.LookupTimeout)
+	lk, view, err := e.State.LockView(lockCtx, c, e.LockTTL())
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, view, ctx.Err()
@@ -950,8 +953,13 @@ func (e *Engine) put(ctx context.Context, rec *Record) error {
 }
 
 // commit applies w, retrying within the dependency budget, and releases lk
-// with it when lk is not nil.
+// with it when lk is not nil. When ctx carries a CommitLater that can take
+// them (see WithCommitLater), w and lk are handed to it instead, for the
+// caller to apply together with its answer.
 func (e *Engine) commit(ctx context.Context, w Writes, lk HeldLock) error {
+	if CommitLaterFrom(ctx).take(w, lk) {
+		return nil
+	}
 	_, err := retry(ctx, e.Set.DependencyBudget, func(ctx context.Context) (struct{}, error) {
 		return struct{}{}, e.State.Commit(ctx, w, lk)
 	})
