@@ -284,7 +284,7 @@ func (s *RedisStore) ClaimLocked(ctx context.Context, id, owner string, keep, le
 		v.CoolingErr = fmt.Errorf("cool-down of %s: %w: unexpected %T", c.D, ErrUnavailable, out[4])
 	}
 	v.Last, v.LastErr = decodeEvent(str(out[5]), c.D)
-	v.RecreatingSID, v.Recreating, v.RecreatingErr = decodeMark(str(out[6]), c.D)
+	v.RecreatingMark, v.Recreating, v.RecreatingErr = decodeMark(str(out[6]), c.D)
 	v.Pending, v.PendingErr = decodeString(str(out[7]), "pending replacement of "+c.String())
 	v.Record, v.RecordErr = decodeRecord(str(out[8]), c.D)
 	return res, count, &LockedView{room: c, lock: l, view: v}, nil

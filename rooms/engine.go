@@ -530,7 +530,7 @@ func (e *Engine) markRecreating(ctx context.Context, room string, p Replaced) {
 func (e *Engine) recreatedBefore(ctx context.Context, room string, pre *RoomView) (*LiveRoom, error) {
 	oldSID, marked := "", false
 	if pre != nil && pre.RecreatingErr == nil {
-		oldSID, marked = pre.RecreatingSID, pre.Recreating
+		oldSID, marked = pre.RecreatingMark, pre.Recreating
 	} else {
 		type mark struct {
 			sid string

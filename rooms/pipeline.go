@@ -76,10 +76,11 @@ type RoomView struct {
 	CoolingErr     error
 	Last           *nostr.Event // the last 30312 the bot published for it
 	LastErr        error
-	// Recreating: a restart in place was cut off after its LiveKit room
-	// RecreatingSID was deleted (see RedisStore.MarkRecreating).
+	// Recreating: a restart in place was cut off after it deleted its
+	// LiveKit room; RecreatingMark says which rooms that delete replaced
+	// (ParseMark: "at:<ms>" or the old SID; see RedisStore.MarkRecreating).
 	Recreating    bool
-	RecreatingSID string
+	RecreatingMark string
 	RecreatingErr error
 	// Pending is the new ID a recreation of c that did not finish chose.
 	Pending    string
@@ -135,7 +136,7 @@ func (s *RedisStore) LockView(ctx context.Context, c nostrx.Coordinate, ttl time
 		v.Cooling = n > 0
 	}
 	v.Last, v.LastErr = decodeEvent(last, c.D)
-	v.RecreatingSID, v.Recreating, v.RecreatingErr = decodeMark(mark, c.D)
+	v.RecreatingMark, v.Recreating, v.RecreatingErr = decodeMark(mark, c.D)
 	v.Pending, v.PendingErr = decodeString(pending, "pending replacement of "+c.String())
 	return l, v, nil
 }
@@ -147,7 +148,7 @@ func (s *RedisStore) readView(ctx context.Context, c nostrx.Coordinate) RoomView
 	v.Record, v.RecordErr = s.Record(ctx, c.D)
 	v.Cooling, v.CoolingErr = s.CoolingDown(ctx, c.D)
 	v.Last, v.LastErr = s.LastEvent(ctx, c.D)
-	v.RecreatingSID, v.Recreating, v.RecreatingErr = s.Recreating(ctx, c.D)
+	v.RecreatingMark, v.Recreating, v.RecreatingErr = s.Recreating(ctx, c.D)
 	v.Pending, v.PendingErr = s.getString(ctx, "pending replacement of "+c.String(), s.keys.Pending(c))
 	return v
 }

@@ -61,8 +61,8 @@ func TestLockViewAndCommit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !v.Recreating || v.RecreatingSID != "RM_old" || v.RecreatingErr != nil {
-		t.Fatalf("recreation mark in the view: %v %q %v", v.Recreating, v.RecreatingSID, v.RecreatingErr)
+	if !v.Recreating || v.RecreatingMark != "RM_old" || v.RecreatingErr != nil {
+		t.Fatalf("recreation mark in the view: %v %q %v", v.Recreating, v.RecreatingMark, v.RecreatingErr)
 	}
 	want := s.readView(ctx, c)
 	if v.Replacement != "room-b" || v.Record == nil || v.Record.Host != hexKey(1) || !v.Cooling || v.Last == nil || v.Last.CreatedAt != 100 {
@@ -394,7 +394,7 @@ func TestClaimLocked(t *testing.T) {
 	}
 	v := pre.view
 	if v.Replacement != "room-x" || v.Record == nil || v.Record.CreatedAt != 5 || !v.Cooling || v.Last == nil || v.Last.CreatedAt != 100 ||
-		!v.Recreating || v.RecreatingSID != "RM_old" || v.Pending != "" ||
+		!v.Recreating || v.RecreatingMark != "RM_old" || v.Pending != "" ||
 		v.ReplacementErr != nil || v.RecordErr != nil || v.CoolingErr != nil || v.LastErr != nil || v.RecreatingErr != nil || v.PendingErr != nil {
 		t.Fatalf("ClaimLocked's view: %+v", v)
 	}

@@ -291,7 +291,7 @@ func (s *Store) LockView(ctx context.Context, c nostrx.Coordinate, ttl time.Dura
 	v.Record, v.RecordErr = s.Record(ctx, c.D)
 	v.Cooling, v.CoolingErr = s.CoolingDown(ctx, c.D)
 	v.Last, v.LastErr = s.LastEvent(ctx, c.D)
-	v.RecreatingSID, v.Recreating, v.RecreatingErr = s.Recreating(ctx, c.D)
+	v.RecreatingMark, v.Recreating, v.RecreatingErr = s.Recreating(ctx, c.D)
 	v.Pending, v.PendingErr = s.pending(c)
 	return l, v, nil
 }
