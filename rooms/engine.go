@@ -528,22 +528,22 @@ func (e *Engine) markRecreating(ctx context.Context, room string, p Replaced) {
 // restart's new room, which this restart completes instead of recreating
 // it again. nil means recreate.
 func (e *Engine) recreatedBefore(ctx context.Context, room string, pre *RoomView) (*LiveRoom, error) {
-	oldSID, marked := "", false
+	mark, marked := "", false
 	if pre != nil && pre.RecreatingErr == nil {
-		oldSID, marked = pre.RecreatingMark, pre.Recreating
+		mark, marked = pre.RecreatingMark, pre.Recreating
 	} else {
-		type mark struct {
-			sid string
-			ok  bool
+		type read struct {
+			mark string
+			ok   bool
 		}
-		m, err := retry(ctx, e.Set.DependencyBudget, func(ctx context.Context) (mark, error) {
-			sid, ok, err := e.State.Recreating(ctx, room)
-			return mark{sid, ok}, err
+		m, err := retry(ctx, e.Set.DependencyBudget, func(ctx context.Context) (read, error) {
+			v, ok, err := e.State.Recreating(ctx, room)
+			return read{v, ok}, err
 		})
 		if err != nil {
 			return nil, unavailable(err)
 		}
-		oldSID, marked = m.sid, m.ok
+		mark, marked = m.mark, m.ok
 	}
 	if !marked {
 		return nil, nil
@@ -554,7 +554,7 @@ func (e *Engine) recreatedBefore(ctx context.Context, room string, pre *RoomView
 	if err != nil {
 		return nil, unavailable(err)
 	}
-	if ParseMark(oldSID).IsNew(live) {
+	if ParseMark(mark).IsNew(live) {
 		return live, nil
 	}
 	return nil, nil

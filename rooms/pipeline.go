@@ -79,9 +79,9 @@ type RoomView struct {
 	// Recreating: a restart in place was cut off after it deleted its
 	// LiveKit room; RecreatingMark says which rooms that delete replaced
 	// (ParseMark: "at:<ms>" or the old SID; see RedisStore.MarkRecreating).
-	Recreating    bool
+	Recreating     bool
 	RecreatingMark string
-	RecreatingErr error
+	RecreatingErr  error
 	// Pending is the new ID a recreation of c that did not finish chose.
 	Pending    string
 	PendingErr error
