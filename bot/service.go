@@ -196,7 +196,7 @@ func (s *Service) Run(ctx context.Context) error {
 		}()
 	}
 	var tasks sync.WaitGroup
-	for _, task := range s.background() {
+	for _, task := range append(s.background(), s.releaseStartupMemory) {
 		tasks.Add(1)
 		go func() {
 			defer tasks.Done()
