@@ -3,7 +3,6 @@
 package memtrim
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"strconv"
@@ -15,8 +14,11 @@ import (
 
 // releaseExecutable advises away the read-only, private mappings of the
 // file /proc/self/exe names (matched by device and inode, so a binary
-// replaced on disk since start is still found). It returns the mapped
-// bytes advised.
+// replaced on disk since start is still found) that hold none of the
+// process's own changes: a mapping with anonymous pages (a position-
+// independent executable's RELRO segment, relocated at load and then made
+// read-only) would get the file's unrelocated bytes back, so it is kept.
+// It returns the mapped bytes advised.
 func releaseExecutable() (int64, error) {
 	fi, err := os.Stat("/proc/self/exe")
 	if err != nil {
@@ -26,16 +28,15 @@ func releaseExecutable() (int64, error) {
 	if !ok {
 		return 0, fmt.Errorf("memtrim: no inode for /proc/self/exe")
 	}
-	f, err := os.Open("/proc/self/maps")
+	// Read all of smaps first: advising while reading it would change
+	// what is left to read.
+	b, err := os.ReadFile("/proc/self/smaps")
 	if err != nil {
 		return 0, fmt.Errorf("memtrim: %w", err)
 	}
-	defer f.Close()
 	var total int64
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		m, ok := parseMapping(sc.Text())
-		if !ok || m.inode != st.Ino || m.dev != uint64(st.Dev) || !m.readOnlyPrivate() {
+	for _, m := range parseSmaps(string(b)) {
+		if m.inode != st.Ino || m.dev != uint64(st.Dev) || !m.readOnlyPrivate() || m.anonymousKB != 0 {
 			continue
 		}
 		if _, _, errno := unix.Syscall(unix.SYS_MADVISE, m.start, m.end-m.start, unix.MADV_DONTNEED); errno != 0 {
@@ -43,10 +44,35 @@ func releaseExecutable() (int64, error) {
 		}
 		total += int64(m.end - m.start)
 	}
-	if err := sc.Err(); err != nil {
-		return total, fmt.Errorf("memtrim: /proc/self/maps: %w", err)
-	}
 	return total, nil
+}
+
+// parseSmaps reads /proc/<pid>/smaps (proc(5)): a mapping's line, then
+// "Key: value kB" lines about it, of which only Anonymous is kept. A
+// mapping without an Anonymous line counts as having some.
+func parseSmaps(text string) []mapping {
+	var out []mapping
+	cur := -1
+	for line := range strings.Lines(text) {
+		line = strings.TrimRight(line, "\n")
+		if k, v, ok := strings.Cut(line, ":"); ok && !strings.Contains(k, " ") && !strings.Contains(k, "-") {
+			if k == "Anonymous" && cur >= 0 {
+				n, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+				if err == nil {
+					out[cur].anonymousKB = n
+				}
+			}
+			continue
+		}
+		if m, ok := parseMapping(line); ok {
+			m.anonymousKB = -1 // until its Anonymous line says otherwise
+			out = append(out, m)
+			cur = len(out) - 1
+		} else {
+			cur = -1
+		}
+	}
+	return out
 }
 
 // mapping is one line of /proc/<pid>/maps (proc(5)).
@@ -55,6 +81,9 @@ type mapping struct {
 	perms      string // "r-xp": read, write, execute, private or shared
 	dev        uint64
 	inode      uint64
+	// anonymousKB is the mapping's privately changed (copy-on-write)
+	// pages from smaps; -1 when unknown.
+	anonymousKB int64
 }
 
 // readOnlyPrivate is true for a private mapping that cannot be written:

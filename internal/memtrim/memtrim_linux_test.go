@@ -82,3 +82,28 @@ func TestParseMapping(t *testing.T) {
 		t.Errorf("parsed %+v", m)
 	}
 }
+
+func TestParseSmapsKeepsChangedPages(t *testing.T) {
+	text := `00400000-013f2000 r-xp 00000000 fd:01 1234 /tmp/bot
+Size:              16328 kB
+Rss:               12616 kB
+Anonymous:             0 kB
+VmFlags: rd ex mr mw me dw
+013f2000-0276e000 r--p 00ff2000 fd:01 1234 /tmp/bot
+Size:              19952 kB
+Anonymous:           412 kB
+VmFlags: rd mr mw me dw
+0276e000-02800000 rw-p 0236e000 fd:01 1234 /tmp/bot
+Anonymous:           520 kB
+7f5b3d434000-7f5b3d4e6000 r--p 00000000 fd:01 99 /usr/lib/x.so
+`
+	ms := parseSmaps(text)
+	if len(ms) != 4 {
+		t.Fatalf("%d mappings, want 4: %+v", len(ms), ms)
+	}
+	for i, want := range []int64{0, 412, 520, -1} {
+		if ms[i].anonymousKB != want {
+			t.Errorf("mapping %d: Anonymous %d kB, want %d", i, ms[i].anonymousKB, want)
+		}
+	}
+}
