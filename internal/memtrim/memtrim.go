@@ -33,9 +33,10 @@ type Released struct {
 // Release returns the heap's free pages to the operating system
 // (debug.FreeOSMemory: a full GC, then all free pages) and, on Linux, drops
 // this process's mappings of its own executable's read-only pages
-// (madvise MADV_DONTNEED on its r-xp and r--p mappings; writable
-// mappings are never touched, their private changes would be lost). On
-// other systems only the first is done. The error says why the
+// (madvise MADV_DONTNEED on its r-xp and r--p mappings that hold no
+// privately changed page; writable mappings and a PIE's relocated RELRO
+// are never touched, their private changes would be lost). On other
+// systems only the first is done. The error says why the
 // executable's pages could not be released; the heap's were in any case.
 func Release() (Released, error) {
 	debug.FreeOSMemory()
