@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -44,6 +45,8 @@ type Service struct {
 	guard       *panicGuard // recovers panics of goroutines that handle outside input (panics.go)
 
 	access access // the operator's allow and deny lists (access.go)
+
+	jobsTaken atomic.Uint64 // jobs workers took since start: releaseWhenIdle's sign of traffic
 }
 
 // ShutdownGrace is how long in-flight requests may run after Run's context
@@ -174,6 +177,7 @@ func (s *Service) Run(ctx context.Context) error {
 				if !ok {
 					return
 				}
+				s.jobsTaken.Add(1)
 				s.runJob(workCtx, j)
 			}
 		}()
@@ -196,7 +200,7 @@ func (s *Service) Run(ctx context.Context) error {
 		}()
 	}
 	var tasks sync.WaitGroup
-	for _, task := range s.background() {
+	for _, task := range append(s.background(), s.releaseStartupMemory, s.releaseWhenIdle) {
 		tasks.Add(1)
 		go func() {
 			defer tasks.Done()
