@@ -4,20 +4,23 @@ import (
 	"context"
 	"runtime/debug"
 	"time"
-
-	"github.com/nestbot/nestbot/internal/memtrim"
 )
 
 // startupSettle bounds how long releaseStartupMemory waits for every relay
 // to be subscribed before it releases anyway.
 const startupSettle = 30 * time.Second
 
-// releaseStartupMemory gives start-up's memory back once the bot is up:
-// when every relay's subscription is live (or startupSettle passed), the
-// free heap and the executable's read-only pages that package
-// initialisation touched (internal/memtrim; issue 15: idle RSS) are
-// released. Pages the bot serves with come back on first use. It runs
-// once, as one of Run's tasks.
+// releaseStartupMemory gives start-up's garbage back once the bot is up:
+// when every relay's subscription is live (or startupSettle passed), one
+// GC and every free heap page returned to the OS (debug.FreeOSMemory;
+// issue 15: idle RSS), which Go's scavenger would otherwise return over
+// minutes. It runs once, as one of Run's tasks.
+//
+// The executable's pages that package initialisation touched (about 26
+// MB, mostly github.com/livekit/protocol's descriptors) are left alone:
+// dropping them with madvise lowers the RSS figure but not the memory a
+// cgroup is charged, since they stay in the page cache, and they are
+// clean pages the kernel reclaims under pressure anyway.
 func (s *Service) releaseStartupMemory(ctx context.Context) {
 	deadline := time.Now().Add(startupSettle)
 	tick := time.NewTicker(100 * time.Millisecond)
@@ -29,12 +32,7 @@ func (s *Service) releaseStartupMemory(ctx context.Context) {
 		case <-tick.C:
 		}
 	}
-	r, err := memtrim.Release()
-	if err != nil {
-		s.log.Warn("release start-up memory", "err", err)
-		return
-	}
-	s.log.Debug("released start-up memory", "executable_mapped_bytes", r.ExecutableBytes)
+	debug.FreeOSMemory()
 }
 
 // idleTrimAfter is how long the workers must have taken no job before

@@ -172,6 +172,10 @@ type delivery struct {
 	finished chan struct{} // closed when every relay's loop ended
 	once     sync.Once
 	tail     context.CancelFunc // ends the loops still running
+	// tailTimer ends them afterDelivery after the first OK; stopped when
+	// every loop ended sooner, so that a delivered answer is not kept for
+	// afterDelivery by its timer alone (about 5 MB at 300 answers/s).
+	tailTimer *time.Timer
 	// removed: accepted removed the answer and its lease from Redis.
 	removed atomic.Bool
 }
@@ -252,6 +256,9 @@ func (d *deliveries) start(ctx context.Context, a *pendingAnswer) *delivery {
 			cancel()
 		}
 		tail()
+		if dl.tailTimer != nil { // set by accepted, before its loop's left.Done
+			dl.tailTimer.Stop()
+		}
 		d.mu.Lock()
 		delete(d.active, a.id)
 		d.mu.Unlock()
@@ -277,7 +284,7 @@ func (d *deliveries) sendable(a *pendingAnswer) []string {
 func (d *deliveries) accepted(id string, dl *delivery) {
 	s := d.svc
 	close(dl.accepted)
-	time.AfterFunc(afterDelivery, dl.tail)
+	dl.tailTimer = time.AfterFunc(afterDelivery, dl.tail)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.outbox.bg), s.cfg.Limits.DependencyTimeout)
 	defer cancel()
 	// One round trip for both (issue 15); the lease went with the answer,

@@ -53,6 +53,10 @@ func OpenRedisStore(c RedisOptions, recordPrefix, botPrefix string, roomTTL time
 	return NewRedisStore(rdb, recordPrefix, botPrefix, roomTTL), nil
 }
 
+// pipelineBuffer is the read and write buffer of a pipeline connection, in
+// bytes (see newRedisClient).
+const pipelineBuffer = 32 << 10
+
 func newRedisClient(c RedisOptions) (redis.UniversalClient, error) {
 	opt, err := redis.ParseURL(c.URL)
 	if err != nil {
@@ -73,6 +77,11 @@ func newRedisClient(c RedisOptions) (redis.UniversalClient, error) {
 		}
 		opt.TLSConfig.RootCAs = pool
 	}
+	// The bot's pipelines and transactions are a few KB (the largest
+	// carries one answer event), so the pipeline pool's buffers need not
+	// be go-redis's 128 KiB default: 32 KiB, like a regular connection's,
+	// saves about 1.9 MB of resident heap (issue 15).
+	opt.PipelineReadBufferSize, opt.PipelineWriteBufferSize = pipelineBuffer, pipelineBuffer
 	mode := c.Mode
 	if mode == "" || mode == "auto" {
 		switch {
@@ -94,6 +103,7 @@ func newRedisClient(c RedisOptions) (redis.UniversalClient, error) {
 			MasterName: c.MasterName, SentinelAddrs: c.Addrs,
 			SentinelUsername: c.SentinelUsername, SentinelPassword: c.SentinelPassword,
 			Username: opt.Username, Password: opt.Password, DB: opt.DB, TLSConfig: opt.TLSConfig,
+			PipelineReadBufferSize: pipelineBuffer, PipelineWriteBufferSize: pipelineBuffer,
 		}), nil
 	case "cluster":
 		addrs := c.Addrs
@@ -102,6 +112,7 @@ func newRedisClient(c RedisOptions) (redis.UniversalClient, error) {
 		}
 		cc := redis.NewClusterClient(&redis.ClusterOptions{
 			Addrs: addrs, Username: opt.Username, Password: opt.Password, TLSConfig: opt.TLSConfig,
+			PipelineReadBufferSize: pipelineBuffer, PipelineWriteBufferSize: pipelineBuffer,
 		})
 		cc.AddHook(reloadOnError{cc})
 		return cc, nil
