@@ -54,6 +54,9 @@ type outbox struct {
 	warned map[string]time.Time // relay host + class → last WARN
 
 	ownFailSince atomic.Int64 // unix nanos of the first failed write to an own relay since the last OK from one (0: none)
+
+	// sends records when a watched answer starts being sent (stages.go).
+	sends sendMarks
 }
 
 const (
@@ -197,6 +200,7 @@ func (o *outbox) sendLoop(ctx context.Context, url string, ev *nostr.Event) rela
 // goroutine) with each loop's final result. Beyond maxSendLoops a loop is
 // bounded by the caller's ctx instead.
 func (o *outbox) broadcast(ctx, loops context.Context, ev *nostr.Event, relays []string, until time.Time, done func(relay.Result)) {
+	o.sends.mark(ev.ID)
 	for _, u := range relays {
 		parent, slot := loops, true
 		select {

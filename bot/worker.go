@@ -126,6 +126,8 @@ type answer struct {
 // handle processes one verified request: claim, parse, admit, work, answer.
 func (s *Service) handle(ctx context.Context, j job) {
 	ev := j.ev
+	st := s.stages(j.received)
+	st.done(stageQueue)
 	// Parsed before the claim, so that a request admit would count against
 	// its requester's rate is counted by the claim's own round trip.
 	req, perr := nostrx.ParseRequest(ev)
@@ -134,6 +136,7 @@ func (s *Service) handle(ctx context.Context, j job) {
 		countFor = req.Requester
 	}
 	stored, ours, counted := s.claimCounting(ctx, j, countFor)
+	st.done(stageClaim)
 	if stored != nil {
 		s.deliver(ctx, ev.ID, stored, s.responseRelays(ev, j.via, nil, refusalOnly(stored)))
 	}
@@ -142,6 +145,7 @@ func (s *Service) handle(ctx context.Context, j job) {
 	}
 
 	ans := s.workCounted(ctx, req, perr, counted)
+	st.done(stageWork)
 	if ans.resume {
 		s.resumeLater(j, ans.err)
 		return
@@ -154,7 +158,11 @@ func (s *Service) handle(ctx context.Context, j job) {
 		s.log.Error("build response", "id", ev.ID, "err", err)
 		return
 	}
-	delivered := s.storeAndDeliver(ctx, j, &resp, s.responseRelays(ev, j.via, ans.relays, isRefusal(ans.payload)))
+	relays := s.responseRelays(ev, j.via, ans.relays, isRefusal(ans.payload))
+	st.done(stageBuild)
+	sent := s.outbox.sends.watch(resp.ID)
+	delivered := s.storeAndDeliver(ctx, j, &resp, relays)
+	st.storedAndSent(sent(), delivered)
 
 	action := req.Action
 	if action != nostrx.ActionRestart && action != nostrx.ActionStatus {
