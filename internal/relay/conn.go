@@ -167,6 +167,11 @@ func (c *conn) write(ctx context.Context, v any) error {
 	if err != nil {
 		return err
 	}
+	return c.writeRaw(ctx, b)
+}
+
+// writeRaw sends one encoded message.
+func (c *conn) writeRaw(ctx context.Context, b []byte) error {
 	wctx, cancel := context.WithTimeout(ctx, c.pool.opt.WriteTimeout)
 	defer cancel()
 	if err := c.ws.Write(wctx, websocket.MessageText, b); err != nil {
@@ -178,18 +183,19 @@ func (c *conn) write(ctx context.Context, v any) error {
 // publish sends ev once and waits for its OK, the end of the connection
 // or ctx. It authenticates (NIP-42) and sends once more when the relay
 // answers auth-required: and the pool has a signer.
-func (c *conn) publish(ctx context.Context, ev *nostr.Event) Result {
-	res := c.publishOnce(ctx, ev)
+func (c *conn) publish(ctx context.Context, f *EventFrame) Result {
+	res := c.publishOnce(ctx, f)
 	if res.Class != AuthRequired || c.pool.opt.Signer == nil {
 		return res
 	}
 	if err := c.auth(ctx); err != nil {
 		return Result{URL: c.url, Class: AuthRequired, Reason: res.Reason + " (" + err.Error() + ")", Prefix: res.Prefix}
 	}
-	return c.publishOnce(ctx, ev)
+	return c.publishOnce(ctx, f)
 }
 
-func (c *conn) publishOnce(ctx context.Context, ev *nostr.Event) Result {
+func (c *conn) publishOnce(ctx context.Context, f *EventFrame) Result {
+	ev := f.Event
 	ch := make(chan Message, 1)
 	c.mu.Lock()
 	c.oks[ev.ID] = append(c.oks[ev.ID], ch)
@@ -210,7 +216,7 @@ func (c *conn) publishOnce(ctx context.Context, ev *nostr.Event) Result {
 		}
 		c.mu.Unlock()
 	}()
-	if err := c.write(ctx, []any{"EVENT", ev}); err != nil {
+	if err := c.writeRaw(ctx, f.data); err != nil {
 		return Result{URL: c.url, Class: Dropped, Reason: err.Error()}
 	}
 	select {
