@@ -152,7 +152,10 @@ func (c *conn) reauth(s *Sub, reason string) {
 	err := c.auth(ctx)
 	if err == nil {
 		c.countREQ()
-		err = c.write(ctx, append([]any{"REQ", s.id}, anySlice(s.filters)...))
+		var b []byte
+		if b, err = reqFrame(s.id, s.filters); err == nil {
+			err = c.writeRaw(ctx, b)
+		}
 	}
 	if err != nil {
 		c.mu.Lock()
@@ -315,9 +318,12 @@ func (c *conn) subscribe(ctx context.Context, filters nostr.Filters) (*Sub, erro
 	s.Events = s.events
 	c.subs[id] = s
 	c.mu.Unlock()
-	msg := append([]any{"REQ", id}, anySlice(filters)...)
-	c.countREQ()
-	if err := c.write(ctx, msg); err != nil {
+	msg, err := reqFrame(id, filters)
+	if err == nil {
+		c.countREQ()
+		err = c.writeRaw(ctx, msg)
+	}
+	if err != nil {
 		c.mu.Lock()
 		delete(c.subs, id)
 		c.mu.Unlock()
@@ -333,12 +339,30 @@ func (c *conn) countREQ() {
 	}
 }
 
-func anySlice(fs nostr.Filters) []any {
-	out := make([]any, len(fs))
-	for i, f := range fs {
-		out[i] = f
+// reqFrame encodes ["REQ", id, filters...] (NIP-01) with go-nostr's
+// generated filter encoder, as EventFrame does events: encoding/json
+// would re-scan its output.
+func reqFrame(id string, filters nostr.Filters) ([]byte, error) {
+	b := append([]byte(`["REQ",`), jsonString(id)...)
+	for _, f := range filters {
+		fb, err := f.MarshalJSON()
+		if err != nil {
+			return nil, fmt.Errorf("encode filter: %w", err)
+		}
+		b = append(append(b, ','), fb...)
 	}
-	return out
+	return append(b, ']'), nil
+}
+
+// closeFrame encodes ["CLOSE", id] (NIP-01).
+func closeFrame(id string) []byte {
+	return append(append([]byte(`["CLOSE",`), jsonString(id)...), ']')
+}
+
+// jsonString is s as a JSON string.
+func jsonString(s string) []byte {
+	b, _ := json.Marshal(s) // a string always encodes
+	return b
 }
 
 func (s *Sub) deliver(ev *nostr.Event) {
@@ -397,7 +421,7 @@ func (s *Sub) Close() {
 		c.mu.Unlock()
 		if live {
 			ctx, cancel := context.WithTimeout(context.Background(), c.pool.opt.WriteTimeout)
-			_ = c.write(ctx, []any{"CLOSE", s.id})
+			_ = c.writeRaw(ctx, closeFrame(s.id))
 			cancel()
 		}
 		s.end("closed by client")

@@ -95,3 +95,51 @@ func BenchmarkEventJSONMarshal(b *testing.B) {
 		}
 	}
 }
+
+// reqFrame and closeFrame encode what encoding/json's form of the same
+// messages decodes to: the label, the id and each filter field by field.
+func TestReqAndCloseFrames(t *testing.T) {
+	since := nostr.Timestamp(1700000000)
+	filters := nostr.Filters{
+		{Kinds: []int{10050, 10002}, Authors: []string{"aa", "bb"}, Limit: 8},
+		{Kinds: []int{4312}, Tags: nostr.TagMap{"p": []string{"<cc>"}, "e": []string{"d\"d"}}, Since: &since, IDs: []string{"ee"}},
+	}
+	got, err := reqFrame("q7", filters)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := json.Marshal([]any{"REQ", "q7", filters[0], filters[1]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	decode := func(b []byte) (label, id string, fs nostr.Filters) {
+		t.Helper()
+		var parts []json.RawMessage
+		if err := json.Unmarshal(b, &parts); err != nil {
+			t.Fatalf("%s: %v", b, err)
+		}
+		if err := json.Unmarshal(parts[0], &label); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(parts[1], &id); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range parts[2:] {
+			var f nostr.Filter
+			if err := json.Unmarshal(p, &f); err != nil {
+				t.Fatal(err)
+			}
+			fs = append(fs, f)
+		}
+		return
+	}
+	l1, id1, f1 := decode(got)
+	l2, id2, f2 := decode(want)
+	if l1 != "REQ" || id1 != "q7" || !reflect.DeepEqual(f1, f2) || l1 != l2 || id1 != id2 || len(f1) != 2 || !nostr.FilterEqual(f1[0], filters[0]) || !nostr.FilterEqual(f1[1], filters[1]) {
+		t.Fatalf("REQ frame %s decodes to %s %s %+v, want %s", got, l1, id1, f1, want)
+	}
+	var cl []string
+	if err := json.Unmarshal(closeFrame("q\"7"), &cl); err != nil || !reflect.DeepEqual(cl, []string{"CLOSE", "q\"7"}) {
+		t.Fatalf("CLOSE frame %s: %v %v", closeFrame("q\"7"), cl, err)
+	}
+}
