@@ -13,6 +13,7 @@ import (
 	"github.com/nbd-wtf/go-nostr"
 
 	"github.com/nestbot/nestbot/internal/retry"
+	"github.com/nestbot/nestbot/nostrx"
 	"github.com/nestbot/nestbot/rooms"
 )
 
@@ -139,6 +140,23 @@ func (c *claims) acquireCounted(ctx context.Context, id string, fresh bool, pubk
 	return state, stored, count, err
 }
 
+// acquireLocked is acquireCounted that, on a single server, also takes
+// the lock of the room a restart request names and reads it, in the same
+// script, when the claim is ours and the count within limit
+// (rooms.RedisStore.ClaimLocked); pre is then handed to the restart.
+func (c *claims) acquireLocked(ctx context.Context, id string, fresh bool, pubkey string, now time.Time, limit int, room nostrx.Coordinate, ttl time.Duration) (claimOutcome, *nostr.Event, int64, *rooms.LockedView, error) {
+	res, count, pre, err := c.store.ClaimLocked(ctx, id, c.instance, c.lease, c.ownerLease(), fresh, pubkey, now, limit, room, ttl)
+	if err != nil {
+		return 0, nil, 0, nil, err
+	}
+	state, stored, err := c.outcome(id, res)
+	if err != nil || state != claimAcquired {
+		pre.Unlock() // not ours: never taken by the script, but be sure
+		pre = nil
+	}
+	return state, stored, count, pre, err
+}
+
 func (c *claims) run(ctx context.Context, id string, fresh bool) (claimOutcome, *nostr.Event, error) {
 	res, err := c.store.Claim(ctx, id, c.instance, c.lease, c.ownerLease(), fresh)
 	if err != nil {
@@ -205,10 +223,44 @@ func (c *claims) answeredPending(ctx context.Context, p *pendingStore, a *pendin
 	return stored, nil
 }
 
+// answeredCommit is answeredPending that also applies the restart's
+// final writes cl holds (with the release of its room lock) in the same
+// transaction, retrying within one step's budget, as Engine retries a
+// commit. On an error nothing of it was written, or all of it (a lost
+// reply): the caller Aborts cl and resumes the restart, as after a failed
+// commit.
+func (c *claims) answeredCommit(ctx context.Context, p *pendingStore, cl *rooms.CommitLater, a *pendingAnswer) (*pendingAnswer, error) {
+	b, err := json.Marshal(a.ev)
+	if err != nil {
+		return nil, err
+	}
+	var stored *pendingAnswer
+	err = c.retry(ctx, func(ctx context.Context) error {
+		var err error
+		stored, err = p.commitAnswered(ctx, cl, a, b, "r:"+string(b), c.ttl)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("commit restart and store response of %s: %w", a.id, err)
+	}
+	c.hold(a.id, false)
+	return stored, nil
+}
+
 // delivered marks the response as accepted by a relay.
 func (c *claims) delivered(ctx context.Context, id string) error {
 	c.hold(id, false)
 	if err := c.retry(ctx, func(ctx context.Context) error { return c.store.SetClaim(ctx, id, "done", c.ttl) }); err != nil {
+		return fmt.Errorf("mark %s delivered: %w", id, err)
+	}
+	return nil
+}
+
+// deliveredRemoved is delivered and the pending answer's removal in one
+// round trip (rooms.DeliveredAnswer), retried within one step's budget.
+func (c *claims) deliveredRemoved(ctx context.Context, id string) error {
+	c.hold(id, false)
+	if err := c.retry(ctx, func(ctx context.Context) error { return c.store.DeliveredAnswer(ctx, id, "done", c.ttl) }); err != nil {
 		return fmt.Errorf("mark %s delivered: %w", id, err)
 	}
 	return nil

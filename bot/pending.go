@@ -87,6 +87,21 @@ func (p *pendingStore) addAnswered(ctx context.Context, a *pendingAnswer, evb []
 	return out, nil
 }
 
+// commitAnswered is addAnswered that also applies the restart's final
+// writes cl holds, in the same transaction (rooms.CommitAnswered).
+func (p *pendingStore) commitAnswered(ctx context.Context, cl *rooms.CommitLater, a *pendingAnswer, evb []byte, claim string, claimTTL time.Duration) (*pendingAnswer, error) {
+	stored, leased, err := p.store.CommitAnswered(ctx, cl, rooms.PendingAnswer{ID: a.id, Event: string(evb), Relays: a.relays, Deadline: a.deadline}, claim, claimTTL, p.instance, pendingLease)
+	if err != nil {
+		return nil, err
+	}
+	out, err := p.fromAdded(a, evb, stored)
+	if err != nil {
+		return nil, err
+	}
+	out.leased = leased
+	return out, nil
+}
+
 // fromAdded is fromStored for the answer add returned, reusing a's event
 // when it is the one stored.
 func (p *pendingStore) fromAdded(a *pendingAnswer, evb []byte, stored *rooms.PendingAnswer) (*pendingAnswer, error) {
@@ -157,6 +172,8 @@ type delivery struct {
 	finished chan struct{} // closed when every relay's loop ended
 	once     sync.Once
 	tail     context.CancelFunc // ends the loops still running
+	// removed: accepted removed the answer and its lease from Redis.
+	removed atomic.Bool
 }
 
 func newDeliveries(s *Service, store *pendingStore) *deliveries {
@@ -205,6 +222,9 @@ func (d *deliveries) start(ctx context.Context, a *pendingAnswer) *delivery {
 			case <-stopRenew:
 				return
 			case <-t.C:
+				if dl.removed.Load() {
+					return // delivered: the lease went with the answer
+				}
 				rctx, cancel := context.WithTimeout(bg, s.cfg.Limits.DependencyTimeout)
 				_, _ = d.store.takeLease(rctx, a.id)
 				cancel()
@@ -226,9 +246,11 @@ func (d *deliveries) start(ctx context.Context, a *pendingAnswer) *delivery {
 	go func() {
 		left.Wait()
 		close(stopRenew)
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(bg), s.cfg.Limits.DependencyTimeout)
-		d.store.dropLease(rctx, a.id)
-		cancel()
+		if !dl.removed.Load() {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(bg), s.cfg.Limits.DependencyTimeout)
+			d.store.dropLease(rctx, a.id)
+			cancel()
+		}
 		tail()
 		d.mu.Lock()
 		delete(d.active, a.id)
@@ -258,12 +280,13 @@ func (d *deliveries) accepted(id string, dl *delivery) {
 	time.AfterFunc(afterDelivery, dl.tail)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.outbox.bg), s.cfg.Limits.DependencyTimeout)
 	defer cancel()
-	if err := s.claims.delivered(ctx, id); err != nil {
-		s.log.Warn("mark delivered", "id", id, "err", err)
-	}
-	if err := d.store.remove(ctx, id); err != nil {
+	// One round trip for both (issue 15); the lease went with the answer,
+	// so it is neither renewed nor given back from now on.
+	if err := s.claims.deliveredRemoved(ctx, id); err != nil {
 		s.log.Warn("answer delivered but still marked pending", "id", id, "err", err)
+		return
 	}
+	dl.removed.Store(true)
 }
 
 // scan is one pass of the retrier: it counts pending answers, gives up the

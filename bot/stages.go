@@ -14,10 +14,10 @@ import (
 // first OK (nestbot_request_duration_seconds).
 const (
 	stageQueue = "queue" // read from a relay → a worker takes it (verification and dedupe included)
-	stageClaim = "claim" // the claim's round trip (claimCounting)
+	stageClaim = "claim" // the claim's round trip (claimLocking: with the rate count, the room's lock and record)
 	stageWork  = "work"  // admit + the engine's restart or status, as one step
 	stageBuild = "build" // nostrx.BuildResponse: NIP-44 encryption and the signature
-	stageStore = "store" // the answer's Redis transaction (claim answered + pending), until sending starts
+	stageStore = "store" // the answer's Redis transaction (restart's writes, claim answered, pending), until sending starts
 	stageSend  = "send"  // sending starts → the first relay's OK
 )
 

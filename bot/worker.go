@@ -3,6 +3,7 @@ package bot
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"time"
 
@@ -125,6 +126,8 @@ type answer struct {
 
 // handle processes one verified request: claim, parse, admit, work, answer.
 func (s *Service) handle(ctx context.Context, j job) {
+	ctx, endCommit := s.commitLater(ctx, j)
+	defer endCommit()
 	ev := j.ev
 	st := s.stages(j.received)
 	st.done(stageQueue)
@@ -135,7 +138,7 @@ func (s *Service) handle(ctx context.Context, j job) {
 	if perr == nil && s.listed(req.Requester) == nil {
 		countFor = req.Requester
 	}
-	stored, ours, counted := s.claimCounting(ctx, j, countFor)
+	stored, ours, counted := s.claimLocking(ctx, j, countFor, req, perr)
 	st.done(stageClaim)
 	if stored != nil {
 		s.deliver(ctx, ev.ID, stored, s.responseRelays(ev, j.via, nil, refusalOnly(stored)))
@@ -186,6 +189,28 @@ func (s *Service) handle(ctx context.Context, j job) {
 	s.log.Info("request", attrs...)
 }
 
+// commitLater lets a restart's final writes wait for its answer, to go
+// into Redis in one transaction with it (storeAndDeliver,
+// rooms.CommitLater). end applies writes still waiting, alone, as the
+// restart would have: the request ended without storeAndDeliver (an
+// error after the restart's writes, a response that could not be built,
+// a panic). Then, if Redis stays away for the budget, the room lock is
+// released and the writes are lost, as after a failed commit.
+func (s *Service) commitLater(ctx context.Context, j job) (context.Context, func()) {
+	cl := &rooms.CommitLater{}
+	return rooms.WithCommitLater(ctx, cl), func() {
+		cl.ReleaseUnused()
+		if !cl.Pending() {
+			return
+		}
+		err := s.claims.retry(context.WithoutCancel(ctx), cl.Commit)
+		if err != nil {
+			cl.Abort()
+			s.log.Warn("restart's writes not committed", "id", j.id(), "err", err)
+		}
+	}
+}
+
 // claim takes a job's claim for this instance, with the same rules for
 // 4312 requests and direct messages. ours is true when the work is this
 // instance's to do; stored is an answer given before but maybe not
@@ -202,10 +227,25 @@ func (s *Service) claim(ctx context.Context, j job) (stored *nostr.Event, ours b
 // trip (claims.acquireCounted): counted is the window's count, 0 when not
 // counted.
 func (s *Service) claimCounting(ctx context.Context, j job, pubkey string) (stored *nostr.Event, ours bool, counted int64) {
+	return s.claimLocking(ctx, j, pubkey, nostrx.Request{}, nil)
+}
+
+// claimLocking is claimCounting that, for a restart request (req parsed
+// without error, perr nil) counted for pubkey, also takes the room's lock
+// and reads the room in the same round trip when the claim is ours and
+// within the rate limit (claims.acquireLocked); the lock goes to the
+// restart through ctx's CommitLater (see commitLater), which releases it
+// if the restart never takes it.
+func (s *Service) claimLocking(ctx context.Context, j job, pubkey string, req nostrx.Request, perr error) (stored *nostr.Event, ours bool, counted int64) {
 	cctx, cancel := context.WithTimeout(ctx, s.cfg.Limits.DependencyTimeout)
 	var state claimOutcome
 	var err error
+	cl := rooms.CommitLaterFrom(ctx)
 	switch {
+	case pubkey != "" && perr == nil && req.Action == nostrx.ActionRestart && cl != nil:
+		var pre *rooms.LockedView
+		state, stored, counted, pre, err = s.claims.acquireLocked(cctx, j.id(), !j.watching, pubkey, time.Now(), s.cfg.Limits.RestartsPerMinute, req.Room, s.engine.LockTTL())
+		cl.Prefetched(pre)
 	case pubkey != "":
 		state, stored, counted, err = s.claims.acquireCounted(cctx, j.id(), !j.watching, pubkey, time.Now())
 	case j.watching:
@@ -352,8 +392,23 @@ func (s *Service) storeAnswer(ctx context.Context, j job, resp *nostr.Event) err
 // Redis stays away until the request is stale, it falls back to deliver
 // alone (which publishes unstored when it cannot store), as storeAnswer's
 // failure did. It returns deliver's result.
+//
+// When the restart handed its final writes to ctx's CommitLater (see
+// commitLater), they go into the same transaction, so a restart ends with
+// one round trip, not two. If that fails for the whole budget, nothing
+// is answered: the room lock is released and the restart resumed
+// (resumeLater), exactly as when the restart's own commit fails.
 func (s *Service) storeAndDeliver(ctx context.Context, j job, resp *nostr.Event, relays []string) bool {
 	a := s.newPending(j.id(), resp, relays)
+	if cl := rooms.CommitLaterFrom(ctx); cl.Pending() {
+		stored, err := s.claims.answeredCommit(ctx, s.pending.store, cl, a)
+		if err != nil {
+			cl.Abort()
+			s.resumeLater(j, fmt.Errorf("%w: %w", rooms.ErrIncomplete, err))
+			return false
+		}
+		return s.sendPending(ctx, stored)
+	}
 	sctx, cancel := context.WithDeadline(ctx, s.staleAt(j))
 	var stored *pendingAnswer
 	err := retryRedis(sctx, func(ctx context.Context) error {

@@ -115,6 +115,38 @@ func TestRestartInPlaceCutOff(t *testing.T) {
 	if now := w.liveRoom(early); now == nil || now.Sid == old.Sid {
 		t.Fatalf("LiveKit room not recreated: %s → %v", old.Sid, now)
 	}
+
+	// The marks this bot writes once LiveKit's clock is calibrated hold
+	// the delete's time on LiveKit's clock: a room created at or after it
+	// is the cut-off restart's new room, one created before is not.
+	atMark := func(id string, ms int64) {
+		if err := w.rdb.Set(ctx, rooms.DefaultKeys.Recreating(id), "at:"+strconv.FormatInt(ms, 10), time.Minute).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	doneAt := uuid.NewString()
+	w.nestsRecord(doneAt, host.pk, nil, nil)
+	madeAt := w.createLiveRoom(doneAt)
+	atMark(doneAt, madeAt.CreationTimeMs)
+	if res := restartResult(t, w.ask(host, coord(host.pk, doneAt), "restart").Payload); res.RoomID != doneAt {
+		t.Fatalf("result %+v", res)
+	}
+	if now := w.liveRoom(doneAt); now == nil || now.Sid != madeAt.Sid {
+		t.Fatalf("LiveKit room made after the mark's time recreated again: %s → %v", madeAt.Sid, now)
+	}
+	earlyAt := uuid.NewString()
+	w.nestsRecord(earlyAt, host.pk, nil, nil)
+	oldAt := w.createLiveRoom(earlyAt)
+	atMark(earlyAt, oldAt.CreationTimeMs+1)
+	restartResult(t, w.ask(host, coord(host.pk, earlyAt), "restart").Payload)
+	if now := w.liveRoom(earlyAt); now == nil || now.Sid == oldAt.Sid {
+		t.Fatalf("LiveKit room created before the mark's time not recreated: %s → %v", oldAt.Sid, now)
+	}
+	for _, id := range []string{doneAt, earlyAt} {
+		if w.rdb.Exists(ctx, rooms.DefaultKeys.Recreating(id)).Val() != 0 {
+			t.Fatalf("mark of %s kept", id)
+		}
+	}
 }
 
 // TestRecreateUnderNewID: the record is gone; an admin of the original room

@@ -64,36 +64,12 @@ func (s *RedisStore) AddAnswered(ctx context.Context, a PendingAnswer, claim str
 // addAnswer is AddAnswer and AddAnswered; claim "" leaves the claim alone,
 // owner "" the lease.
 func (s *RedisStore) addAnswer(ctx context.Context, a PendingAnswer, claim string, claimTTL time.Duration, owner string, lease time.Duration) (*PendingAnswer, bool, error) {
-	key := s.keys.Answer(a.ID)
-	relays, err := json.Marshal(a.Relays)
+	q, err := s.answerOps(a, claim, claimTTL, owner, lease)
 	if err != nil {
-		return nil, false, fmt.Errorf("pending answer %s: %w", a.ID, err)
+		return nil, false, err
 	}
-	ms := a.Deadline.UnixMilli()
-	index := redis.Z{Score: float64(ms), Member: a.ID}
-	single := s.singleServer()
-	var stored *redis.MapStringStringCmd
-	var leaseCmd *redis.Cmd
 	write := func(pipe redis.Pipeliner) error {
-		if claim != "" {
-			pipe.Set(ctx, s.keys.Claim(a.ID), claim, claimTTL)
-		}
-		pipe.HSetNX(ctx, key, "event", a.Event)
-		pipe.HSetNX(ctx, key, "relays", relays)
-		pipe.HSetNX(ctx, key, "deadline", ms)
-		pipe.PExpireAt(ctx, key, a.Deadline.Add(time.Hour))
-		stored = pipe.HGetAll(ctx, key)
-		if owner != "" {
-			// EVAL, not EVALSHA: a script the server does not have
-			// would fail inside the transaction.
-			leaseCmd = leaseAnswerScript.Eval(ctx, pipe, []string{s.keys.AnswerLease(a.ID)}, owner, lease.Milliseconds())
-		}
-		if single {
-			// One server: the index goes in the same transaction, one round
-			// trip on the answer's way out instead of two (issue 15). On a
-			// cluster it is in another slot, so it is written after.
-			pipe.ZAddNX(ctx, s.keys.Answers(), index)
-		}
+		q.queue(ctx, pipe)
 		_, err := pipe.Exec(ctx)
 		return err
 	}
@@ -112,12 +88,72 @@ func (s *RedisStore) addAnswer(ctx context.Context, a PendingAnswer, claim strin
 	if err != nil {
 		return nil, false, redisErr(what, err)
 	}
-	if !single {
-		if err := s.rdb.ZAddNX(ctx, s.keys.Answers(), index).Err(); err != nil {
+	return q.result(ctx)
+}
+
+// answerWrite is the writes of addAnswer, queued on a transaction by
+// queue and read back by result once it ran.
+type answerWrite struct {
+	s        *RedisStore
+	a        PendingAnswer
+	relays   []byte
+	claim    string
+	claimTTL time.Duration
+	owner    string
+	lease    time.Duration
+	stored   *redis.MapStringStringCmd
+	leaseCmd *redis.Cmd
+}
+
+func (s *RedisStore) answerOps(a PendingAnswer, claim string, claimTTL time.Duration, owner string, lease time.Duration) (*answerWrite, error) {
+	relays, err := json.Marshal(a.Relays)
+	if err != nil {
+		return nil, fmt.Errorf("pending answer %s: %w", a.ID, err)
+	}
+	return &answerWrite{s: s, a: a, relays: relays, claim: claim, claimTTL: claimTTL, owner: owner, lease: lease}, nil
+}
+
+func (q *answerWrite) index() redis.Z {
+	return redis.Z{Score: float64(q.a.Deadline.UnixMilli()), Member: q.a.ID}
+}
+
+// queue adds the writes to pipe, a transaction: the claim (when set), the
+// answer's hash unless one is stored, its read-back, the lease (when an
+// owner is set) and, on a single server, the index.
+func (q *answerWrite) queue(ctx context.Context, pipe redis.Pipeliner) {
+	s, a := q.s, q.a
+	key := s.keys.Answer(a.ID)
+	if q.claim != "" {
+		pipe.Set(ctx, s.keys.Claim(a.ID), q.claim, q.claimTTL)
+	}
+	pipe.HSetNX(ctx, key, "event", a.Event)
+	pipe.HSetNX(ctx, key, "relays", q.relays)
+	pipe.HSetNX(ctx, key, "deadline", a.Deadline.UnixMilli())
+	pipe.PExpireAt(ctx, key, a.Deadline.Add(time.Hour))
+	q.stored = pipe.HGetAll(ctx, key)
+	if q.owner != "" {
+		// EVAL, not EVALSHA: a script the server does not have
+		// would fail inside the transaction.
+		q.leaseCmd = leaseAnswerScript.Eval(ctx, pipe, []string{s.keys.AnswerLease(a.ID)}, q.owner, q.lease.Milliseconds())
+	}
+	if s.singleServer() {
+		// One server: the index goes in the same transaction, one round
+		// trip on the answer's way out instead of two (issue 15). On a
+		// cluster it is in another slot, so it is written after.
+		pipe.ZAddNX(ctx, s.keys.Answers(), q.index())
+	}
+}
+
+// result reads what the transaction with q's writes returned, after
+// writing the index on a cluster.
+func (q *answerWrite) result(ctx context.Context) (*PendingAnswer, bool, error) {
+	s, a := q.s, q.a
+	if !s.singleServer() {
+		if err := s.rdb.ZAddNX(ctx, s.keys.Answers(), q.index()).Err(); err != nil {
 			return nil, false, redisErr("index pending answer "+a.ID, err)
 		}
 	}
-	got, err := parseAnswer(a.ID, stored.Val())
+	got, err := parseAnswer(a.ID, q.stored.Val())
 	if err != nil {
 		return nil, false, err
 	}
@@ -125,8 +161,8 @@ func (s *RedisStore) addAnswer(ctx context.Context, a PendingAnswer, claim strin
 		return nil, false, fmt.Errorf("pending answer %s: not stored", a.ID)
 	}
 	leased := false
-	if leaseCmd != nil {
-		n, err := leaseCmd.Int()
+	if q.leaseCmd != nil {
+		n, err := q.leaseCmd.Int()
 		if err != nil {
 			return nil, false, redisErr("lease pending answer "+a.ID, err)
 		}
@@ -196,6 +232,41 @@ func (s *RedisStore) RemoveAnswer(ctx context.Context, id string) error {
 	}
 	if err := s.rdb.ZRem(ctx, s.keys.Answers(), id).Err(); err != nil {
 		return redisErr("unindex pending answer "+id, err)
+	}
+	return nil
+}
+
+// DeliveredAnswer sets request id's claim to claim (the bot's delivered
+// state, kept for claimTTL: SetClaim) and drops its pending answer and
+// sending lease (RemoveAnswer) in one transaction: one round trip after
+// a relay's OK instead of two (issue 15). The claim, the answer and the
+// lease share the request's hash tag; the index is in the same
+// transaction on a single server and removed after it on a cluster.
+// With SetWait it waits for the replicas, as SetClaim does.
+func (s *RedisStore) DeliveredAnswer(ctx context.Context, id, claim string, claimTTL time.Duration) error {
+	single := s.singleServer()
+	write := func(pipe redis.Pipeliner) error {
+		pipe.Set(ctx, s.keys.Claim(id), claim, claimTTL)
+		pipe.Del(ctx, s.keys.Answer(id), s.keys.AnswerLease(id))
+		if single {
+			pipe.ZRem(ctx, s.keys.Answers(), id)
+		}
+		_, err := pipe.Exec(ctx)
+		return err
+	}
+	err := s.onConn(ctx, s.keys.Claim(id), func(c *redis.Conn) error {
+		if c == nil {
+			return write(s.rdb.TxPipeline())
+		}
+		return write(c.TxPipeline())
+	})
+	if err != nil {
+		return redisErr("answer "+id+" delivered", err)
+	}
+	if !single {
+		if err := s.rdb.ZRem(ctx, s.keys.Answers(), id).Err(); err != nil {
+			return redisErr("unindex pending answer "+id, err)
+		}
 	}
 	return nil
 }

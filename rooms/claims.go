@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/nestbot/nestbot/nostrx"
 )
 
 // Claims make each request ID processed once across restarts and
@@ -171,6 +173,128 @@ func (s *RedisStore) ClaimCounted(ctx context.Context, id, owner string, keep, l
 		return "acquired", count, nil
 	}
 	return res, 0, nil
+}
+
+// claimLockScript is claimCountScript that, when it acquires the claim
+// KEYS[1] and the count is at most ARGV[6], also takes the room lock
+// KEYS[3] for token ARGV[7] (SET NX, ARGV[8] ms) and, when it got it,
+// reads what LockView reads: KEYS[4] the replacement, KEYS[5] the
+// cool-down (EXISTS), KEYS[6] the last event, KEYS[7] the recreation
+// mark, KEYS[8] the pending choice, KEYS[9] the record. It returns
+// {result}, {"acquired", count}, {"acquired", count, 0} (lock busy) or
+// {"acquired", count, 1, the six reads}. Keys in several slots: a single
+// server only.
+var claimLockScript = redis.NewScript(claimLua + `
+local r = claim()
+if r ~= "acquired" then
+  return {r}
+end
+local n = redis.call("incr", KEYS[2])
+redis.call("pexpire", KEYS[2], ARGV[5])
+if n > tonumber(ARGV[6]) then
+  return {"acquired", n}
+end
+if not redis.call("set", KEYS[3], ARGV[7], "NX", "PX", ARGV[8]) then
+  return {"acquired", n, 0}
+end
+return {"acquired", n, 1, redis.call("get", KEYS[4]), redis.call("exists", KEYS[5]),
+  redis.call("get", KEYS[6]), redis.call("get", KEYS[7]), redis.call("get", KEYS[8]),
+  redis.call("get", KEYS[9])}`)
+
+// LockedView is a room lock taken, and the room read, by ClaimLocked on
+// the request's way in, for Engine.Restart's first LockView (see
+// CommitLater.Prefetched).
+type LockedView struct {
+	room nostrx.Coordinate
+	lock *RoomLock
+	view RoomView
+}
+
+// ClaimLocked is ClaimCounted that, on a single server, when it acquires
+// the claim and the count is at most limit, also takes room c.D's lock
+// for ttl and reads LockView's view of c, in the same script: the claim
+// and the lock in one round trip on a restart's way in (issue 15). The
+// lock is taken only for a request that is this instance's and within
+// its rate, so a duplicate or a refused request never holds a room. pre
+// is nil when the lock was not taken (another holder, over the limit, not
+// acquired, a cluster): then Engine takes it as before. A pre not nil
+// must be handed to Engine (CommitLater.Prefetched) or Unlocked.
+func (s *RedisStore) ClaimLocked(ctx context.Context, id, owner string, keep, lease time.Duration, allowNew bool, pubkey string, now time.Time, limit int, c nostrx.Coordinate, ttl time.Duration) (res string, count int64, pre *LockedView, err error) {
+	if !s.singleServer() {
+		res, count, err = s.ClaimCounted(ctx, id, owner, keep, lease, allowNew, pubkey, now)
+		return res, count, nil, err
+	}
+	flag := "0"
+	if allowNew {
+		flag = "1"
+	}
+	key := s.keys.Claim(id)
+	l := s.newRoomLock(c.D)
+	keys := []string{key, s.keys.Rate(pubkey, now.Unix()/60), l.key, s.keys.Replaced(c), s.keys.Cooldown(c.D),
+		s.keys.Event(c.D), s.recreatingKey(c.D), s.keys.Pending(c), s.keys.RecordKey(c.D)}
+	args := []any{owner, keep.Milliseconds(), lease.Milliseconds(), flag, minuteWindowTTL.Milliseconds(), limit, l.token, leaseTTL(ttl).Milliseconds()}
+	var out []any
+	run := func(sc redis.Scripter) error {
+		var err error
+		out, err = claimLockScript.Run(ctx, sc, keys, args...).Slice()
+		return err
+	}
+	err = s.onConn(ctx, key, func(cn *redis.Conn) error {
+		if cn == nil || s.waitReplicas <= 0 {
+			return run(s.rdb)
+		}
+		return run(cn)
+	})
+	if err != nil {
+		return "", 0, nil, redisErr("claim "+id, err)
+	}
+	if len(out) == 0 {
+		return "", 0, nil, fmt.Errorf("claim %s: empty reply", id)
+	}
+	res, _ = out[0].(string)
+	if res != "acquired" || len(out) == 1 {
+		return res, 0, nil, nil
+	}
+	count, _ = out[1].(int64)
+	if count <= 0 {
+		return "", 0, nil, fmt.Errorf("claim %s: count %v", id, out[1])
+	}
+	if len(out) < 3 || out[2] != int64(1) {
+		return res, count, nil, nil
+	}
+	if len(out) != 9 {
+		return "", 0, nil, fmt.Errorf("claim %s: %d values in the reply, want 9", id, len(out))
+	}
+	l.hold(ttl)
+	str := func(v any) *redis.StringCmd {
+		if v == nil {
+			return redis.NewStringResult("", redis.Nil)
+		}
+		sv, ok := v.(string)
+		if !ok {
+			return redis.NewStringResult("", fmt.Errorf("unexpected %T", v))
+		}
+		return redis.NewStringResult(sv, nil)
+	}
+	var v RoomView
+	v.Replacement, v.ReplacementErr = decodeString(str(out[3]), "replacement of "+c.String())
+	if n, ok := out[4].(int64); ok {
+		v.Cooling = n > 0
+	} else {
+		v.CoolingErr = fmt.Errorf("cool-down of %s: %w: unexpected %T", c.D, ErrUnavailable, out[4])
+	}
+	v.Last, v.LastErr = decodeEvent(str(out[5]), c.D)
+	v.RecreatingMark, v.Recreating, v.RecreatingErr = decodeMark(str(out[6]), c.D)
+	v.Pending, v.PendingErr = decodeString(str(out[7]), "pending replacement of "+c.String())
+	v.Record, v.RecordErr = decodeRecord(str(out[8]), c.D)
+	return res, count, &LockedView{room: c, lock: l, view: v}, nil
+}
+
+// Unlock releases the lock pre holds (nil: nothing).
+func (pre *LockedView) Unlock() {
+	if pre != nil {
+		pre.lock.Unlock()
+	}
 }
 
 // RenewClaim extends owner's lease on request id's claim by lease from

@@ -57,7 +57,7 @@ func conformSteps(t *testing.T, s conformStore) {
 		t.Fatal(err)
 	}
 	if v.Record == nil || v.Record.ID != "room-a" || v.Cooling || v.Last != nil || v.Replacement != "" || v.Pending != "" ||
-		!v.Recreating || v.RecreatingSID != "RM_old" ||
+		!v.Recreating || v.RecreatingMark != "RM_old" ||
 		v.RecordErr != nil || v.CoolingErr != nil || v.LastErr != nil || v.ReplacementErr != nil || v.PendingErr != nil || v.RecreatingErr != nil {
 		t.Fatalf("LockView: %+v", v)
 	}

@@ -39,11 +39,14 @@ type State interface {
 	ChoosePendingLast(ctx context.Context, c nostrx.Coordinate, newID string, ttl time.Duration) (string, *nostr.Event, error)
 	// CoolingDown reports whether room was (re)started within its cool-down.
 	CoolingDown(ctx context.Context, room string) (bool, error)
-	// MarkRecreating notes that room's LiveKit room oldSID ("" for none) was
-	// deleted and its replacement is being created; Commit clears it.
-	MarkRecreating(ctx context.Context, room, oldSID string, ttl time.Duration) error
-	// Recreating returns the mark MarkRecreating left for room, if any.
-	Recreating(ctx context.Context, room string) (oldSID string, marked bool, err error)
+	// MarkRecreating notes that room's LiveKit room was deleted and its
+	// replacement is being created; Commit clears it. mark tells the new
+	// room from the old: the old room's SID ("" for none) or "at:<ms>"
+	// (Replaced's two forms).
+	MarkRecreating(ctx context.Context, room, mark string, ttl time.Duration) error
+	// Recreating returns the mark MarkRecreating left for room, if any,
+	// as it was given (a mark of an older bot is the old room's SID).
+	Recreating(ctx context.Context, room string) (mark string, marked bool, err error)
 	// CountNewRoom counts a recreation under a new ID in now's minute and
 	// returns that minute's count, all replicas together.
 	CountNewRoom(ctx context.Context, now time.Time) (int64, error)
@@ -63,9 +66,10 @@ type HeldLock interface{ Unlock() }
 type LiveKit interface {
 	Find(ctx context.Context, name string) (*LiveRoom, error)
 	Ensure(ctx context.Context, name, metadata string) (*LiveRoom, error)
-	// Recreate calls gone, when not nil, between the deletion of the old
-	// room and the creation of the new one, with the old room's SID.
-	Recreate(ctx context.Context, name, metadata string, gone func(oldSID string)) (*LiveRoom, error)
+	// Recreate calls gone, when not nil, after the deletion of the old
+	// room (possibly while the new one is being created, but before
+	// Recreate returns), with what tells the new room from the old.
+	Recreate(ctx context.Context, name, metadata string, gone func(Replaced)) (*LiveRoom, error)
 	// Delete removes a room (gone already is not an error).
 	Delete(ctx context.Context, name string) error
 }
@@ -417,9 +421,9 @@ func (e *Engine) restartInPlace(ctx context.Context, req nostrx.Request, target 
 	if room == nil {
 		var deleted atomic.Bool
 		room, err = retry(ctx, e.Set.DependencyBudget, func(ctx context.Context) (*LiveRoom, error) {
-			return e.LiveKit.Recreate(ctx, rec.ID, roomMetadata(rec), func(oldSID string) {
+			return e.LiveKit.Recreate(ctx, rec.ID, roomMetadata(rec), func(p Replaced) {
 				deleted.Store(true)
-				e.markRecreating(ctx, rec.ID, oldSID)
+				e.markRecreating(ctx, rec.ID, p)
 			})
 		})
 		if err != nil && deleted.Load() {
@@ -502,39 +506,44 @@ func (e *Engine) markTTL() time.Duration {
 	return 3*e.Set.DependencyBudget + e.Set.LookupTimeout + 2*time.Minute
 }
 
-// markRecreating remembers, between the deletion of a room's LiveKit room
-// and the creation of the new one, which room was deleted. It is best
+// markRecreating remembers, once a room's LiveKit room was deleted, what
+// tells the new room from the deleted one (Replaced: the time of the
+// delete on LiveKit's clock, or the deleted room's SID). LiveKit.Recreate
+// calls it while the new room is being created, not before (the Redis
+// round trip is off the restart's critical path), and returns only after
+// it, so the mark is written before the commit clears it. It is best
 // effort: without the mark a restart cut off after the create would
 // recreate the room once more on resume; failing the restart for it would
 // leave the room deleted.
-func (e *Engine) markRecreating(ctx context.Context, room, oldSID string) {
+func (e *Engine) markRecreating(ctx context.Context, room string, p Replaced) {
 	mctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	_ = e.State.MarkRecreating(mctx, room, oldSID, e.markTTL())
+	_ = e.State.MarkRecreating(mctx, room, p.Mark(), e.markTTL())
 }
 
 // recreatedBefore returns room's LiveKit room when an earlier restart in
 // place was cut off after it deleted the old room (its mark is there) and
-// LiveKit already has a different one: that restart's new room, which
-// this restart completes instead of recreating it again. nil means
-// recreate.
+// LiveKit already has a room made after that delete (Replaced.IsNew on
+// the mark, either form: marks of older bots name the deleted SID): that
+// restart's new room, which this restart completes instead of recreating
+// it again. nil means recreate.
 func (e *Engine) recreatedBefore(ctx context.Context, room string, pre *RoomView) (*LiveRoom, error) {
-	oldSID, marked := "", false
+	mark, marked := "", false
 	if pre != nil && pre.RecreatingErr == nil {
-		oldSID, marked = pre.RecreatingSID, pre.Recreating
+		mark, marked = pre.RecreatingMark, pre.Recreating
 	} else {
-		type mark struct {
-			sid string
-			ok  bool
+		type read struct {
+			mark string
+			ok   bool
 		}
-		m, err := retry(ctx, e.Set.DependencyBudget, func(ctx context.Context) (mark, error) {
-			sid, ok, err := e.State.Recreating(ctx, room)
-			return mark{sid, ok}, err
+		m, err := retry(ctx, e.Set.DependencyBudget, func(ctx context.Context) (read, error) {
+			v, ok, err := e.State.Recreating(ctx, room)
+			return read{v, ok}, err
 		})
 		if err != nil {
 			return nil, unavailable(err)
 		}
-		oldSID, marked = m.sid, m.ok
+		mark, marked = m.mark, m.ok
 	}
 	if !marked {
 		return nil, nil
@@ -545,7 +554,7 @@ func (e *Engine) recreatedBefore(ctx context.Context, room string, pre *RoomView
 	if err != nil {
 		return nil, unavailable(err)
 	}
-	if live != nil && live.SID != oldSID {
+	if ParseMark(mark).IsNew(live) {
 		return live, nil
 	}
 	return nil, nil
@@ -911,9 +920,12 @@ func (e *Engine) lock(ctx context.Context, room string) (func(), error) {
 }
 
 func (e *Engine) lockView(ctx context.Context, c nostrx.Coordinate) (HeldLock, RoomView, error) {
+	if lk, view, ok := CommitLaterFrom(ctx).usePrefetched(c); ok {
+		return lk, view, nil // taken with the request's claim (ClaimLocked)
+	}
 	lockCtx, cancel := context.WithTimeout(ctx, e.Set.DependencyBudget)
 	defer cancel()
-	lk, view, err := e.State.LockView(lockCtx, c, e.Set.DependencyBudget*3+e.Set.LookupTimeout)
+	lk, view, err := e.State.LockView(lockCtx, c, e.LockTTL())
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, view, ctx.Err()
@@ -941,8 +953,13 @@ func (e *Engine) put(ctx context.Context, rec *Record) error {
 }
 
 // commit applies w, retrying within the dependency budget, and releases lk
-// with it when lk is not nil.
+// with it when lk is not nil. When ctx carries a CommitLater that can take
+// them (see WithCommitLater), w and lk are handed to it instead, for the
+// caller to apply together with its answer.
 func (e *Engine) commit(ctx context.Context, w Writes, lk HeldLock) error {
+	if CommitLaterFrom(ctx).take(w, lk) {
+		return nil
+	}
 	_, err := retry(ctx, e.Set.DependencyBudget, func(ctx context.Context) (struct{}, error) {
 		return struct{}{}, e.State.Commit(ctx, w, lk)
 	})

@@ -618,11 +618,12 @@ func TestEngineTable(t *testing.T) {
 				if !errors.Is(err, rooms.ErrIncomplete) {
 					t.Fatalf("error %v, want ErrIncomplete", err)
 				}
-				oldSID := before.rooms["room-k"].SID
-				// The mark names the deleted room, or none when a retry
-				// within the budget found the room gone already.
-				if sid, marked, _ := w.state.Recreating(ctx, "room-k"); !marked || sid != oldSID && sid != "" {
-					t.Fatalf("mark %q %v, want %s or empty", sid, marked, oldSID)
+				oldRoom := before.rooms["room-k"]
+				oldSID := oldRoom.SID
+				// The mark holds a time after the deleted room's creation
+				// (LiveKit's clock), so that room does not pass for new.
+				if mark, marked, _ := w.state.Recreating(ctx, "room-k"); !marked || !strings.HasPrefix(mark, "at:") || rooms.ParseMark(mark).IsNew(&oldRoom) {
+					t.Fatalf("mark %q %v, want a time after room %+v", mark, marked, oldRoom)
 				}
 				if _, ok := w.lk.Rooms()["room-k"]; ok {
 					t.Fatal("LiveKit still has the room")

@@ -8,6 +8,7 @@ import (
 	"net/http/httptrace"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/livekit/protocol/auth"
@@ -30,11 +31,17 @@ type RoomOptions struct {
 type LiveKitRooms struct {
 	client *roomAPI
 	opts   RoomOptions
+	clock  *lkClock
+
+	// afterDelete, when set (tests), is called by Recreate between the
+	// delete and the create that is to make the new room, as a bot cut
+	// off there would stop.
+	afterDelete func()
 }
 
 // NewLiveKitRooms connects to LiveKit's API at url (http, https, ws or wss).
 func NewLiveKitRooms(url, apiKey, apiSecret string, opts RoomOptions) *LiveKitRooms {
-	return &LiveKitRooms{client: newRoomAPI(url, apiKey, apiSecret), opts: opts}
+	return &LiveKitRooms{client: newRoomAPI(url, apiKey, apiSecret), opts: opts, clock: newLKClock()}
 }
 
 // roomAPI is LiveKit's RoomService over Twirp, as lksdk.RoomServiceClient
@@ -155,11 +162,13 @@ type LiveRoom struct {
 	SID          string
 	Participants int
 	Metadata     string
+	// CreatedMs is the room's creation_time_ms: LiveKit's clock, ms since
+	// the Unix epoch, set once with the SID (see Replaced).
+	CreatedMs int64
 }
 
-// maxSIDRetries bounds how often Recreate deletes again a room that came
-// back with its old SID; the second attempt goes at once, the third and
-// later ones wait as retry.Recreate says.
+// maxSIDRetries bounds how often Recreate deletes again a room it could
+// not tell from the old one (see LiveKitRooms.replace).
 const maxSIDRetries = 3
 
 // Find returns the room named name, or nil when LiveKit has none.
@@ -179,6 +188,9 @@ func (l *LiveKitRooms) Find(ctx context.Context, name string) (*LiveRoom, error)
 // Ensure creates the room if it does not exist and returns it; LiveKit's
 // CreateRoom on an existing name returns the existing room untouched, which
 // makes this the idempotent step of a recreation that may be resumed.
+//
+// Every answer gives a lower bound of LiveKit's clock offset (lkClock):
+// whatever room it returned was created before the answer.
 func (l *LiveKitRooms) Ensure(ctx context.Context, name, metadata string) (*LiveRoom, error) {
 	r, err := l.client.CreateRoom(ctx, &livekit.CreateRoomRequest{
 		Name:             name,
@@ -190,109 +202,180 @@ func (l *LiveKitRooms) Ensure(ctx context.Context, name, metadata string) (*Live
 	if err != nil {
 		return nil, livekitErr("create room "+name, err)
 	}
+	if r.CreationTimeMs > 0 {
+		now := l.clock.now()
+		l.clock.observeLower(now, offsetLower(r.CreationTimeMs, now))
+	}
 	return liveRoom(r), nil
 }
 
 // Recreate really recreates a room: it deletes the room if LiveKit has one
-// and creates it again, checking that the new room has a new SID (LiveKit
-// may hand the old one back when a name is recreated at once) and deleting
-// again if not. The Nests API server's restart leaves a live room untouched;
-// this is the fix.
+// and creates it again, checking that the room it gets back was made after
+// the delete, and deleting again if it cannot tell. The Nests API server's
+// restart leaves a live room untouched; this is the fix.
 //
-// The first delete is sent together with the look-up of the old room, not
-// after it (one LiveKit round trip less on every restart), but only once
-// the look-up's request is on the wire, so that a look-up that has to
-// dial a connection does not fall behind a delete that found an idle one.
-// The look-up almost always reads the room
-// before the delete removes it; when it does not (nothing found, yet the
-// delete removed a room), the old SID is unknown, so the room created next
-// is recreated once more, which yields a room LiveKit made after the
-// delete.
+// Two calls, DeleteRoom then CreateRoom, once LiveKit's clock is
+// calibrated (see lkClock): the room CreateRoom returns is taken as new
+// when its creation_time_ms is at least Replaced.After, the first LiveKit
+// ms after the moment the delete was sent (newAfter: the bot's send time
+// plus an upper bound of LiveKit's clock offset). LiveKit sets a room's
+// creation time once, with its SID, and keeps it when it hands an existing
+// room back (roomallocator.go CreateRoom loads the stored room; rtc.NewRoom
+// keeps a non-zero CreationTime), so a room that passes was created after
+// the delete left the bot: a room that existed before the delete can only
+// pass if it was created while the delete was in flight, which under the
+// room's lock only a participant's join (LiveKit's auto-create) could do,
+// and such a room is not the one the restart replaces. A step of
+// LiveKit's clock backwards makes new rooms look old (extra calls, no
+// wrong answer) until the retry's SID check gives a new sample; a step
+// forwards by d lets through only rooms created within d before the
+// delete, until the next CreateRoom's lower bound reaches the upper one
+// and the calibration is dropped. The bot's own clock is monotonic here.
+// A multi-node LiveKit stamps a room with its RTC node's clock: nodes
+// apart by more than about a ms contradict each other's bounds and keep
+// the bot on three calls; closer ones act as a step that small.
 //
-// gone, when not nil, is called once, before the create that makes the new
-// room, with the SID of the room that create replaces: the old room,
-// already deleted ("" when there was none), or, when the look-up missed
-// it, the stand-in made in its place and deleted next. The caller can
-// remember it, so that a restart cut off after the create can tell that
-// LiveKit's room is already the new one.
-func (l *LiveKitRooms) Recreate(ctx context.Context, name, metadata string, gone func(oldSID string)) (*LiveRoom, error) {
-	type found struct {
-		room *LiveRoom
-		err  error
+// Without a recent calibration (at start, or after a quiet minute) it
+// falls back to three calls: ListRooms, then DeleteRoom, then CreateRoom,
+// and the SID check against the listed room; the created room calibrates
+// the clock.
+//
+// When the room it got back is not provably new (LiveKit handed the old
+// room back, or the time check could not tell), it deletes it and creates
+// again until the SID differs from the one it got, at most
+// maxSIDRetries times; such a room was made after the last delete and
+// calibrates the clock too.
+//
+// gone, when not nil, is called once, after the delete and concurrently
+// with the create that is to make the new room, with what tells the new
+// room from the ones it replaces. The
+// caller can remember it (Engine.markRecreating), so that a restart cut
+// off after the create can tell that LiveKit's room is already the new
+// one. Recreate returns only once gone has returned.
+func (l *LiveKitRooms) Recreate(ctx context.Context, name, metadata string, gone func(Replaced)) (*LiveRoom, error) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	tell := func(p Replaced) {
+		if gone == nil {
+			return
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			gone(p)
+		}()
 	}
-	lookup := make(chan found, 1)
-	wrote := make(chan struct{})
-	var once sync.Once
-	sent := func() { once.Do(func() { close(wrote) }) }
-	lctx := httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
-		WroteRequest: func(httptrace.WroteRequestInfo) { sent() },
-	})
-	go func() {
-		r, err := l.Find(lctx, name)
-		sent() // no request written (an error before it): do not wait
-		lookup <- found{r, err}
-	}()
-	select {
-	case <-wrote:
-	case <-ctx.Done():
-	}
-	_, delErr := l.client.DeleteRoom(ctx, &livekit.DeleteRoomRequest{Room: name})
-	f := <-lookup
-	if f.err != nil {
-		return nil, f.err
-	}
-	if delErr != nil && !isNotFound(delErr) {
-		return nil, livekitErr("delete room "+name, delErr)
-	}
-	old := f.room
-	deleted := old != nil // the room to delete before each create; done once already
-	if old == nil && delErr == nil {
-		// The look-up came after the delete: make a room, then replace it.
+	c := l.clock
+	if ub, ok := c.upper(c.now()); ok {
+		sent := c.now()
+		if _, err := l.client.DeleteRoom(ctx, &livekit.DeleteRoomRequest{Room: name}); err != nil && !isNotFound(err) {
+			return nil, livekitErr("delete room "+name, err)
+		}
+		p := Replaced{After: newAfter(sent, ub)}
+		tell(p)
+		if l.afterDelete != nil {
+			l.afterDelete()
+		}
 		r, err := l.Ensure(ctx, name, metadata)
 		if err != nil {
 			return nil, err
 		}
-		old, deleted = r, false
-	}
-	if gone != nil {
-		oldSID := ""
-		if old != nil {
-			oldSID = old.SID
-		}
-		gone(oldSID)
-	}
-	backoff := iretry.Recreate.Backoff()
-	for attempt := 0; ; attempt++ {
-		if old != nil && !deleted {
-			if _, err := l.client.DeleteRoom(ctx, &livekit.DeleteRoomRequest{Room: name}); err != nil && !isNotFound(err) {
-				return nil, livekitErr("delete room "+name, err)
-			}
-		}
-		deleted = false
-		r, err := l.Ensure(ctx, name, metadata)
-		if err != nil {
-			return nil, err
-		}
-		if old == nil || r.SID != old.SID {
+		// The bounds must still agree once this create's own lower bound
+		// is in: a contradiction means LiveKit's clock stepped.
+		if _, ok := c.upper(c.now()); ok && p.IsNew(r) {
 			return r, nil
 		}
-		if attempt+1 >= maxSIDRetries {
-			return nil, fmt.Errorf("recreate room %s: LiveKit kept SID %s after %d attempts", name, r.SID, maxSIDRetries)
+		return l.replace(ctx, name, metadata, r.SID, 0)
+	}
+	return l.recreateListed(ctx, name, metadata, tell)
+}
+
+// recreateListed is Recreate without a calibrated clock: ListRooms for
+// the old SID, then DeleteRoom, then CreateRoom.
+//
+// The look-up goes before the delete, not beside it as it did: sent
+// together, the delete overtook the look-up in about one restart in five
+// on a loaded 2-core machine (each on its own connection, LiveKit's
+// handlers race), which left the old SID unknown and cost a stand-in
+// room, deleted and created again: two calls more. One round trip more,
+// on the few restarts that calibrate, costs less than that.
+func (l *LiveKitRooms) recreateListed(ctx context.Context, name, metadata string, tell func(Replaced)) (*LiveRoom, error) {
+	found, err := l.Find(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := l.client.DeleteRoom(ctx, &livekit.DeleteRoomRequest{Room: name}); err != nil && !isNotFound(err) {
+		return nil, livekitErr("delete room "+name, err)
+	}
+	old := ""
+	if found != nil {
+		old = found.SID
+	}
+	tell(Replaced{SID: old})
+	if l.afterDelete != nil {
+		l.afterDelete()
+	}
+	r, sentAt, err := l.ensureTimed(ctx, name, metadata)
+	if err != nil {
+		return nil, err
+	}
+	if r.SID != old {
+		l.clock.observeUpper(l.clock.now(), offsetUpper(r.CreatedMs, sentAt))
+		return r, nil
+	}
+	return l.replace(ctx, name, metadata, r.SID, 1)
+}
+
+// replace deletes the room named name, whose SID is sid, and creates it
+// again until it gets a room with another SID: a room made after the last
+// delete, which calibrates the clock. tries is how many replacements
+// were made already; there are at most maxSIDRetries. The first goes at
+// once, later ones wait as retry.Recreate says.
+func (l *LiveKitRooms) replace(ctx context.Context, name, metadata, sid string, tries int) (*LiveRoom, error) {
+	backoff := iretry.Recreate.Backoff()
+	for ; ; tries++ {
+		if tries >= maxSIDRetries {
+			return nil, fmt.Errorf("recreate room %s: LiveKit kept SID %s after %d attempts", name, sid, maxSIDRetries)
 		}
-		// LiveKit 1.13.5 hands the old room back to a create right after
-		// its delete in about one restart in five (nestbench: 1.2–1.35
-		// deletes per restart at concurrency 1); a second delete and
-		// create at once has always given a new room on this machine, so
-		// the first retry does not wait (it waited 20 ms, which was the
-		// p90 of a restart in place), later ones back off.
-		if attempt > 0 && !iretry.Sleep(ctx, backoff.NextBackOff()) {
+		if tries > 0 && !iretry.Sleep(ctx, backoff.NextBackOff()) {
 			return nil, ctx.Err()
+		}
+		if _, err := l.client.DeleteRoom(ctx, &livekit.DeleteRoomRequest{Room: name}); err != nil && !isNotFound(err) {
+			return nil, livekitErr("delete room "+name, err)
+		}
+		r, sentAt, err := l.ensureTimed(ctx, name, metadata)
+		if err != nil {
+			return nil, err
+		}
+		if r.SID != sid {
+			l.clock.observeUpper(l.clock.now(), offsetUpper(r.CreatedMs, sentAt))
+			return r, nil
 		}
 	}
 }
 
+// ensureTimed is Ensure that also returns when its request began to go
+// out (bot clock, lkClock.now): when it got its connection, after any
+// dial and before any byte of the request was written, so that LiveKit
+// cannot have read it earlier. Taking the time before the call would
+// count a dial in and loosen the clock's upper bound; taking it after
+// the write could come after LiveKit's answer was already made.
+func (l *LiveKitRooms) ensureTimed(ctx context.Context, name, metadata string) (*LiveRoom, int64, error) {
+	var conn atomic.Int64
+	before := l.clock.now()
+	tctx := httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		GotConn: func(httptrace.GotConnInfo) { conn.Store(l.clock.now()) },
+	})
+	r, err := l.Ensure(tctx, name, metadata)
+	sent := conn.Load()
+	if sent < before {
+		sent = before
+	}
+	return r, sent, err
+}
+
 func liveRoom(r *livekit.Room) *LiveRoom {
-	return &LiveRoom{Name: r.Name, SID: r.Sid, Participants: int(r.NumParticipants), Metadata: r.Metadata}
+	return &LiveRoom{Name: r.Name, SID: r.Sid, Participants: int(r.NumParticipants), Metadata: r.Metadata, CreatedMs: r.CreationTimeMs}
 }
 
 func isNotFound(err error) bool {

@@ -1,10 +1,13 @@
 package rooms
 
 import (
+	"errors"
 	"maps"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/nestbot/nestbot/nostrx"
 )
@@ -67,6 +70,24 @@ func TestCountRoundTrips(t *testing.T) {
 	if ttl, err := s.rdb.PTTL(ctx, s.keys.Rate(hexKey(7), now.Unix()/60)).Result(); err != nil || ttl <= 0 || ttl > minuteWindowTTL {
 		t.Fatalf("rate window's expiry: %v %v", ttl, err)
 	}
+	took()
+
+	// The claim, the count and the room's lock with its reads: one script.
+	cc := nostrx.Coordinate{Kind: nostrx.KindRoom, Author: hexKey(1), D: "room-rt-cl"}
+	if _, _, pre, err := s.ClaimLocked(ctx, "req-claim-warm2", "owner1", time.Minute, time.Minute, true, hexKey(6), now, 5, cc, time.Minute); err != nil || pre == nil {
+		t.Fatalf("ClaimLocked: pre %v %v", pre != nil, err)
+	} else {
+		pre.Unlock()
+	}
+	took()
+	lres, ln, pre, err := s.ClaimLocked(ctx, "req-claim-l", "owner1", time.Minute, time.Minute, true, hexKey(6), now, 5, cc, time.Minute)
+	if err != nil || lres != "acquired" || ln != 2 || pre == nil {
+		t.Fatalf("ClaimLocked: %q %d pre %v %v, want acquired 2 with the lock", lres, ln, pre != nil, err)
+	}
+	if got := took(); len(got) != 1 || got["evalsha"] != 1 {
+		t.Fatalf("ClaimLocked made round trips %v, want one script", got)
+	}
+	pre.Unlock()
 	took()
 
 	c := nostrx.Coordinate{Kind: nostrx.KindRoom, Author: hexKey(1), D: "room-rt"}
@@ -166,6 +187,42 @@ func TestCountRoundTrips(t *testing.T) {
 	}
 	if ids, err := s.rdb.ZRange(ctx, s.keys.Answers(), 0, -1).Result(); err != nil || len(ids) != 2 || ids[1] != "req-rt2" {
 		t.Fatalf("index after AddAnswered: %v %v", ids, err)
+	}
+	// A restart's final writes and its answer (CommitLater): one
+	// transaction for both, the lock's release included.
+	lk2, _, err := s.LockView(ctx, nostrx.Coordinate{Kind: nostrx.KindRoom, Author: hexKey(1), D: "room-rt2"}, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := &CommitLater{}
+	if !cl.take(Writes{Record: &Record{ID: "room-rt2", Host: hexKey(1), Status: StatusActive}, Restarted: "room-rt2", Cooldown: time.Minute}, lk2) {
+		t.Fatal("CommitLater did not take the writes on a single server")
+	}
+	took()
+	ans3 := PendingAnswer{ID: "req-rt3", Event: `{"id":"w"}`, Relays: []string{"wss://r.example.com"}, Deadline: time.Now().Add(time.Minute)}
+	if _, _, err := s.CommitAnswered(ctx, cl, ans3, `r:{"id":"w"}`, time.Hour, "owner1", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if got := took(); len(got) != 1 || got["multi:set"] != 1 {
+		t.Fatalf("CommitAnswered made round trips %v, want one transaction", got)
+	}
+	// Delivered: the claim's "done" and the answer's removal, with its
+	// lease and index entry, in one transaction.
+	took()
+	if err := s.DeliveredAnswer(ctx, "req-rt3", "done", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if got := took(); len(got) != 1 || got["multi:set"] != 1 {
+		t.Fatalf("DeliveredAnswer made round trips %v, want one transaction", got)
+	}
+	if v, err := s.rdb.Get(ctx, s.keys.Claim("req-rt3")).Result(); err != nil || v != "done" {
+		t.Fatalf("claim after DeliveredAnswer: %q %v", v, err)
+	}
+	if n, err := s.rdb.Exists(ctx, s.keys.Answer("req-rt3"), s.keys.AnswerLease("req-rt3")).Result(); err != nil || n != 0 {
+		t.Fatalf("answer and lease after DeliveredAnswer: %d left (%v)", n, err)
+	}
+	if _, err := s.rdb.ZScore(ctx, s.keys.Answers(), "req-rt3").Result(); !errors.Is(err, redis.Nil) {
+		t.Fatalf("index after DeliveredAnswer: %v, want the id gone", err)
 	}
 	if err := s.RemoveAnswer(ctx, "req-rt2"); err != nil {
 		t.Fatal(err)

@@ -40,7 +40,10 @@ type RoomLock struct {
 	key      string
 	token    string
 	released atomic.Bool
-	renew    *renewal // see lease.go
+	// handed: a CommitLater took the lock over, and releases it with its
+	// writes; Unlock leaves it alone until then.
+	handed atomic.Bool
+	renew  *renewal // see lease.go
 }
 
 func (s *RedisStore) newRoomLock(room string) *RoomLock {
@@ -52,7 +55,7 @@ func (s *RedisStore) newRoomLock(room string) *RoomLock {
 // Unlock releases the lock if this holder still has it. It is safe to call
 // more than once and on a nil lock.
 func (l *RoomLock) Unlock() {
-	if l == nil || l.released.Swap(true) {
+	if l == nil || l.handed.Load() || l.released.Swap(true) {
 		return
 	}
 	l.stopHold()
@@ -73,11 +76,12 @@ type RoomView struct {
 	CoolingErr     error
 	Last           *nostr.Event // the last 30312 the bot published for it
 	LastErr        error
-	// Recreating: a restart in place was cut off after its LiveKit room
-	// RecreatingSID was deleted (see RedisStore.MarkRecreating).
-	Recreating    bool
-	RecreatingSID string
-	RecreatingErr error
+	// Recreating: a restart in place was cut off after it deleted its
+	// LiveKit room; RecreatingMark says which rooms that delete replaced
+	// (ParseMark: "at:<ms>" or the old SID; see RedisStore.MarkRecreating).
+	Recreating     bool
+	RecreatingMark string
+	RecreatingErr  error
 	// Pending is the new ID a recreation of c that did not finish chose.
 	Pending    string
 	PendingErr error
@@ -132,7 +136,7 @@ func (s *RedisStore) LockView(ctx context.Context, c nostrx.Coordinate, ttl time
 		v.Cooling = n > 0
 	}
 	v.Last, v.LastErr = decodeEvent(last, c.D)
-	v.RecreatingSID, v.Recreating, v.RecreatingErr = decodeMark(mark, c.D)
+	v.RecreatingMark, v.Recreating, v.RecreatingErr = decodeMark(mark, c.D)
 	v.Pending, v.PendingErr = decodeString(pending, "pending replacement of "+c.String())
 	return l, v, nil
 }
@@ -144,7 +148,7 @@ func (s *RedisStore) readView(ctx context.Context, c nostrx.Coordinate) RoomView
 	v.Record, v.RecordErr = s.Record(ctx, c.D)
 	v.Cooling, v.CoolingErr = s.CoolingDown(ctx, c.D)
 	v.Last, v.LastErr = s.LastEvent(ctx, c.D)
-	v.RecreatingSID, v.Recreating, v.RecreatingErr = s.Recreating(ctx, c.D)
+	v.RecreatingMark, v.Recreating, v.RecreatingErr = s.Recreating(ctx, c.D)
 	v.Pending, v.PendingErr = s.getString(ctx, "pending replacement of "+c.String(), s.keys.Pending(c))
 	return v
 }
@@ -230,17 +234,49 @@ func (s *RedisStore) Commit(ctx context.Context, w Writes, held HeldLock) error 
 	if held != nil && !ok {
 		return fmt.Errorf("commit restart: lock %T is not a RedisStore lock", held)
 	}
-	rec, ev, err := w.Encode()
+	groups, release, err := s.commitOps(ctx, w, lock)
 	if err != nil {
 		return err
 	}
-	release := lock != nil && !lock.released.Load()
-	// ops are the writes of one slot, named by a key in it.
-	type ops struct {
-		key string
-		fn  []func(p redis.Pipeliner)
+	for _, g := range groups {
+		if len(g.fn) == 0 {
+			continue
+		}
+		if err := s.tx(ctx, g.key, g.run); err != nil {
+			return redisErr("commit restart", err)
+		}
 	}
-	var groups []*ops
+	if release {
+		lock.released.Store(true)
+		lock.stopHold()
+	}
+	return nil
+}
+
+// ops are the writes of one slot, named by a key in it.
+type ops struct {
+	key string
+	fn  []func(p redis.Pipeliner)
+}
+
+// run queues g's writes on p.
+func (g *ops) run(p redis.Pipeliner) error {
+	for _, f := range g.fn {
+		f(p)
+	}
+	return nil
+}
+
+// commitOps are Commit's writes of w, grouped as Commit sends them: one
+// group per slot, the locked room's slot last with the release of lock,
+// all in one group on a single server. release says the lock is released
+// by them.
+func (s *RedisStore) commitOps(ctx context.Context, w Writes, lock *RoomLock) (groups []*ops, release bool, err error) {
+	rec, ev, err := w.Encode()
+	if err != nil {
+		return nil, false, err
+	}
+	release = lock != nil && !lock.released.Load()
 	group := func(key string, f func(p redis.Pipeliner)) {
 		slot := redisHashTag(key)
 		for _, g := range groups {
@@ -297,24 +333,173 @@ func (s *RedisStore) Commit(ctx context.Context, w Writes, held HeldLock) error 
 		}
 		groups = []*ops{all}
 	}
-	for _, g := range groups {
-		if len(g.fn) == 0 {
-			continue
-		}
-		if err := s.tx(ctx, g.key, func(p redis.Pipeliner) error {
-			for _, f := range g.fn {
-				f(p)
-			}
-			return nil
-		}); err != nil {
-			return redisErr("commit restart", err)
-		}
+	return groups, release, nil
+}
+
+// CommitLater lets the caller of Engine.Restart put the restart's final
+// writes (Commit's, with the release of the room's lock) in the same
+// transaction as the answer it builds from the Result: one round trip
+// instead of two at the end of a restart (issue 15, CommitAnswered). The
+// Result needs none of the writes, only what was decided before them.
+//
+// Engine.commit hands its writes and lock to the CommitLater in its
+// context (WithCommitLater) instead of applying them when the lock is a
+// RedisStore's on a single server (on a cluster the answer and the room
+// are in different slots, so nothing is won, and Commit runs as before).
+// The lock stays held, and renewed, until the writes are applied, so no
+// other request sees the room between the restart and its writes, as
+// with Commit. The caller must then end it exactly once: CommitAnswered
+// (the writes and the answer), Commit (the writes alone, as Engine would
+// have) or Abort (neither: the restart is incomplete, the lock is
+// released and the request is run again, as when Commit fails).
+//
+// It also carries a room lock taken, and the room read, with the
+// request's claim (RedisStore.ClaimLocked, Prefetched) to Engine's first
+// LockView of that room, so that the claim and the lock are one round
+// trip on the way in.
+type CommitLater struct {
+	store *RedisStore
+	w     Writes
+	lock  *RoomLock
+	pre   *LockedView
+}
+
+// Prefetched hands pre (nil: nothing) to the first LockView of its room
+// in Engine.Restart. A pre no LockView took is released by ReleaseUnused.
+func (cl *CommitLater) Prefetched(pre *LockedView) {
+	if pre == nil {
+		return
 	}
+	cl.ReleaseUnused()
+	cl.pre = pre
+}
+
+// usePrefetched returns, once, the lock and view prefetched for c.
+func (cl *CommitLater) usePrefetched(c nostrx.Coordinate) (*RoomLock, RoomView, bool) {
+	if cl == nil || cl.pre == nil || cl.pre.room.Kind != c.Kind || cl.pre.room.Author != c.Author || cl.pre.room.D != c.D {
+		return nil, RoomView{}, false
+	}
+	pre := cl.pre
+	cl.pre = nil
+	return pre.lock, pre.view, true
+}
+
+// ReleaseUnused releases a prefetched lock no LockView took (the request
+// ended before its restart reached the room).
+func (cl *CommitLater) ReleaseUnused() {
+	if cl != nil && cl.pre != nil {
+		cl.pre.Unlock()
+		cl.pre = nil
+	}
+}
+
+// LockTTL is how long a restart may hold its room's lock: its dependency
+// budget three times over plus a relay look-up (ClaimLocked takes the
+// lock for it).
+func (e *Engine) LockTTL() time.Duration {
+	return e.Set.DependencyBudget*3 + e.Set.LookupTimeout
+}
+
+type commitLaterKey struct{}
+
+// WithCommitLater returns ctx carrying cl, for Engine.Restart.
+func WithCommitLater(ctx context.Context, cl *CommitLater) context.Context {
+	return context.WithValue(ctx, commitLaterKey{}, cl)
+}
+
+// CommitLaterFrom returns the CommitLater ctx carries, or nil.
+func CommitLaterFrom(ctx context.Context) *CommitLater {
+	cl, _ := ctx.Value(commitLaterKey{}).(*CommitLater)
+	return cl
+}
+
+// take keeps w and held for later when it can (see CommitLater); false:
+// the caller commits now.
+func (cl *CommitLater) take(w Writes, held HeldLock) bool {
+	lock, ok := held.(*RoomLock)
+	if cl == nil || !ok || lock == nil || cl.lock != nil || lock.released.Load() || !lock.store.singleServer() || !lock.handed.CompareAndSwap(false, true) {
+		return false
+	}
+	cl.store, cl.w, cl.lock = lock.store, w, lock
+	return true
+}
+
+// Pending reports whether cl holds writes not yet applied nor aborted.
+func (cl *CommitLater) Pending() bool { return cl != nil && cl.lock != nil }
+
+// end forgets the writes; the lock is released (by the writes, or by
+// release true).
+func (cl *CommitLater) end(release bool) {
+	lock := cl.lock
+	cl.lock, cl.w = nil, Writes{}
+	lock.handed.Store(false)
 	if release {
-		lock.released.Store(true)
-		lock.stopHold()
+		lock.Unlock()
 	}
+}
+
+// Commit applies the writes alone (RedisStore.Commit) and releases the
+// lock with them. On an error the lock stays handed over: the caller
+// retries, or Aborts. Nothing pending: nil.
+func (cl *CommitLater) Commit(ctx context.Context) error {
+	if !cl.Pending() {
+		return nil
+	}
+	if err := cl.store.Commit(ctx, cl.w, cl.lock); err != nil {
+		return err
+	}
+	cl.end(false)
 	return nil
+}
+
+// Abort releases the lock without the writes: the restart is incomplete
+// and is run again (the recreation mark and the pending choice lead the
+// rerun to the same room, as after a failed Commit).
+func (cl *CommitLater) Abort() {
+	if cl.Pending() {
+		cl.end(true)
+	}
+}
+
+// CommitAnswered applies cl's writes, releases its lock and stores the
+// answer a as AddAnswered does, all in one MULTI/EXEC on the single
+// server (with SetWait, one WAIT after it): either the restart's writes
+// and its answer, with the claim's answered state, or none of them. On an
+// error the lock stays handed over, so the caller may retry or then
+// Abort (or Commit alone). Every write is idempotent, so a retry of a
+// transaction whose reply was lost changes nothing. cl not pending:
+// AddAnswered.
+func (s *RedisStore) CommitAnswered(ctx context.Context, cl *CommitLater, a PendingAnswer, claim string, claimTTL time.Duration, owner string, lease time.Duration) (stored *PendingAnswer, leased bool, err error) {
+	if !cl.Pending() {
+		return s.AddAnswered(ctx, a, claim, claimTTL, owner, lease)
+	}
+	if claim == "" {
+		return nil, false, fmt.Errorf("pending answer %s: empty claim", a.ID)
+	}
+	groups, release, err := s.commitOps(ctx, cl.w, cl.lock)
+	if err != nil {
+		return nil, false, err
+	}
+	if len(groups) != 1 || !release {
+		// take hands over only a held lock on a single server: one group.
+		return nil, false, fmt.Errorf("commit restart with answer %s: %d groups", a.ID, len(groups))
+	}
+	q, err := s.answerOps(a, claim, claimTTL, owner, lease)
+	if err != nil {
+		return nil, false, err
+	}
+	err = s.tx(ctx, cl.lock.key, func(p redis.Pipeliner) error {
+		_ = groups[0].run(p)
+		q.queue(ctx, p)
+		return nil
+	})
+	if err != nil {
+		return nil, false, redisErr("commit restart with answer "+a.ID, err)
+	}
+	cl.lock.released.Store(true)
+	cl.lock.stopHold()
+	cl.end(false)
+	return q.result(ctx)
 }
 
 // tx runs fn's commands as one MULTI/EXEC on the server that holds key's

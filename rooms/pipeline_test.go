@@ -61,8 +61,8 @@ func TestLockViewAndCommit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !v.Recreating || v.RecreatingSID != "RM_old" || v.RecreatingErr != nil {
-		t.Fatalf("recreation mark in the view: %v %q %v", v.Recreating, v.RecreatingSID, v.RecreatingErr)
+	if !v.Recreating || v.RecreatingMark != "RM_old" || v.RecreatingErr != nil {
+		t.Fatalf("recreation mark in the view: %v %q %v", v.Recreating, v.RecreatingMark, v.RecreatingErr)
 	}
 	want := s.readView(ctx, c)
 	if v.Replacement != "room-b" || v.Record == nil || v.Record.Host != hexKey(1) || !v.Cooling || v.Last == nil || v.Last.CreatedAt != 100 {
@@ -218,4 +218,230 @@ func TestRecreatingMarkWithoutOldRoom(t *testing.T) {
 // pendingOf reads the new ID a recreation of c that did not finish chose.
 func pendingOf(ctx context.Context, s *RedisStore, c nostrx.Coordinate) (string, error) {
 	return s.getString(ctx, "pending replacement of "+c.String(), s.keys.Pending(c))
+}
+
+// A restart's final writes handed to a CommitLater wait, with the room
+// lock held (Unlock leaves it alone), until CommitAnswered writes them and
+// the answer, the claim's answered state and the sending lease in one
+// transaction and releases the lock; Abort releases the lock and writes
+// nothing; a CommitAnswered that fails writes nothing and keeps the lock
+// for a retry.
+func TestCommitAnswered(t *testing.T) {
+	s, rdb := pipelineStore(t)
+	ctx := ctxFor(t)
+	c := nostrx.Coordinate{Kind: nostrx.KindRoom, Author: hexKey(1), D: "room-ca"}
+	old := &Record{ID: "room-ca", Host: hexKey(1), Status: StatusActive, RestartedAt: 1}
+	if err := s.PutRecord(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.MarkRecreating(ctx, "room-ca", "RM_old", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	rec := &Record{ID: "room-ca", Host: hexKey(1), Status: StatusActive, RestartedAt: 2}
+	w := Writes{Record: rec, Restarted: "room-ca", Cooldown: time.Minute}
+	lockKey := s.keys.Lock("room-ca")
+	held := func() bool {
+		n, err := rdb.Exists(ctx, lockKey).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n == 1
+	}
+	restartedAt := func() int64 {
+		got, err := s.Record(ctx, "room-ca")
+		if err != nil || got == nil {
+			t.Fatalf("record: %+v %v", got, err)
+		}
+		return got.RestartedAt
+	}
+	answer := func(id string) PendingAnswer {
+		return PendingAnswer{ID: id, Event: `{"id":"` + id + `"}`, Relays: []string{"wss://r.example.com"}, Deadline: time.Now().Add(time.Minute)}
+	}
+
+	// Aborted: the lock goes, nothing is written.
+	lk, _, err := s.LockView(ctx, c, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := &CommitLater{}
+	if !cl.take(w, lk) || !cl.Pending() {
+		t.Fatal("CommitLater did not take a held lock's writes")
+	}
+	if (&CommitLater{}).take(w, lk) {
+		t.Fatal("a second CommitLater took a lock already handed over")
+	}
+	lk.Unlock() // the restart's own deferred Unlock
+	if !held() {
+		t.Fatal("Unlock released a lock handed to a CommitLater")
+	}
+	cl.Abort()
+	if held() || cl.Pending() {
+		t.Fatal("Abort left the lock held")
+	}
+	if restartedAt() != 1 {
+		t.Fatal("Abort wrote the record")
+	}
+
+	// A CommitAnswered that fails (here its context is over) writes
+	// nothing and keeps the lock handed over, for a retry.
+	lk, _, err = s.LockView(ctx, c, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl = &CommitLater{}
+	if !cl.take(w, lk) {
+		t.Fatal("CommitLater did not take the writes")
+	}
+	done, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, _, err := s.CommitAnswered(done, cl, answer("req-ca1"), "r:x", time.Hour, "owner1", time.Minute); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("CommitAnswered with its context over: %v, want ErrUnavailable", err)
+	}
+	lk.Unlock()
+	if !held() || !cl.Pending() || restartedAt() != 1 {
+		t.Fatalf("after a failed CommitAnswered: lock held %v, pending %v, restarted_at %d; want held, pending, 1", held(), cl.Pending(), restartedAt())
+	}
+	if n, err := rdb.Exists(ctx, s.keys.Claim("req-ca1"), s.keys.Answer("req-ca1")).Result(); err != nil || n != 0 {
+		t.Fatalf("a failed CommitAnswered wrote %d of the claim and the answer (%v)", n, err)
+	}
+
+	// The retry writes it all and releases the lock.
+	stored, leased, err := s.CommitAnswered(ctx, cl, answer("req-ca1"), "r:x", time.Hour, "owner1", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stored == nil || stored.Event != `{"id":"req-ca1"}` || !leased {
+		t.Fatalf("CommitAnswered returned %+v leased %v, want its answer, leased", stored, leased)
+	}
+	if held() || cl.Pending() {
+		t.Fatal("CommitAnswered left the lock held")
+	}
+	if restartedAt() != 2 {
+		t.Fatal("CommitAnswered did not write the record")
+	}
+	if _, marked, err := s.Recreating(ctx, "room-ca"); err != nil || marked {
+		t.Fatalf("recreation mark after CommitAnswered: %v %v, want gone", marked, err)
+	}
+	if cooling, err := s.CoolingDown(ctx, "room-ca"); err != nil || !cooling {
+		t.Fatalf("cool-down after CommitAnswered: %v %v", cooling, err)
+	}
+	if v, err := rdb.Get(ctx, s.keys.Claim("req-ca1")).Result(); err != nil || v != "r:x" {
+		t.Fatalf("claim after CommitAnswered: %q %v", v, err)
+	}
+	if ids, err := rdb.ZRange(ctx, s.keys.Answers(), 0, -1).Result(); err != nil || !slices.Equal(ids, []string{"req-ca1"}) {
+		t.Fatalf("index after CommitAnswered: %v %v", ids, err)
+	}
+	if ok, err := s.LeaseAnswer(ctx, "req-ca1", "owner2", time.Minute); err != nil || ok {
+		t.Fatalf("another owner's lease after CommitAnswered: %v %v, want held by owner1", ok, err)
+	}
+
+	// Nothing pending: CommitAnswered is AddAnswered.
+	if _, _, err := s.CommitAnswered(ctx, cl, answer("req-ca2"), "r:y", time.Hour, "owner1", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := rdb.Get(ctx, s.keys.Claim("req-ca2")).Result(); err != nil || v != "r:y" {
+		t.Fatalf("claim after CommitAnswered with nothing pending: %q %v", v, err)
+	}
+	// A lock released already is not taken over.
+	if (&CommitLater{}).take(w, lk) {
+		t.Fatal("CommitLater took a released lock")
+	}
+}
+
+// ClaimLocked takes the room's lock, and reads what LockView reads, only
+// for a claim it acquires within the rate limit; the view is LockView's;
+// the lock reaches Engine's first LockView of that room once, through a
+// CommitLater, and an unused one is released.
+func TestClaimLocked(t *testing.T) {
+	s, rdb := pipelineStore(t)
+	ctx := ctxFor(t)
+	c := nostrx.Coordinate{Kind: nostrx.KindRoom, Author: hexKey(1), D: "room-cl"}
+	rec := &Record{ID: "room-cl", Host: hexKey(1), Status: StatusActive, CreatedAt: 5}
+	ev := &nostr.Event{Kind: nostrx.KindRoom, PubKey: hexKey(9), CreatedAt: 100, Tags: nostr.Tags{{"d", "room-cl"}}}
+	if err := s.PutRecord(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Commit(ctx, Writes{Event: ev, Restarted: "room-cl", Cooldown: time.Minute}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.Set(ctx, s.keys.Replaced(c), "room-x", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.MarkRecreating(ctx, "room-cl", "RM_old", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	lockKey := s.keys.Lock("room-cl")
+	held := func() bool {
+		n, err := rdb.Exists(ctx, lockKey).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n == 1
+	}
+	now := time.Now()
+	claim := func(id, owner string, limit int) (string, int64, *LockedView) {
+		t.Helper()
+		res, n, pre, err := s.ClaimLocked(ctx, id, owner, time.Minute, time.Minute, true, hexKey(5), now, limit, c, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res, n, pre
+	}
+
+	res, n, pre := claim("req-cl1", "owner1", 5)
+	if res != "acquired" || n != 1 || pre == nil || !held() {
+		t.Fatalf("ClaimLocked of a free claim and room: %q %d pre %v held %v, want acquired 1 with the lock", res, n, pre != nil, held())
+	}
+	v := pre.view
+	if v.Replacement != "room-x" || v.Record == nil || v.Record.CreatedAt != 5 || !v.Cooling || v.Last == nil || v.Last.CreatedAt != 100 ||
+		!v.Recreating || v.RecreatingMark != "RM_old" || v.Pending != "" ||
+		v.ReplacementErr != nil || v.RecordErr != nil || v.CoolingErr != nil || v.LastErr != nil || v.RecreatingErr != nil || v.PendingErr != nil {
+		t.Fatalf("ClaimLocked's view: %+v", v)
+	}
+
+	// Another request for the same room while it is held: claimed and
+	// counted, no lock (Engine waits for it as before).
+	if res, n, pre2 := claim("req-cl2", "owner1", 5); res != "acquired" || n != 2 || pre2 != nil {
+		t.Fatalf("ClaimLocked of a held room: %q %d pre %v, want acquired 2 without the lock", res, n, pre2 != nil)
+	}
+	// A claim another owner holds: busy, not counted, no lock.
+	pre.Unlock()
+	if res, n, pre3 := claim("req-cl1", "owner2", 5); res != "busy" || n != 0 || pre3 != nil || held() {
+		t.Fatalf("ClaimLocked of a busy claim: %q %d pre %v held %v, want busy, nothing", res, n, pre3 != nil, held())
+	}
+	// Over the rate limit: claimed and counted (admit refuses it), no lock.
+	if res, n, pre4 := claim("req-cl3", "owner1", 2); res != "acquired" || n != 3 || pre4 != nil || held() {
+		t.Fatalf("ClaimLocked over the limit: %q %d pre %v held %v, want acquired 3 without the lock", res, n, pre4 != nil, held())
+	}
+
+	// Handed through a CommitLater to the first LockView of that room, once.
+	_, _, pre = claim("req-cl4", "owner1", 10)
+	if pre == nil {
+		t.Fatal("ClaimLocked did not take the free lock")
+	}
+	cl := &CommitLater{}
+	cl.Prefetched(pre)
+	other := nostrx.Coordinate{Kind: nostrx.KindRoom, Author: hexKey(2), D: "room-cl"}
+	if _, _, ok := cl.usePrefetched(other); ok {
+		t.Fatal("a prefetched lock served another coordinate")
+	}
+	lk, got, ok := cl.usePrefetched(c)
+	if !ok || lk != pre.lock || got.Record == nil {
+		t.Fatal("the prefetched lock did not reach its room's LockView")
+	}
+	if _, _, ok := cl.usePrefetched(c); ok {
+		t.Fatal("a prefetched lock served twice")
+	}
+	cl.ReleaseUnused()
+	if !held() {
+		t.Fatal("ReleaseUnused released a lock LockView took")
+	}
+	lk.Unlock()
+	// Not taken by any LockView: released.
+	_, _, pre = claim("req-cl5", "owner1", 10)
+	cl.Prefetched(pre)
+	cl.ReleaseUnused()
+	if held() {
+		t.Fatal("ReleaseUnused left an unused prefetched lock held")
+	}
 }

@@ -162,14 +162,17 @@ func (s *RedisStore) ChoosePending(ctx context.Context, c nostrx.Coordinate, new
 }
 
 // recreatingKey marks a restart in place of room between the deletion of
-// its LiveKit room and the commit; the value is "sid:" and the deleted
-// room's SID, so that an empty SID (no room was there) is still a mark.
+// its LiveKit room and the commit. The value is the mark (Replaced.mark):
+// "at:<ms>" as it is, or "sid:" and the deleted room's SID, so that an
+// empty SID (no room was there) is still a mark; marks of older bots are
+// all of the "sid:" form.
 func (s *RedisStore) recreatingKey(room string) string { return s.keys.Recreating(room) }
 
-// MarkRecreating notes that room's LiveKit room oldSID ("" for none) is
-// gone and its replacement is being created.
-func (s *RedisStore) MarkRecreating(ctx context.Context, room, oldSID string, ttl time.Duration) error {
-	if err := s.rdb.Set(ctx, s.recreatingKey(room), "sid:"+oldSID, ttl).Err(); err != nil {
+// MarkRecreating notes that room's LiveKit room is gone and its
+// replacement is being created; mark is what tells the new room from the
+// old (the old SID, "" for none, or "at:<ms>", see Replaced).
+func (s *RedisStore) MarkRecreating(ctx context.Context, room, mark string, ttl time.Duration) error {
+	if err := s.rdb.Set(ctx, s.recreatingKey(room), encodeMark(mark), ttl).Err(); err != nil {
 		return redisErr("mark recreation of "+room, err)
 	}
 	return nil
@@ -178,6 +181,15 @@ func (s *RedisStore) MarkRecreating(ctx context.Context, room, oldSID string, tt
 // Recreating returns the mark MarkRecreating left for room, if any.
 func (s *RedisStore) Recreating(ctx context.Context, room string) (oldSID string, marked bool, err error) {
 	return decodeMark(s.rdb.Get(ctx, s.recreatingKey(room)), room)
+}
+
+// encodeMark is the stored value of a recreating mark; decodeMark reads
+// it back (and marks of older bots, "sid:<SID>").
+func encodeMark(mark string) string {
+	if strings.HasPrefix(mark, markPrefix) {
+		return mark
+	}
+	return "sid:" + mark
 }
 
 func decodeMark(cmd *redis.StringCmd, room string) (string, bool, error) {

@@ -14,8 +14,10 @@ import (
 )
 
 // LiveKit is an in-memory rooms.LiveKit: rooms by name, each created room
-// with a SID never used before (RM_1, RM_2, …), an existing name's create
-// returning the room untouched, as LiveKit's CreateRoom does.
+// with a SID never used before (RM_1, RM_2, …) and a creation time
+// (CreatedMs) later than every earlier room's, an existing name's create
+// returning the room untouched, as LiveKit's CreateRoom does. Its clock
+// is a counter: room RM_n was created at n ms.
 type LiveKit struct {
 	// Fail, when set, is called with "find", "create" or "delete" before
 	// each of those steps (Recreate is a delete, then a create); an error
@@ -78,24 +80,26 @@ func (l *LiveKit) Ensure(ctx context.Context, name, metadata string) (*rooms.Liv
 	r, ok := l.rooms[name]
 	if !ok {
 		l.sids++
-		r = rooms.LiveRoom{Name: name, SID: "RM_" + strconv.Itoa(l.sids), Metadata: metadata}
+		r = rooms.LiveRoom{Name: name, SID: "RM_" + strconv.Itoa(l.sids), Metadata: metadata, CreatedMs: int64(l.sids)}
 		l.rooms[name] = r
 	}
 	return &r, nil
 }
 
-// Recreate deletes the room if there is one, calls gone with its SID (""
-// for none), and creates it again with a new SID.
-func (l *LiveKit) Recreate(ctx context.Context, name, metadata string, gone func(oldSID string)) (*rooms.LiveRoom, error) {
+// Recreate deletes the room if there is one, calls gone with the time
+// after the delete (as rooms.LiveKitRooms does once calibrated: the
+// rooms created from then on are new), and creates it again with a new
+// SID.
+func (l *LiveKit) Recreate(ctx context.Context, name, metadata string, gone func(rooms.Replaced)) (*rooms.LiveRoom, error) {
 	if err := l.fail("delete", name); err != nil {
 		return nil, err
 	}
 	l.mu.Lock()
-	old := l.rooms[name].SID
 	delete(l.rooms, name)
+	after := int64(l.sids) + 1
 	l.mu.Unlock()
 	if gone != nil {
-		gone(old)
+		gone(rooms.Replaced{After: after})
 	}
 	return l.Ensure(ctx, name, metadata)
 }

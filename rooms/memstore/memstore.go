@@ -291,7 +291,7 @@ func (s *Store) LockView(ctx context.Context, c nostrx.Coordinate, ttl time.Dura
 	v.Record, v.RecordErr = s.Record(ctx, c.D)
 	v.Cooling, v.CoolingErr = s.CoolingDown(ctx, c.D)
 	v.Last, v.LastErr = s.LastEvent(ctx, c.D)
-	v.RecreatingSID, v.Recreating, v.RecreatingErr = s.Recreating(ctx, c.D)
+	v.RecreatingMark, v.Recreating, v.RecreatingErr = s.Recreating(ctx, c.D)
 	v.Pending, v.PendingErr = s.pending(c)
 	return l, v, nil
 }
@@ -348,14 +348,19 @@ func (s *Store) CoolingDown(ctx context.Context, room string) (bool, error) {
 	return ok, nil
 }
 
-// MarkRecreating notes that room's LiveKit room oldSID is gone.
-func (s *Store) MarkRecreating(ctx context.Context, room, oldSID string, ttl time.Duration) error {
+// MarkRecreating notes that room's LiveKit room is gone; mark tells the
+// new room from it (the old SID or "at:<ms>", see rooms.Replaced).
+func (s *Store) MarkRecreating(ctx context.Context, room, mark string, ttl time.Duration) error {
 	if err := s.fail("mark recreating"); err != nil {
 		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.set(s.keys.Recreating(room), "sid:"+oldSID, ttl)
+	v := "sid:" + mark
+	if strings.HasPrefix(mark, "at:") {
+		v = mark
+	}
+	s.set(s.keys.Recreating(room), v, ttl)
 	return nil
 }
 
