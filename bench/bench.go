@@ -94,17 +94,20 @@ type Run struct {
 	// timed in this run, and the p50s' ratios to it.
 	Floor Floor `json:"floor"`
 	// Processes are the processes whose CPU per restart each batch reports.
-	Processes  []string     `json:"processes"`
-	RelayHop   Latency      `json:"relay_hop"`
-	Deps       Deps         `json:"dependencies"`
-	InPlace    Latency      `json:"restart_in_place"`
-	Recreate   Latency      `json:"recreate_new_id"`
-	Throughput []Latency    `json:"throughput"`
-	Soak       Soak         `json:"soak"`
-	Flood      FloodRun     `json:"flood"`
-	Targets    []Target     `json:"targets"`
-	BotLog     BotLogCounts `json:"bot_log"`
-	Profile    string       `json:"cpu_profile,omitempty"`
+	Processes []string `json:"processes"`
+	// Idle is each process's CPU while the bot was connected and
+	// subscribed but nothing was asked (ms of CPU per second).
+	Idle       map[string]float64 `json:"idle_cpu_ms_per_s,omitempty"`
+	RelayHop   Latency            `json:"relay_hop"`
+	Deps       Deps               `json:"dependencies"`
+	InPlace    Latency            `json:"restart_in_place"`
+	Recreate   Latency            `json:"recreate_new_id"`
+	Throughput []Latency          `json:"throughput"`
+	Soak       Soak               `json:"soak"`
+	Flood      FloodRun           `json:"flood"`
+	Targets    []Target           `json:"targets"`
+	BotLog     BotLogCounts       `json:"bot_log"`
+	Profile    string             `json:"cpu_profile,omitempty"`
 	// HeapProfile is the bot's heap when it was stopped, after a GC.
 	HeapProfile string   `json:"heap_profile,omitempty"`
 	BotEnv      []string `json:"bot_env,omitempty"`
@@ -141,8 +144,12 @@ type Latency struct {
 	CPU map[string]float64 `json:"cpu_ms_per_restart,omitempty"`
 	// Calls are the bot's LiveKit calls, Redis round trips and relay REQs
 	// per restart, from its metrics; absent for a bot without the counters.
-	Calls   *Calls  `json:"per_restart,omitempty"`
-	LoadAvg float64 `json:"load_avg_1m"` // when the batch ended
+	Calls *Calls `json:"per_restart,omitempty"`
+	// Stages is the bot's mean time per step of a request (ms: queue,
+	// claim, work, build, store, send), from nestbot_request_stage_seconds
+	// read before and after the batch; absent for a bot without it.
+	Stages  map[string]float64 `json:"stage_mean_ms,omitempty"`
+	LoadAvg float64            `json:"load_avg_1m"` // when the batch ended
 	// Samples are the successful exchanges' latencies (ms), in order of
 	// completion; the CDF plots are drawn from them.
 	Samples []float64 `json:"samples_ms,omitempty"`
@@ -289,8 +296,22 @@ func benchVariant(ctx context.Context, root string, v Variant, o Options) (*Run,
 		}
 	}()
 
-	// Idle: connected and subscribed, nothing asked yet.
+	procs := &procSet{}
+	procs.set("nestbot", proc.pid())
+	procs.set("livekit", w.lk.PID())
+	for i, rl := range w.relays {
+		procs.set(fmt.Sprintf("relay%d", i+1), rl.PID())
+	}
+	procs.set("redis", w.redis.PID())
+	run.Processes = procs.names
+
+	// Idle: connected and subscribed, nothing asked yet. Each process's
+	// CPU meanwhile is what it costs with nothing to do (a relay's
+	// runtime and store tick on their own), subtracted below where the
+	// relays' CPU is split.
+	idle0, t0 := procs.cpuPrecise(), time.Now()
 	ctxSleep(ctx, 2*time.Second)
+	run.Idle = perSecond(idle0, procs.cpuPrecise(), time.Since(t0))
 	idle, _, err := memStatus(proc.pid())
 	if err != nil {
 		return nil, err
@@ -306,14 +327,6 @@ func benchVariant(ctx context.Context, root string, v Variant, o Options) (*Run,
 		}
 		defer conns[i].close()
 	}
-	procs := &procSet{}
-	procs.set("nestbot", proc.pid())
-	procs.set("livekit", w.lk.PID())
-	for i, rl := range w.relays {
-		procs.set(fmt.Sprintf("relay%d", i+1), rl.PID())
-	}
-	procs.set("redis", w.redis.PID())
-	run.Processes = procs.names
 	r := &runner{w: w, bot: bot, proc: proc, pid: proc.pid(), conns: conns, timeout: o.Timeout, procs: procs, metricsURL: metricsURL}
 
 	o.logf("%s: Redis and LiveKit round trips, %d each", variant, o.N)
@@ -388,6 +401,7 @@ func benchVariant(ctx context.Context, root string, v Variant, o Options) (*Run,
 		run.BotLog.FloodError = fproc.countLines("level=ERROR")
 	}
 	run.Floor = floorOf(run)
+	run.splitRelays()
 	run.LoadAvg[1] = loadAvg()
 	run.Targets = targets(run)
 	return run, nil
@@ -435,6 +449,7 @@ func (r *runner) scenario(ctx context.Context, n, conc int, inPlace bool) (Laten
 	}
 	l := summarize(r.bot, outs, want, conc, elapsed, u.cpu["nestbot"])
 	l.CPU, l.Calls, l.LoadAvg = r.procs.perRestart(u, len(outs)), u.perRestart(len(outs)), loadAvg()
+	l.Stages = u.stageMeans()
 	ctxSleep(ctx, 200*time.Millisecond) // the bot logs a request after its answer went out
 	l.botTimes(r.proc.handleTimes(off))
 	return l, nil
@@ -449,18 +464,29 @@ func (l *Latency) botTimes(d []time.Duration) {
 }
 
 // relayHop times n single relay hops (see conn.echo) with events signed
-// beforehand.
+// beforehand, and reads every process's CPU around them: a hop is what a
+// requester's exchange costs the relay it uses without the bot (its REQ,
+// its EVENT, the event sent back, its CLOSE), so the relays' CPU per hop
+// is the client's own share of a restart's (splitRelays). Each event is
+// tagged like an answer (an "e" and a "p" tag) so that the hop's
+// subscription has the requester's filter shape.
 func (r *runner) relayHop(ctx context.Context, n int) (Latency, error) {
 	sk := nostr.GeneratePrivateKey()
+	pk, err := nostr.GetPublicKey(sk)
+	if err != nil {
+		return Latency{}, err
+	}
 	evs := make([]nostr.Event, n)
 	for i := range evs {
-		evs[i] = nostr.Event{Kind: 1, CreatedAt: nostr.Now(), Content: fmt.Sprintf("nestbench relay hop %d %s", i, newRoomID())}
+		evs[i] = nostr.Event{Kind: 1, CreatedAt: nostr.Now(), Content: fmt.Sprintf("nestbench relay hop %d %s", i, newRoomID()),
+			Tags: nostr.Tags{{"e", nostr.GeneratePrivateKey()}, {"p", pk}}}
 		if err := evs[i].Sign(sk); err != nil {
 			return Latency{}, err
 		}
 	}
 	l := Latency{Concurrency: 1, N: n, Errors: map[string]int{}}
 	var lat []time.Duration
+	cpu0 := r.procs.cpuPrecise() // a few hundred ms of CPU: ticks are too coarse
 	start := time.Now()
 	for i := range evs {
 		d, err := r.conns[0].echo(ctx, evs[i], r.timeout)
@@ -474,6 +500,7 @@ func (r *runner) relayHop(ctx context.Context, n int) (Latency, error) {
 		lat = append(lat, d)
 	}
 	l.Seconds = time.Since(start).Seconds()
+	l.CPU = r.procs.perRestart(since(cpu0, r.procs.cpuPrecise(), counters{}, counters{}), n)
 	l.OK = len(lat)
 	if len(lat) > 0 {
 		sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
@@ -559,6 +586,7 @@ func (r *runner) soak(ctx context.Context, n, conc int, s *Soak) error {
 	}
 	s.Latency = summarize(r.bot, all, expectInPlace, conc, elapsed, used.cpu["nestbot"])
 	s.Latency.CPU, s.Latency.Calls, s.Latency.LoadAvg = r.procs.perRestart(used, len(all)), used.perRestart(len(all)), loadAvg()
+	s.Latency.Stages = used.stageMeans()
 	s.Latency.botTimes(times)
 	ctxSleep(ctx, 2*time.Second)
 	after, hwm, err := memStatus(r.pid)

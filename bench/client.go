@@ -154,11 +154,18 @@ func (c *conn) do(ctx context.Context, p *prepared, timeout time.Duration) outco
 
 // echo times one relay hop, the floor under each half of an exchange: an
 // event the client signed beforehand goes to the relay and comes back on
-// a subscription for its id.
+// a subscription shaped like a requester's for its answer (kind, author,
+// the "e" and "p" tags of ev).
 func (c *conn) echo(ctx context.Context, ev nostr.Event, timeout time.Duration) (time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	sub, err := c.relay.Subscribe(ctx, nostr.Filters{{IDs: []string{ev.ID}}})
+	filter := nostr.Filter{Kinds: []int{ev.Kind}, Authors: []string{ev.PubKey}, Tags: nostr.TagMap{}}
+	for _, t := range ev.Tags {
+		if len(t) >= 2 && (t[0] == "e" || t[0] == "p") {
+			filter.Tags[t[0]] = append(filter.Tags[t[0]], t[1])
+		}
+	}
+	sub, err := c.relay.Subscribe(ctx, nostr.Filters{filter})
 	if err != nil {
 		return 0, err
 	}

@@ -47,6 +47,17 @@ func (p *procSet) cpu() map[string]time.Duration {
 	return out
 }
 
+// cpuPrecise is cpu from cpuTimePrecise: for short windows.
+func (p *procSet) cpuPrecise() map[string]time.Duration {
+	out := make(map[string]time.Duration, len(p.pids))
+	for name, pid := range p.pids {
+		if d, err := cpuTimePrecise(pid); err == nil {
+			out[name] = d
+		}
+	}
+	return out
+}
+
 // usage is what a batch cost: each process's CPU time and the bot's
 // dependency counters, both as increases over the batch.
 type usage struct {
@@ -65,7 +76,8 @@ func (r *runner) snapshot(ctx context.Context) (map[string]time.Duration, counte
 
 // since is the usage from (cpu0, c0) to (cpu1, c1).
 func since(cpu0, cpu1 map[string]time.Duration, c0, c1 counters) usage {
-	u := usage{cpu: map[string]time.Duration{}, ctr: counters{ok: c0.ok && c1.ok, livekit: map[string]float64{}, redisBy: map[string]float64{}}}
+	u := usage{cpu: map[string]time.Duration{}, ctr: counters{ok: c0.ok && c1.ok, livekit: map[string]float64{}, redisBy: map[string]float64{},
+		stageSum: map[string]float64{}, stageCount: map[string]float64{}}}
 	for name, b := range cpu0 {
 		if a, ok := cpu1[name]; ok {
 			u.cpu[name] = a - b
@@ -79,6 +91,12 @@ func since(cpu0, cpu1 map[string]time.Duration, c0, c1 counters) usage {
 			u.ctr.redisBy[m] = d
 		}
 	}
+	for st, v := range c1.stageCount {
+		if d := v - c0.stageCount[st]; d > 0 {
+			u.ctr.stageCount[st] = d
+			u.ctr.stageSum[st] = c1.stageSum[st] - c0.stageSum[st]
+		}
+	}
 	u.ctr.redis, u.ctr.reqs = c1.redis-c0.redis, c1.reqs-c0.reqs
 	return u
 }
@@ -86,7 +104,12 @@ func since(cpu0, cpu1 map[string]time.Duration, c0, c1 counters) usage {
 // add accumulates v into u (the soak's chunks).
 func (u *usage) add(v usage) {
 	if u.cpu == nil {
-		*u = usage{cpu: map[string]time.Duration{}, ctr: counters{ok: true, livekit: map[string]float64{}, redisBy: map[string]float64{}}}
+		*u = usage{cpu: map[string]time.Duration{}, ctr: counters{ok: true, livekit: map[string]float64{}, redisBy: map[string]float64{},
+			stageSum: map[string]float64{}, stageCount: map[string]float64{}}}
+	}
+	for st, x := range v.ctr.stageCount {
+		u.ctr.stageCount[st] += x
+		u.ctr.stageSum[st] += v.ctr.stageSum[st]
 	}
 	for k, d := range v.cpu {
 		u.cpu[k] += d
@@ -166,11 +189,14 @@ type counters struct {
 	redis   float64
 	redisBy map[string]float64 // by command
 	reqs    float64
+	// stageSum and stageCount are nestbot_request_stage_seconds' sum
+	// (seconds) and count by stage (absent from older builds).
+	stageSum, stageCount map[string]float64
 }
 
 // scrape reads the bot's counters from url (its /metrics).
 func scrape(ctx context.Context, url string) (counters, error) {
-	c := counters{livekit: map[string]float64{}, redisBy: map[string]float64{}}
+	c := counters{livekit: map[string]float64{}, redisBy: map[string]float64{}, stageSum: map[string]float64{}, stageCount: map[string]float64{}}
 	if url == "" {
 		return c, nil
 	}
@@ -212,7 +238,30 @@ func scrape(ctx context.Context, url string) (counters, error) {
 	r, ok2 := sum("nestbot_redis_roundtrips_total", "cmd", c.redisBy)
 	q, ok3 := sum("nestbot_relay_reqs_total", "", nil)
 	c.redis, c.reqs, c.ok = r, q, ok1 || ok2 || ok3
+	if f, ok := fams["nestbot_request_stage_seconds"]; ok {
+		for _, m := range f.GetMetric() {
+			st := label(m, "stage")
+			c.stageSum[st] += m.GetHistogram().GetSampleSum()
+			c.stageCount[st] += float64(m.GetHistogram().GetSampleCount())
+		}
+	}
 	return c, nil
+}
+
+// stageOrder is the order of a request's steps (bot/stages.go).
+var stageOrder = []string{"queue", "claim", "work", "build", "store", "send"}
+
+// stageMeans is the mean time of each step of the requests in u (ms), from
+// nestbot_request_stage_seconds, or nil for a bot without it.
+func (u usage) stageMeans() map[string]float64 {
+	if len(u.ctr.stageCount) == 0 {
+		return nil
+	}
+	out := map[string]float64{}
+	for st, n := range u.ctr.stageCount {
+		out[st] = 1000 * u.ctr.stageSum[st] / n
+	}
+	return out
 }
 
 func label(m *dto.Metric, name string) string {
@@ -289,4 +338,58 @@ func floorOf(r *Run) Floor {
 		f.InPlace, f.Recreate = r.InPlace.P50/f.Ms, r.Recreate.P50/f.Ms
 	}
 	return f
+}
+
+// perSecond is each process's CPU from cpu0 to cpu1 over d, in ms of CPU
+// per second.
+func perSecond(cpu0, cpu1 map[string]time.Duration, d time.Duration) map[string]float64 {
+	if d <= 0 {
+		return nil
+	}
+	out := map[string]float64{}
+	for name, b := range cpu0 {
+		if a, ok := cpu1[name]; ok {
+			out[name] = ms(a-b) / d.Seconds()
+		}
+	}
+	return out
+}
+
+// splitRelays splits the relays' CPU per restart of every batch into what
+// the requester's own traffic costs (relays_client: its REQ, request EVENT
+// and CLOSE on relay1, the relay hop's CPU per hop less that relay's idle
+// CPU over the hop), what the relays spend with nothing to do
+// (relays_idle: their idle CPU per second times the batch's seconds, per
+// restart) and the rest, what the bot causes (relays_bot: the answer's
+// EVENT on every relay, relay-list REQs and their CLOSEs, the request's
+// fan-out to the bot's subscription). The hop is timed one at a time, so
+// at higher concurrency, where a relay handles several messages per
+// wake-up, relays_client overstates the client's share a little and
+// relays_bot understates the bot's.
+func (r *Run) splitRelays() {
+	hop := r.RelayHop.CPU["relay1"]
+	if r.RelayHop.OK == 0 || r.RelayHop.CPU == nil {
+		return
+	}
+	client := max(0, hop-r.Idle["relay1"]*r.RelayHop.Seconds/float64(r.RelayHop.N))
+	var idleRate float64
+	for name, v := range r.Idle {
+		if strings.HasPrefix(name, "relay") {
+			idleRate += v
+		}
+	}
+	split := func(l *Latency) {
+		if l.CPU == nil || l.N == 0 {
+			return
+		}
+		idle := idleRate * l.Seconds / float64(l.N)
+		l.CPU["relays_client"], l.CPU["relays_idle"] = client, idle
+		l.CPU["relays_bot"] = l.CPU["relays"] - client - idle
+	}
+	split(&r.InPlace)
+	split(&r.Recreate)
+	for i := range r.Throughput {
+		split(&r.Throughput[i])
+	}
+	split(&r.Soak.Latency)
 }

@@ -72,3 +72,55 @@ nestbot_relay_reqs_total{relay_host="127.0.0.1:2"} %g
 		t.Fatalf("floor %+v", f)
 	}
 }
+
+// The bot's steps are read from nestbot_request_stage_seconds: a batch's
+// mean per step is the increase of its sum over the increase of its count.
+func TestStageMeans(t *testing.T) {
+	page := func(n, queue, work float64) string {
+		return fmt.Sprintf(`# TYPE nestbot_request_stage_seconds histogram
+nestbot_request_stage_seconds_bucket{stage="queue",le="+Inf"} %g
+nestbot_request_stage_seconds_sum{stage="queue"} %g
+nestbot_request_stage_seconds_count{stage="queue"} %g
+nestbot_request_stage_seconds_bucket{stage="work",le="+Inf"} %g
+nestbot_request_stage_seconds_sum{stage="work"} %g
+nestbot_request_stage_seconds_count{stage="work"} %g
+`, n, queue, n, n, work, n)
+	}
+	body := page(4, 0.002, 0.04)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, body) }))
+	defer srv.Close()
+	c0, err := scrape(context.Background(), srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body = page(14, 0.002+0.005, 0.04+0.06)
+	c1, err := scrape(context.Background(), srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := since(nil, nil, c0, c1).stageMeans()
+	if len(m) != 2 || m["queue"] < 0.4999 || m["queue"] > 0.5001 || m["work"] < 5.999 || m["work"] > 6.001 {
+		t.Fatalf("stage means %v, want queue 0.5 ms and work 6 ms", m)
+	}
+	if since(nil, nil, c1, c1).stageMeans() != nil {
+		t.Fatal("stage means for a batch with no requests")
+	}
+}
+
+// The relays' CPU per restart splits into the requester's own (the relay
+// hop's CPU on relay1 less that relay's idle CPU over the hop), the
+// relays' idle CPU over the batch, and the rest, the bot's.
+func TestSplitRelays(t *testing.T) {
+	r := &Run{
+		Idle:     map[string]float64{"relay1": 10, "relay2": 10, "nestbot": 5}, // ms per s
+		RelayHop: Latency{N: 100, OK: 100, Seconds: 0.1, CPU: map[string]float64{"relay1": 0.51}},
+		InPlace:  Latency{N: 100, Seconds: 1, CPU: map[string]float64{"relays": 3}},
+	}
+	r.splitRelays()
+	c := r.InPlace.CPU
+	near := func(a, b float64) bool { return a-b < 1e-9 && b-a < 1e-9 }
+	// client: 0.51 − 10 ms/s × 0.1 s / 100 hops = 0.5; idle: 20 ms/s × 1 s / 100 = 0.2
+	if !near(c["relays_client"], 0.5) || !near(c["relays_idle"], 0.2) || !near(c["relays_bot"], 2.3) {
+		t.Fatalf("split %v, want client 0.5, idle 0.2, bot 2.3", c)
+	}
+}

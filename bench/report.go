@@ -78,6 +78,12 @@ func PrintTable(w io.Writer, res *Results) {
 		return fmt.Sprintf("%.2f / %.2f / %.2f", r.Deps.LKList[0], r.Deps.LKDelete[0], r.Deps.LKCreate[0])
 	})
 	row("one relay hop (publish → event back), ms p50 / p90 / p99 / max", func(r *Run) string { return dist(&r.RelayHop) })
+	row("one relay hop: relay1's CPU ms per hop / idle relays' CPU ms per s", func(r *Run) string {
+		if r.RelayHop.CPU == nil {
+			return "-"
+		}
+		return fmt.Sprintf("%.3f / %.1f", r.RelayHop.CPU["relay1"], r.Idle["relay1"]+r.Idle["relay2"])
+	})
 	bot := func(l *Latency) string {
 		if l.BotP50 == 0 {
 			return "-"
@@ -101,16 +107,38 @@ func PrintTable(w io.Writer, res *Results) {
 		}
 		return fmt.Sprintf("%.2f (D %.2f C %.2f L %.2f) / %.2f / %.2f", c.LiveKit, c.LiveKitByMethod["DeleteRoom"], c.LiveKitByMethod["CreateRoom"], c.LiveKitByMethod["ListRooms"], c.RedisRoundTrips, c.RelayREQs)
 	}
+	stages := func(l *Latency) string {
+		if len(l.Stages) == 0 {
+			return "-"
+		}
+		var parts []string
+		for _, st := range stageOrder {
+			parts = append(parts, fmt.Sprintf("%.2f", l.Stages[st]))
+		}
+		return strings.Join(parts, " / ")
+	}
+	relays := func(l *Latency) string {
+		if _, ok := l.CPU["relays_bot"]; !ok {
+			return "-"
+		}
+		return fmt.Sprintf("%.2f = %.2f + %.2f + %.2f", l.CPU["relays"], l.CPU["relays_client"], l.CPU["relays_idle"], l.CPU["relays_bot"])
+	}
+	const relaysLabel = "relays' CPU ms/restart = requester's own + idle + the bot's"
+	const stagesLabel = "bot's steps, mean ms: queue / claim / work / build / store / send"
 	const cpuLabel = "CPU ms/restart: nestbot / LiveKit / relays / Redis = stack"
 	const callsLabel = "per restart: LiveKit calls (Delete, Create, List) / Redis round trips / relay REQs"
 	row("restart in place, "+cpuLabel, func(r *Run) string { return cpu(&r.InPlace) })
+	row("restart in place, "+relaysLabel, func(r *Run) string { return relays(&r.InPlace) })
 	row("restart in place, "+callsLabel, func(r *Run) string { return calls(&r.InPlace) })
+	row("restart in place, "+stagesLabel, func(r *Run) string { return stages(&r.InPlace) })
 	row("recreate new ID, e2e ms p50 / p90 / p99 / max", func(r *Run) string { return dist(&r.Recreate) })
 	row("recreate new ID, bot's own ms p50 / p90 / p99", func(r *Run) string { return bot(&r.Recreate) })
 	row("recreate new ID, errors", func(r *Run) string { return errs(&r.Recreate) })
 	row("recreate new ID, bot CPU ms/restart", func(r *Run) string { return fmt.Sprintf("%.3f", r.Recreate.CPUPerReq) })
 	row("recreate new ID, "+cpuLabel, func(r *Run) string { return cpu(&r.Recreate) })
+	row("recreate new ID, "+relaysLabel, func(r *Run) string { return relays(&r.Recreate) })
 	row("recreate new ID, "+callsLabel, func(r *Run) string { return calls(&r.Recreate) })
+	row("recreate new ID, "+stagesLabel, func(r *Run) string { return stages(&r.Recreate) })
 	for i := range res.Settings.Concurrency {
 		c := res.Settings.Concurrency[i]
 		row(fmt.Sprintf("throughput c=%d, restarts/s (errors)", c), func(r *Run) string {
@@ -127,13 +155,33 @@ func PrintTable(w io.Writer, res *Results) {
 			t := &r.Throughput[i]
 			return fmt.Sprintf("%.2f / %.2f", t.P50, t.P99)
 		})
+		row(fmt.Sprintf("throughput c=%d, %s", c, cpuLabel), func(r *Run) string {
+			if i >= len(r.Throughput) {
+				return "-"
+			}
+			return cpu(&r.Throughput[i])
+		})
+		row(fmt.Sprintf("throughput c=%d, %s", c, relaysLabel), func(r *Run) string {
+			if i >= len(r.Throughput) {
+				return "-"
+			}
+			return relays(&r.Throughput[i])
+		})
+		row(fmt.Sprintf("throughput c=%d, %s", c, stagesLabel), func(r *Run) string {
+			if i >= len(r.Throughput) {
+				return "-"
+			}
+			return stages(&r.Throughput[i])
+		})
 	}
 	if res.Settings.Soak > 0 {
 		row(fmt.Sprintf("soak: %d restarts at c=%d, errors", res.Settings.Soak, res.Settings.SoakConcurrency), func(r *Run) string { return errs(&r.Soak.Latency) })
 		row("soak: bot CPU ms/restart", func(r *Run) string { return fmt.Sprintf("%.3f", r.Soak.CPUPerReq) })
 		row("soak: restarts/s", func(r *Run) string { return fmt.Sprintf("%.0f", r.Soak.PerSecond) })
 		row("soak: "+cpuLabel, func(r *Run) string { return cpu(&r.Soak.Latency) })
+		row("soak: "+relaysLabel, func(r *Run) string { return relays(&r.Soak.Latency) })
 		row("soak: "+callsLabel, func(r *Run) string { return calls(&r.Soak.Latency) })
+		row("soak: "+stagesLabel, func(r *Run) string { return stages(&r.Soak.Latency) })
 	}
 	row("RSS idle, MB", func(r *Run) string { return fmt.Sprintf("%.1f", r.Soak.IdleRSS) })
 	if res.Settings.Soak > 0 {

@@ -54,6 +54,9 @@ type outbox struct {
 	warned map[string]time.Time // relay host + class → last WARN
 
 	ownFailSince atomic.Int64 // unix nanos of the first failed write to an own relay since the last OK from one (0: none)
+
+	// sends records when a watched answer starts being sent (stages.go).
+	sends sendMarks
 }
 
 const (
@@ -172,10 +175,11 @@ func (o *outbox) writesFailing(now time.Time) string {
 // sendLoop sends ev to one relay until it says OK, refuses for good, or
 // ctx ends, waiting relay.Backoff between attempts. It returns the last
 // result.
-func (o *outbox) sendLoop(ctx context.Context, url string, ev *nostr.Event) relay.Result {
+func (o *outbox) sendLoop(ctx context.Context, url string, f *relay.EventFrame) relay.Result {
+	ev := f.Event
 	for attempt := 1; ; attempt++ {
 		actx, cancel := context.WithTimeout(ctx, publishTimeout)
-		res := o.pool.Publish(actx, url, ev)
+		res := o.pool.PublishFrame(actx, url, f)
 		cancel()
 		if ctx.Err() != nil && !res.OK() {
 			return res // cut off by the caller, not the relay's doing
@@ -195,8 +199,18 @@ func (o *outbox) sendLoop(ctx context.Context, url string, ev *nostr.Event) rela
 // broadcast starts one send loop per relay, each bounded by until and
 // loops (which outlives the caller), and calls done (from the loop's
 // goroutine) with each loop's final result. Beyond maxSendLoops a loop is
-// bounded by the caller's ctx instead.
+// bounded by the caller's ctx instead. The event is encoded once for
+// every relay and attempt (relay.EventFrame).
 func (o *outbox) broadcast(ctx, loops context.Context, ev *nostr.Event, relays []string, until time.Time, done func(relay.Result)) {
+	o.sends.mark(ev.ID)
+	f, err := relay.NewEventFrame(ev)
+	if err != nil { // not an event go-nostr can encode: no relay would take it
+		o.log.Error("publish: event not encodable", "event", ev.ID, "err", err)
+		for _, u := range relays {
+			done(relay.Result{URL: u, Class: relay.Refused, Reason: err.Error()})
+		}
+		return
+	}
 	for _, u := range relays {
 		parent, slot := loops, true
 		select {
@@ -213,7 +227,7 @@ func (o *outbox) broadcast(ctx, loops context.Context, ev *nostr.Event, relays [
 			res := relay.Result{URL: u, Class: relay.Failed, Reason: "panic"}
 			defer func() { done(res) }()
 			defer o.guard.catchOwn("publish", ev.ID)
-			res = o.sendLoop(lctx, u, ev)
+			res = o.sendLoop(lctx, u, f)
 		}()
 	}
 }

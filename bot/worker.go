@@ -129,6 +129,8 @@ func (s *Service) handle(ctx context.Context, j job) {
 	ctx, endCommit := s.commitLater(ctx, j)
 	defer endCommit()
 	ev := j.ev
+	st := s.stages(j.received)
+	st.done(stageQueue)
 	// Parsed before the claim, so that a request admit would count against
 	// its requester's rate is counted by the claim's own round trip.
 	req, perr := nostrx.ParseRequest(ev)
@@ -137,6 +139,7 @@ func (s *Service) handle(ctx context.Context, j job) {
 		countFor = req.Requester
 	}
 	stored, ours, counted := s.claimLocking(ctx, j, countFor, req, perr)
+	st.done(stageClaim)
 	if stored != nil {
 		s.deliver(ctx, ev.ID, stored, s.responseRelays(ev, j.via, nil, refusalOnly(stored)))
 	}
@@ -145,6 +148,7 @@ func (s *Service) handle(ctx context.Context, j job) {
 	}
 
 	ans := s.workCounted(ctx, req, perr, counted)
+	st.done(stageWork)
 	if ans.resume {
 		s.resumeLater(j, ans.err)
 		return
@@ -157,7 +161,11 @@ func (s *Service) handle(ctx context.Context, j job) {
 		s.log.Error("build response", "id", ev.ID, "err", err)
 		return
 	}
-	delivered := s.storeAndDeliver(ctx, j, &resp, s.responseRelays(ev, j.via, ans.relays, isRefusal(ans.payload)))
+	relays := s.responseRelays(ev, j.via, ans.relays, isRefusal(ans.payload))
+	st.done(stageBuild)
+	sent := s.outbox.sends.watch(resp.ID)
+	delivered := s.storeAndDeliver(ctx, j, &resp, relays)
+	st.storedAndSent(sent(), delivered)
 
 	action := req.Action
 	if action != nostrx.ActionRestart && action != nostrx.ActionStatus {

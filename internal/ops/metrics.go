@@ -19,6 +19,7 @@ type Metrics struct {
 	// Requests and the path before them.
 	Requests   *prometheus.CounterVec   // by action and outcome (ok or an error code)
 	Latency    *prometheus.HistogramVec // by action: request received → response accepted
+	Stages     *prometheus.HistogramVec // by stage: one step of a request (bot/stages.go)
 	Dropped    *prometheus.CounterVec   // events dropped before work, by reason
 	Retries    *prometheus.CounterVec   // by step: claim, resume
 	Shed       prometheus.Counter       // refusals shed under overload
@@ -63,6 +64,11 @@ func NewMetrics(g Gauges) *Metrics {
 			Name: "nestbot_request_duration_seconds", Help: "From a verified request to its response accepted by a relay.",
 			Buckets: []float64{.002, .005, .01, .02, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"action"}),
+		Stages: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "nestbot_request_stage_seconds",
+			Help:    "Time a request spent in each step, by stage: queue (read from a relay → a worker, verification included), claim, work (admit + the room's restart or status), build (the signed, encrypted answer), store (the answer's Redis transaction), send (→ the first relay's OK).",
+			Buckets: []float64{.0001, .00025, .0005, .001, .002, .005, .01, .025, .05, .1, .25, 1, 5},
+		}, []string{"stage"}),
 		Dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "nestbot_events_dropped_total", Help: "Events dropped without an answer, by reason.",
 		}, []string{"reason"}),
@@ -122,7 +128,7 @@ func NewMetrics(g Gauges) *Metrics {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 	}
 	m.Reg.MustRegister(
-		m.Requests, m.Latency, m.Dropped, m.Retries, m.Shed, m.Panics, m.Published, m.GivenUp,
+		m.Requests, m.Latency, m.Stages, m.Dropped, m.Retries, m.Shed, m.Panics, m.Published, m.GivenUp,
 		m.Reconnects, m.Connected, m.Refusals, m.Webhooks, m.Identity, m.Lifecycle, m.Checks,
 		m.LiveKitCalls, m.RedisRoundTrips, m.RelayREQs,
 		gauge("nestbot_queue_depth", "Verified requests waiting for a worker.", g.Queue),

@@ -142,3 +142,31 @@ func Excerpt(s string, n int) string {
 	}
 	return q
 }
+
+// EventFrame is an event encoded once as the client's NIP-01 EVENT
+// message, ["EVENT", <event>], so that publishing it to several relays,
+// and again after a refusal, writes the same bytes instead of encoding it
+// each time (issue 15: an answer goes to every relay of the bot). The
+// event is encoded by go-nostr's generated encoder, not through
+// encoding/json, which would re-scan the encoder's output.
+type EventFrame struct {
+	Event *nostr.Event
+	data  []byte
+}
+
+// NewEventFrame encodes ev. The error is the encoder's (it has none for an
+// event with valid UTF-8 strings).
+func NewEventFrame(ev *nostr.Event) (*EventFrame, error) {
+	b, err := ev.MarshalJSON()
+	if err != nil {
+		return nil, fmt.Errorf("encode event %s: %w", ev.ID, err)
+	}
+	data := make([]byte, 0, len(b)+len(`["EVENT",]`))
+	data = append(data, `["EVENT",`...)
+	data = append(data, b...)
+	data = append(data, ']')
+	return &EventFrame{Event: ev, data: data}, nil
+}
+
+// Bytes is the encoded message; callers must not change it.
+func (f *EventFrame) Bytes() []byte { return f.data }

@@ -314,12 +314,22 @@ func (p *Pool) Close() {
 // Result for what each outcome means. An auth-required: refusal is
 // answered by authenticating (NIP-42) and sending once more.
 func (p *Pool) Publish(ctx context.Context, url string, ev *nostr.Event) Result {
+	f, err := NewEventFrame(ev)
+	if err != nil {
+		return Result{URL: nostr.NormalizeURL(url), Class: Failed, Reason: err.Error()}
+	}
+	return p.PublishFrame(ctx, url, f)
+}
+
+// PublishFrame is Publish of an event already encoded (NewEventFrame):
+// an event for several relays is encoded once.
+func (p *Pool) PublishFrame(ctx context.Context, url string, f *EventFrame) Result {
 	c, err := p.acquire(ctx, url)
 	if err != nil {
 		return Result{URL: nostr.NormalizeURL(url), Class: Unreachable, Reason: err.Error()}
 	}
 	defer p.release(c)
-	return c.publish(ctx, ev)
+	return c.publish(ctx, f)
 }
 
 // Subscribe opens a subscription on one relay; the caller must Close it.
