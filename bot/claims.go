@@ -203,9 +203,12 @@ func (c *claims) answered(ctx context.Context, id string, resp *nostr.Event) err
 }
 
 // answeredPending is answered and the pending answer's store in one round
-// trip (pendingStore.addAnswered), retrying within one step's budget; it
-// returns the answer now pending (see pendingStore.add).
-func (c *claims) answeredPending(ctx context.Context, p *pendingStore, a *pendingAnswer) (*pendingAnswer, error) {
+// trip (pendingStore.addAnswered), with the restart's final writes cl
+// holds (nil: none) and the release of its room lock, retrying within one
+// step's budget, as Engine retries a commit; it returns the answer now
+// pending (see pendingStore.add). On an error nothing of it was written,
+// or all of it (a lost reply).
+func (c *claims) answeredPending(ctx context.Context, p *pendingStore, cl *rooms.CommitLater, a *pendingAnswer) (*pendingAnswer, error) {
 	b, err := json.Marshal(a.ev)
 	if err != nil {
 		return nil, err
@@ -213,35 +216,11 @@ func (c *claims) answeredPending(ctx context.Context, p *pendingStore, a *pendin
 	var stored *pendingAnswer
 	err = c.retry(ctx, func(ctx context.Context) error {
 		var err error
-		stored, err = p.addAnswered(ctx, a, b, "r:"+string(b), c.ttl)
+		stored, err = p.addAnswered(ctx, cl, a, b, "r:"+string(b), c.ttl)
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store response of %s: %w", a.id, err)
-	}
-	c.hold(a.id, false)
-	return stored, nil
-}
-
-// answeredCommit is answeredPending that also applies the restart's
-// final writes cl holds (with the release of its room lock) in the same
-// transaction, retrying within one step's budget, as Engine retries a
-// commit. On an error nothing of it was written, or all of it (a lost
-// reply): the caller Aborts cl and resumes the restart, as after a failed
-// commit.
-func (c *claims) answeredCommit(ctx context.Context, p *pendingStore, cl *rooms.CommitLater, a *pendingAnswer) (*pendingAnswer, error) {
-	b, err := json.Marshal(a.ev)
-	if err != nil {
-		return nil, err
-	}
-	var stored *pendingAnswer
-	err = c.retry(ctx, func(ctx context.Context) error {
-		var err error
-		stored, err = p.commitAnswered(ctx, cl, a, b, "r:"+string(b), c.ttl)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("commit restart and store response of %s: %w", a.id, err)
 	}
 	c.hold(a.id, false)
 	return stored, nil

@@ -72,24 +72,10 @@ func (p *pendingStore) add(ctx context.Context, a *pendingAnswer) (*pendingAnswe
 }
 
 // addAnswered is add that also stores claim (the request's answered
-// state, kept for claimTTL) in the same round trip (rooms.AddAnswered);
-// evb is a.ev encoded, shared by both.
-func (p *pendingStore) addAnswered(ctx context.Context, a *pendingAnswer, evb []byte, claim string, claimTTL time.Duration) (*pendingAnswer, error) {
-	stored, leased, err := p.store.AddAnswered(ctx, rooms.PendingAnswer{ID: a.id, Event: string(evb), Relays: a.relays, Deadline: a.deadline}, claim, claimTTL, p.instance, pendingLease)
-	if err != nil {
-		return nil, err
-	}
-	out, err := p.fromAdded(a, evb, stored)
-	if err != nil {
-		return nil, err
-	}
-	out.leased = leased
-	return out, nil
-}
-
-// commitAnswered is addAnswered that also applies the restart's final
-// writes cl holds, in the same transaction (rooms.CommitAnswered).
-func (p *pendingStore) commitAnswered(ctx context.Context, cl *rooms.CommitLater, a *pendingAnswer, evb []byte, claim string, claimTTL time.Duration) (*pendingAnswer, error) {
+// state, kept for claimTTL) and, when cl holds them, the restart's final
+// writes, in the same transaction (rooms.CommitAnswered; cl nil or not
+// pending: rooms.AddAnswered); evb is a.ev encoded, shared by both.
+func (p *pendingStore) addAnswered(ctx context.Context, cl *rooms.CommitLater, a *pendingAnswer, evb []byte, claim string, claimTTL time.Duration) (*pendingAnswer, error) {
 	stored, leased, err := p.store.CommitAnswered(ctx, cl, rooms.PendingAnswer{ID: a.id, Event: string(evb), Relays: a.relays, Deadline: a.deadline}, claim, claimTTL, p.instance, pendingLease)
 	if err != nil {
 		return nil, err

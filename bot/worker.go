@@ -401,7 +401,7 @@ func (s *Service) storeAnswer(ctx context.Context, j job, resp *nostr.Event) err
 func (s *Service) storeAndDeliver(ctx context.Context, j job, resp *nostr.Event, relays []string) bool {
 	a := s.newPending(j.id(), resp, relays)
 	if cl := rooms.CommitLaterFrom(ctx); cl.Pending() {
-		stored, err := s.claims.answeredCommit(ctx, s.pending.store, cl, a)
+		stored, err := s.claims.answeredPending(ctx, s.pending.store, cl, a)
 		if err != nil {
 			cl.Abort()
 			s.resumeLater(j, fmt.Errorf("%w: %w", rooms.ErrIncomplete, err))
@@ -413,7 +413,7 @@ func (s *Service) storeAndDeliver(ctx context.Context, j job, resp *nostr.Event,
 	var stored *pendingAnswer
 	err := retryRedis(sctx, func(ctx context.Context) error {
 		var err error
-		stored, err = s.claims.answeredPending(ctx, s.pending.store, a)
+		stored, err = s.claims.answeredPending(ctx, s.pending.store, nil, a)
 		return err
 	})
 	cancel()
