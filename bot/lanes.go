@@ -93,9 +93,15 @@ func (s *Service) judge(rec *rooms.Record, requester string) verdict {
 }
 
 // noteAuthorized puts the requester of an answered request in the known
-// lane when a record (not a room event) authorizes it.
-func (s *Service) noteAuthorized(ctx context.Context, ev *nostr.Event) {
+// lane when a record (not a room event) authorizes it. rec is the record
+// a restart left (Result.Record), judged without reading Redis again;
+// nil (a status answer) reads it as preauth does.
+func (s *Service) noteAuthorized(ctx context.Context, ev *nostr.Event, rec *rooms.Record) {
 	if s.known.Has(ev.PubKey) {
+		return
+	}
+	if rec != nil {
+		s.judge(rec, ev.PubKey)
 		return
 	}
 	s.preauth(ctx, ev)

@@ -117,6 +117,7 @@ type answer struct {
 	payload nostrx.Payload
 	room    nostrx.Coordinate // the live room, or the requested one
 	relays  []string          // where to publish, beyond the bot's relays
+	record  *rooms.Record     // the restarted room's record (nil: a status answer or a refusal)
 	outcome string            // "ok" or an error code, for logs and metrics
 	err     error             // the internal error behind an INTERNAL or UNAVAILABLE answer
 	// resume: the restart failed after a public change (rooms.ErrIncomplete)
@@ -172,7 +173,7 @@ func (s *Service) handle(ctx context.Context, j job) {
 		action = "other"
 	}
 	if ans.outcome == "ok" {
-		s.noteAuthorized(ctx, ev) // authorized by a record: verified first from now on
+		s.noteAuthorized(ctx, ev, ans.record) // authorized by a record: verified first from now on
 	}
 	s.metrics.Requests.WithLabelValues(action, ans.outcome).Inc()
 	s.metrics.Latency.WithLabelValues(action).Observe(time.Since(j.received).Seconds())
@@ -324,7 +325,7 @@ func (s *Service) workCounted(ctx context.Context, req nostrx.Request, perr erro
 		if res.Event != nil {
 			s.metrics.Published.WithLabelValues(strconv.Itoa(nostrx.KindRoom)).Inc()
 		}
-		return answer{payload: p, room: res.Room, relays: res.Relays, outcome: "ok"}
+		return answer{payload: p, room: res.Room, relays: res.Relays, record: res.Record, outcome: "ok"}
 	}
 }
 

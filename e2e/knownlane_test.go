@@ -47,4 +47,17 @@ func TestKnownLaneOnlyFromRecords(t *testing.T) {
 	if n := metric(t, svc, "nestbot_known_pubkeys", nil); n != 2 {
 		t.Fatalf("%v pubkeys known after a request on a record naming a host and an admin: want 2", n)
 	}
+
+	// A restart learns them from the record it restarted (the engine's
+	// Result.Record), without reading Redis again.
+	host2, admin2 := newUser(t), newUser(t)
+	id2 := uuid.NewString()
+	w.nestsRecord(id2, host2.pk, []string{admin2.pk}, nil)
+	ex = w.ask(host2, coord(host2.pk, id2), "restart")
+	if ex.Payload.Error != nil || ex.Payload.Result == nil {
+		t.Fatalf("restart by the host of a record: %+v", ex.Payload.Error)
+	}
+	if n := metric(t, svc, "nestbot_known_pubkeys", nil); n != 4 {
+		t.Fatalf("%v pubkeys known after a restart of a record naming a host and an admin: want 4", n)
+	}
 }

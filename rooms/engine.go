@@ -129,6 +129,10 @@ type Result struct {
 	Room   nostrx.Coordinate // the live room's address
 	SID    string            // LiveKit room SID, empty after a cool-down answer
 	Relays []string          // the live room's relays
+	// Record is the live room's record as the restart left it, so the
+	// caller can tell whether it names the requester without reading it
+	// again (bot: the known-hosts lane).
+	Record *Record
 }
 
 // Messages of a restart result; clients show them as they are.
@@ -902,7 +906,7 @@ func (e *Engine) result(target nostrx.Coordinate, rec *Record, requester string,
 			RoomID: rec.ID, Endpoints: []string{e.Set.Endpoint}, Token: token, Message: msg,
 			Naddr: target.Naddr(firstN(rec.Relays, 3)...), Event: ev,
 		},
-		Room: target, SID: sid, Relays: rec.Relays,
+		Room: target, SID: sid, Relays: rec.Relays, Record: rec,
 	}, nil
 }
 
