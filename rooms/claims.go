@@ -114,22 +114,31 @@ func (s *RedisStore) Claim(ctx context.Context, id, owner string, keep, lease ti
 	}
 	key := s.keys.Claim(id)
 	args := []any{owner, keep.Milliseconds(), lease.Milliseconds(), flag}
-	var res string
-	run := func(c redis.Scripter) error {
-		var err error
-		res, err = claimScript.Run(ctx, c, []string{key}, args...).Text()
-		return err
-	}
-	err := s.onConn(ctx, key, func(c *redis.Conn) error {
-		if c == nil || s.waitReplicas <= 0 {
-			return run(s.rdb)
-		}
-		return run(c)
-	})
+	res, err := s.evalOn(ctx, key, claimScript, []string{key}, args...).Text()
 	if err != nil {
 		return "", redisErr("claim "+id, err)
 	}
 	return res, nil
+}
+
+// evalOn runs sc on the connection onConn gives for key, so that with
+// SetWait the WAIT after it covers the script's writes; without SetWait
+// on the client. Its error is the script's, or the WAIT's.
+func (s *RedisStore) evalOn(ctx context.Context, key string, sc *redis.Script, keys []string, args ...any) *redis.Cmd {
+	var cmd *redis.Cmd
+	err := s.onConn(ctx, key, func(c *redis.Conn) error {
+		var on redis.Scripter = s.rdb
+		if c != nil {
+			on = c
+		}
+		cmd = sc.Run(ctx, on, keys, args...)
+		return cmd.Err()
+	})
+	if cmd == nil || (err != nil && cmd.Err() == nil) {
+		cmd = redis.NewCmd(ctx)
+		cmd.SetErr(err)
+	}
+	return cmd
 }
 
 // ClaimCounted is Claim that, when it acquires the claim, also counts one
@@ -151,17 +160,7 @@ func (s *RedisStore) ClaimCounted(ctx context.Context, id, owner string, keep, l
 	key := s.keys.Claim(id)
 	keys := []string{key, s.keys.Rate(pubkey, now.Unix()/60)}
 	args := []any{owner, keep.Milliseconds(), lease.Milliseconds(), flag, minuteWindowTTL.Milliseconds()}
-	run := func(c redis.Scripter) error {
-		var err error
-		res, err = claimCountScript.Run(ctx, c, keys, args...).Text()
-		return err
-	}
-	err = s.onConn(ctx, key, func(c *redis.Conn) error {
-		if c == nil || s.waitReplicas <= 0 {
-			return run(s.rdb)
-		}
-		return run(c)
-	})
+	res, err = s.evalOn(ctx, key, claimCountScript, keys, args...).Text()
 	if err != nil {
 		return "", 0, redisErr("claim "+id, err)
 	}
@@ -233,18 +232,7 @@ func (s *RedisStore) ClaimLocked(ctx context.Context, id, owner string, keep, le
 	keys := []string{key, s.keys.Rate(pubkey, now.Unix()/60), l.key, s.keys.Replaced(c), s.keys.Cooldown(c.D),
 		s.keys.Event(c.D), s.recreatingKey(c.D), s.keys.Pending(c), s.keys.RecordKey(c.D)}
 	args := []any{owner, keep.Milliseconds(), lease.Milliseconds(), flag, minuteWindowTTL.Milliseconds(), limit, l.token, leaseTTL(ttl).Milliseconds()}
-	var out []any
-	run := func(sc redis.Scripter) error {
-		var err error
-		out, err = claimLockScript.Run(ctx, sc, keys, args...).Slice()
-		return err
-	}
-	err = s.onConn(ctx, key, func(cn *redis.Conn) error {
-		if cn == nil || s.waitReplicas <= 0 {
-			return run(s.rdb)
-		}
-		return run(cn)
-	})
+	out, err := s.evalOn(ctx, key, claimLockScript, keys, args...).Slice()
 	if err != nil {
 		return "", 0, nil, redisErr("claim "+id, err)
 	}
@@ -338,7 +326,7 @@ func (s *RedisStore) RenewClaims(ctx context.Context, ids []string, owner string
 func (s *RedisStore) SetClaim(ctx context.Context, id, value string, ttl time.Duration) error {
 	key := s.keys.Claim(id)
 	err := s.onConn(ctx, key, func(c *redis.Conn) error {
-		if c == nil || s.waitReplicas <= 0 {
+		if c == nil {
 			return s.rdb.Set(ctx, key, value, ttl).Err()
 		}
 		return c.Set(ctx, key, value, ttl).Err()
