@@ -165,7 +165,10 @@ func (s *Service) handle(ctx context.Context, j job) {
 	relays := s.responseRelays(ev, j.via, ans.relays, isRefusal(ans.payload))
 	st.done(stageBuild)
 	sent := s.outbox.sends.watch(resp.ID)
-	delivered := s.storeAndDeliver(ctx, j, &resp, relays)
+	delivered, answered := s.storeAndDeliver(ctx, j, &resp, relays)
+	if !answered {
+		return // resumed (resumeLater): counted and logged when it is answered
+	}
 	st.storedAndSent(sent(), delivered)
 
 	action := req.Action
@@ -392,23 +395,25 @@ func (s *Service) storeAnswer(ctx context.Context, j job, resp *nostr.Event) err
 // retried as storeAnswer is, and is then sent as deliver sends it. When
 // Redis stays away until the request is stale, it falls back to deliver
 // alone (which publishes unstored when it cannot store), as storeAnswer's
-// failure did. It returns deliver's result.
+// failure did. delivered is deliver's result.
 //
 // When the restart handed its final writes to ctx's CommitLater (see
 // commitLater), they go into the same transaction, so a restart ends with
 // one round trip, not two. If that fails for the whole budget, nothing
 // is answered: the room lock is released and the restart resumed
-// (resumeLater), exactly as when the restart's own commit fails.
-func (s *Service) storeAndDeliver(ctx context.Context, j job, resp *nostr.Event, relays []string) bool {
+// (resumeLater), exactly as when the restart's own commit fails, and
+// answered is false: the request is neither answered nor to be counted
+// yet.
+func (s *Service) storeAndDeliver(ctx context.Context, j job, resp *nostr.Event, relays []string) (delivered, answered bool) {
 	a := s.newPending(j.id(), resp, relays)
 	if cl := rooms.CommitLaterFrom(ctx); cl.Pending() {
 		stored, err := s.claims.answeredPending(ctx, s.pending.store, cl, a)
 		if err != nil {
 			cl.Abort()
 			s.resumeLater(j, fmt.Errorf("%w: %w", rooms.ErrIncomplete, err))
-			return false
+			return false, false
 		}
-		return s.sendPending(ctx, stored)
+		return s.sendPending(ctx, stored), true
 	}
 	sctx, cancel := context.WithDeadline(ctx, s.staleAt(j))
 	var stored *pendingAnswer
@@ -420,9 +425,9 @@ func (s *Service) storeAndDeliver(ctx context.Context, j job, resp *nostr.Event,
 	cancel()
 	if err != nil {
 		s.log.Warn("store response", "id", j.id(), "err", err)
-		return s.deliver(ctx, j.id(), resp, relays)
+		return s.deliver(ctx, j.id(), resp, relays), true
 	}
-	return s.sendPending(ctx, stored)
+	return s.sendPending(ctx, stored), true
 }
 
 func (s *Service) drop(err error) {

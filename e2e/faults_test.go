@@ -551,3 +551,72 @@ func truncate(s string, n int) string {
 	}
 	return s[:n] + "…"
 }
+
+// TestFaultFinalCommitRefused: Redis refuses writes (maxmemory, noeviction)
+// at the moment a restart in place ends, after its LiveKit room was
+// recreated, so the one transaction holding the restart's writes and its
+// answer (rooms.CommitAnswered) fails for the whole dependency budget.
+// The request is not answered then: it is resumed once Redis takes writes
+// again, answered exactly once, and counted once (it was counted "ok" a
+// first time when the transaction failed).
+func TestFaultFinalCommitRefused(t *testing.T) {
+	w := newWorld(t, 1)
+	// LiveKit must be back within this budget (LiveKit's start, under CI's
+	// load) and the final transaction is retried for as long.
+	w.cfg.Limits.DependencyTimeout = 6 * time.Second
+	w.start()
+	ctx := context.Background()
+	host := newUser(t)
+	id := uuid.NewString()
+	w.nestsRecord(id, host.pk, nil, nil)
+	w.createLiveRoom(id)
+
+	// LiveKit down: the restart waits inside its room lock, retrying.
+	w.lk.Stop()
+	req := signRequest(t, w, host, coord(host.pk, id), "restart", "")
+	answer := w.sendAsync(host, req, 60*time.Second)
+	waitFor(t, "the restart inside its room lock", func() bool {
+		return w.rdb.Exists(ctx, "nestbot:{"+id+"}:lock").Val() == 1
+	})
+	// Writes refused from here; LiveKit back: the room is recreated, then
+	// the final transaction fails.
+	if err := w.rdb.ConfigSet(ctx, "maxmemory-policy", "noeviction").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.rdb.ConfigSet(ctx, "maxmemory", "1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	w.lk.Start()
+	waitFor(t, "the restart resumed after its final transaction failed", func() bool {
+		return metric(t, w.svc, "nestbot_request_retries_total", map[string]string{"step": "resume"}) >= 1
+	})
+	if n := metric(t, w.svc, "nestbot_requests_total", nil); n != 0 {
+		t.Errorf("%v requests counted before the request was answered: want 0", n)
+	}
+	if err := w.rdb.ConfigSet(ctx, "maxmemory", "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+
+	ex := <-answer
+	if ex == nil {
+		t.FailNow()
+	}
+	if res := restartResult(t, ex.Payload); res.RoomID != id || res.IsNewRoom {
+		t.Fatalf("result %+v, want room %s restarted in place", res, id)
+	}
+	if w.liveRoom(id) == nil {
+		t.Fatal("no LiveKit room after the restart")
+	}
+	settled(t, w.svc, 1)
+	if n := metric(t, w.svc, "nestbot_requests_total", map[string]string{"action": "restart", "outcome": "ok"}); n != 1 {
+		t.Errorf("%v restarts counted ok: want 1", n)
+	}
+	got := responsesTo(t, w.relayURLs(), w.botPub(), []string{req.ID})
+	exactlyOnce(t, got, []string{req.ID})
+	waitFor(t, "the claim marked delivered", func() bool {
+		return w.rdb.Get(ctx, "nestbot:{"+req.ID+"}:claim").Val() == "done"
+	})
+	if w.rdb.Exists(ctx, "nestbot:{"+id+"}:lock").Val() != 0 {
+		t.Error("the room lock is still held")
+	}
+}
