@@ -18,6 +18,7 @@ import (
 // a failure for a room that was already changed.
 func (s *Service) resumeLater(j job, err error) {
 	j.attempt++
+	j.finishing = true
 	wait := retry.Request.Wait(j.attempt)
 	if time.Now().Add(wait).After(s.staleAt(j)) {
 		s.metrics.Dropped.WithLabelValues("incomplete").Inc()

@@ -316,7 +316,7 @@ func (s *Service) handleDM(ctx context.Context, j job) {
 			l = s.relayListsOf(ctx, cmd.sender)
 		}()
 	}
-	text, action, outcome, room, werr := s.dmAnswer(ctx, cmd, parsed)
+	text, action, outcome, room, werr := s.dmAnswer(ctx, cmd, parsed, j.finishing)
 	if text == "" {
 		// Nothing to say (not a command, and the sender already got the
 		// help text lately, or is not served): the claim is settled.
@@ -373,7 +373,9 @@ func (s *Service) handleDM(ctx context.Context, j job) {
 // dmAnswer decides the reply to one claimed command. text is "" when the
 // bot stays silent; action and outcome label metrics; err is an internal
 // error worth logging (with text "", a reason to leave the claim open).
-func (s *Service) dmAnswer(ctx context.Context, cmd *dmCommand, p dmParsed) (text, action, outcome string, room nostrx.Coordinate, err error) {
+// finishing: the command is a restart resumed after a public change
+// (job.finishing, Service.finish).
+func (s *Service) dmAnswer(ctx context.Context, cmd *dmCommand, p dmParsed, finishing bool) (text, action, outcome string, room nostrx.Coordinate, err error) {
 	switch p.verb {
 	case verbNone:
 		// Not a command: the help text, at most once per sender per
@@ -407,7 +409,12 @@ func (s *Service) dmAnswer(ctx context.Context, cmd *dmCommand, p dmParsed) (tex
 	if len(p.room.Relays) > 0 {
 		req.RelayHint = p.room.Relays[0]
 	}
-	ans := s.work(ctx, req, p.err)
+	var ans answer
+	if finishing && p.err == nil {
+		ans = s.finish(ctx, req)
+	} else {
+		ans = s.work(ctx, req, p.err)
+	}
 	action = req.Action
 	if ans.resume {
 		return "", action, ans.outcome, ans.room, ans.err // finished later: handleDM resumes it

@@ -14,7 +14,10 @@ type job struct {
 	via      string
 	received time.Time
 
-	attempt    int       // claim attempts that failed because Redis did not answer
+	attempt int // claim attempts that failed because Redis did not answer
+	// finishing: a restart resumed after a public change (resumeLater); it
+	// was admitted on its first run and is finished, not admitted again.
+	finishing  bool
 	watching   bool      // another instance held the claim; we look again later
 	watchUntil time.Time // when to stop watching
 }

@@ -20,17 +20,20 @@ import (
 //	intake     s.verifyEvent (id and signature)   → s.seen.Add (dedupe)
 //	           → s.dispatch (lanes.go: known-host lane or shared queue)
 //	runJob     a worker takes the job (lanes.go: next), panic guard
-//	handle     nostrx.ParseRequest → s.claimCounting (claims.go →
-//	           rooms/claims.go, with the requester's rate count in the same
-//	           script on one server; deferred.go when Redis or another
-//	           replica holds it)
-//	           → s.work: s.admit (access.go allow/deny, the claim's count or
-//	             s.rateAllow → rooms.RedisStore.RateAllow)
+//	handle     nostrx.ParseRequest → s.claimLocking (claims.go →
+//	           rooms/claims.go, with the requester's rate count, and a
+//	           restart's room lock, in the same script on one server;
+//	           deferred.go when Redis or another replica holds it)
+//	           → s.workCounted: s.admitCounted (access.go allow/deny, the
+//	             claim's count or s.rateAllow → rooms.RedisStore.RateAllow)
 //	             → rooms.Engine.Restart or Status (rooms/engine.go)
+//	             (s.finish instead for a restart resumed after a public
+//	             change: not admitted again, deferred.go resumeLater)
 //	           → nostrx.BuildResponse (the answer, NIP-44)
 //	           → s.storeAndDeliver: the answer into its claim and the pending
-//	             answers in one round trip (claims.go, pending.go), then sent
-//	             (pending.go, relayio.go)
+//	             answers in one round trip (claims.go, pending.go), with the
+//	             restart's own writes (commitLater), then sent (pending.go,
+//	             relayio.go)
 //
 // Direct-message commands join at runJob (dm.go: intakeDM, handleDM) and
 // take the same claim, work and delivery steps.
@@ -136,7 +139,7 @@ func (s *Service) handle(ctx context.Context, j job) {
 	// its requester's rate is counted by the claim's own round trip.
 	req, perr := nostrx.ParseRequest(ev)
 	countFor := ""
-	if perr == nil && s.listed(req.Requester) == nil {
+	if perr == nil && !j.finishing && s.listed(req.Requester) == nil {
 		countFor = req.Requester
 	}
 	stored, ours, counted := s.claimLocking(ctx, j, countFor, req, perr)
@@ -148,7 +151,12 @@ func (s *Service) handle(ctx context.Context, j job) {
 		return
 	}
 
-	ans := s.workCounted(ctx, req, perr, counted)
+	var ans answer
+	if j.finishing && perr == nil {
+		ans = s.finish(ctx, req)
+	} else {
+		ans = s.workCounted(ctx, req, perr, counted)
+	}
 	st.done(stageWork)
 	if ans.resume {
 		s.resumeLater(j, ans.err)
@@ -285,51 +293,75 @@ func (s *Service) work(ctx context.Context, req nostrx.Request, perr error) answ
 // rate window (counted: the window's count, this request included; 0 when
 // not counted yet, see admitCounted).
 func (s *Service) workCounted(ctx context.Context, req nostrx.Request, perr error, counted int64) answer {
-	resultType := req.Action
-	if resultType != nostrx.ActionStatus {
-		resultType = nostrx.ActionRestart
-	}
-	fail := func(err error) answer {
-		a := answer{payload: nostrx.ErrorPayload(resultType, err), room: req.Room, outcome: string(nostrx.CodeOf(err))}
-		if code := nostrx.CodeOf(err); code == nostrx.CodeInternal || code == nostrx.CodeUnavailable {
-			a.err = err
-		}
-		return a
-	}
 	if perr != nil {
-		return fail(perr)
+		return failed(req, perr)
 	}
 	if err := s.admitCounted(ctx, req, counted); err != nil {
-		return fail(err)
+		return failed(req, err)
 	}
 	switch req.Action {
 	case nostrx.ActionStatus:
 		res, err := s.engine.Status(ctx, req)
 		if err != nil {
-			return fail(err)
+			return failed(req, err)
 		}
 		p, err := nostrx.ResultPayload(nostrx.ActionStatus, res)
 		if err != nil {
-			return fail(err)
+			return failed(req, err)
 		}
 		return answer{payload: p, room: req.Room, outcome: "ok"}
 	default:
-		res, err := s.engine.Restart(ctx, req)
-		if errors.Is(err, rooms.ErrIncomplete) {
-			return answer{resume: true, err: err, room: req.Room, outcome: "incomplete"}
-		}
-		if err != nil {
-			return fail(err)
-		}
-		p, err := nostrx.ResultPayload(nostrx.ActionRestart, res.RestartResult)
-		if err != nil {
-			return fail(err)
-		}
-		if res.Event != nil {
-			s.metrics.Published.WithLabelValues(strconv.Itoa(nostrx.KindRoom)).Inc()
-		}
-		return answer{payload: p, room: res.Room, relays: res.Relays, record: res.Record, outcome: "ok"}
+		return s.restart(ctx, req)
 	}
+}
+
+// finish is work for a restart resumed after a public change
+// (resumeLater, job.finishing). It was admitted, and counted against its
+// requester's rate, on its first run, so it is not admitted again: a host
+// at the limit would be told RATE_LIMITED about a room already recreated.
+// A failure that may pass (UNAVAILABLE, INTERNAL) resumes it again, as
+// rooms.ErrIncomplete does, so that a room already changed is never
+// answered with one.
+func (s *Service) finish(ctx context.Context, req nostrx.Request) answer {
+	ans := s.restart(ctx, req)
+	if ans.outcome == string(nostrx.CodeUnavailable) || ans.outcome == string(nostrx.CodeInternal) {
+		return answer{resume: true, err: ans.err, room: req.Room, outcome: "incomplete"}
+	}
+	return ans
+}
+
+// restart runs an admitted restart request on the engine.
+func (s *Service) restart(ctx context.Context, req nostrx.Request) answer {
+	res, err := s.engine.Restart(ctx, req)
+	if errors.Is(err, rooms.ErrIncomplete) {
+		return answer{resume: true, err: err, room: req.Room, outcome: "incomplete"}
+	}
+	if err != nil {
+		return failed(req, err)
+	}
+	p, err := nostrx.ResultPayload(nostrx.ActionRestart, res.RestartResult)
+	if err != nil {
+		return failed(req, err)
+	}
+	if res.Event != nil {
+		s.metrics.Published.WithLabelValues(strconv.Itoa(nostrx.KindRoom)).Inc()
+	}
+	return answer{payload: p, room: res.Room, relays: res.Relays, record: res.Record, outcome: "ok"}
+}
+
+// failed is the answer refusing req with err (a nostrx.Refusal's code, or
+// INTERNAL); the error behind an INTERNAL or UNAVAILABLE answer is kept
+// for the log, never shown.
+func failed(req nostrx.Request, err error) answer {
+	resultType := req.Action
+	if resultType != nostrx.ActionStatus {
+		resultType = nostrx.ActionRestart
+	}
+	a := answer{payload: nostrx.ErrorPayload(resultType, err), room: req.Room, outcome: string(nostrx.CodeOf(err))}
+	if code := nostrx.CodeOf(err); code == nostrx.CodeInternal || code == nostrx.CodeUnavailable {
+		a.err = err
+	}
+	return a
 }
 
 // admit applies the operator's allow and deny lists and the per-requester

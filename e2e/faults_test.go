@@ -556,14 +556,19 @@ func truncate(s string, n int) string {
 // at the moment a restart in place ends, after its LiveKit room was
 // recreated, so the one transaction holding the restart's writes and its
 // answer (rooms.CommitAnswered) fails for the whole dependency budget.
-// The request is not answered then: it is resumed once Redis takes writes
-// again, answered exactly once, and counted once (it was counted "ok" a
-// first time when the transaction failed).
+// The request is not answered then: it is resumed. The resumed run finds
+// LiveKit down for its whole budget, and is resumed again rather than
+// answered UNAVAILABLE about a room already recreated; it is not counted
+// against its requester's rate a second time (limit 1). Once both are
+// back it is answered exactly once, restarted in place, and counted once.
 func TestFaultFinalCommitRefused(t *testing.T) {
 	w := newWorld(t, 1)
 	// LiveKit must be back within this budget (LiveKit's start, under CI's
 	// load) and the final transaction is retried for as long.
 	w.cfg.Limits.DependencyTimeout = 6 * time.Second
+	// The resumed run is the same request, admitted once: it is not
+	// counted against its requester's rate again.
+	w.cfg.Limits.RestartsPerMinute = 1
 	w.start()
 	ctx := context.Background()
 	host := newUser(t)
@@ -593,9 +598,18 @@ func TestFaultFinalCommitRefused(t *testing.T) {
 	if n := metric(t, w.svc, "nestbot_requests_total", nil); n != 0 {
 		t.Errorf("%v requests counted before the request was answered: want 0", n)
 	}
+	// The resumed run meets LiveKit down for its whole budget: a failure
+	// that may pass, for a room already recreated, is not answered; the
+	// run is resumed again. (Writes are refused until LiveKit is down, so
+	// the resumed run cannot reach LiveKit before: its claim is a write.)
+	w.lk.Stop()
 	if err := w.rdb.ConfigSet(ctx, "maxmemory", "0").Err(); err != nil {
 		t.Fatal(err)
 	}
+	waitFor(t, "the resumed restart resumed again after LiveKit's budget", func() bool {
+		return metric(t, w.svc, "nestbot_request_retries_total", map[string]string{"step": "resume"}) >= 2
+	})
+	w.lk.Start()
 
 	ex := <-answer
 	if ex == nil {
