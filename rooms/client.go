@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -158,8 +157,10 @@ func (h reloadOnError) check(err error) {
 func (s *RedisStore) Close() error { return s.rdb.Close() }
 
 // RouteRedisLogs sends go-redis's own log lines (it keeps a log.Logger of
-// its own on stderr) to log as warnings, quoted and cut to 300 bytes so
-// that a message cannot forge a line. Call it once, at process start.
+// its own on stderr) to log as warnings, msg "redis client" with the text,
+// cut to 300 bytes, in "detail" (a second "msg" key would make a JSON line
+// with a duplicate key). slog's handlers escape the text, so that it cannot
+// forge a line. Call it once, at process start.
 func RouteRedisLogs(log *slog.Logger) { redis.SetLogger(redisLogger{log}) }
 
 type redisLogger struct{ log *slog.Logger }
@@ -169,7 +170,7 @@ func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
 	if len(msg) > 300 {
 		msg = msg[:300] + "…"
 	}
-	l.log.WarnContext(ctx, "redis client", "msg", strconv.Quote(msg))
+	l.log.WarnContext(ctx, "redis client", "detail", msg)
 }
 
 // forEachMaster runs f on every master of a cluster (a SCAN sees one node's
