@@ -12,13 +12,14 @@ RELAY_URL ?= ws://127.0.0.1:7777
 deps:
 	bash devstack/install.sh
 
-## run: start the local stack and run the bot against it; the restart page (web/) is served on WEB_LISTEN
+## run: start the local stack and run the bot against it; the restart page (web/) is served on WEB_LISTEN.
+## The bot runs as bin/nestbot, not under `go run`, which exits 1 on Ctrl-C (make then reports an error).
 WEB_LISTEN ?= 127.0.0.1:8080
-run: deps web
+run: deps web build
 	bash devstack/up.sh
 	$(GO) build -o bin/nestweb ./cmd/nestweb
 	NESTBOT_NOSTR_RELAYS=$(RELAY_URL) bin/nestweb --config $(CONFIG) --dir web --listen $(WEB_LISTEN) & web=$$!; trap 'kill $$web 2>/dev/null || true' EXIT; \
-	NESTBOT_NOSTR_RELAYS=$(RELAY_URL) NESTBOT_NESTS_CONSOLE_URL=http://$(WEB_LISTEN)/ $(GO) run ./cmd/nestbot run --config $(CONFIG)
+	NESTBOT_NOSTR_RELAYS=$(RELAY_URL) NESTBOT_NESTS_CONSOLE_URL=http://$(WEB_LISTEN)/ bin/nestbot run --config $(CONFIG)
 
 ## test: vet, unit tests with the race detector, end-to-end tests on the real stack, the fault suite, the relay module, fuzz smoke,
 ## the JS client library and the restart page in a real browser
