@@ -157,10 +157,15 @@ func restartCmd(load func() (config.Config, error)) *cobra.Command {
 	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "restart <room>",
-		Short: "Ask a nestbot to restart a room and print its decrypted answer as JSON",
+		Short: "Ask a nestbot to restart a room (or, with --action status, for its status) and print its decrypted answer as JSON",
 		Long: "The room may be a naddr, nostr:naddr, a web link containing one, or 30312:<hex>:<d>.\n" +
 			"The key signs the request (--key, or NESTBOT_CLIENT_KEY); it must be the room's host or an admin.\n" +
-			"Exit status: 0 answered with a result, 3 answered with an error code, 1 anything else.",
+			"The bot and its relays come from --config (nostr.secret_key, nostr.relays) unless --bot and --relay are given.\n" +
+			"--action status asks whether the room is live, how many are in it and whether its record exists; it changes nothing.\n" +
+			"A room recreated under a new ID is adopted: the answer's template is signed with your key and published\n" +
+			"(stderr says \"adopted: …\" with the room's new address); --no-adopt leaves it the bot's.\n" +
+			"Exit status: 0 answered with a result, 3 answered with an error code, 1 anything else\n" +
+			"(no answer within --timeout, a bad flag, or an adoption no relay accepted).",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			room, err := nostrx.ParseRoomAddress(args[0])
