@@ -124,6 +124,17 @@ func TestAlertRules(t *testing.T) {
 			t.Errorf("no alert %s", want)
 		}
 	}
+	// An operator reads the list of alerts in docs/deploy.md ("Monitoring"):
+	// each one is named there, so that the list cannot fall behind the file.
+	doc, err := os.ReadFile("../docs/deploy.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for a := range seen {
+		if !strings.Contains(string(doc), "`"+a+"`") {
+			t.Errorf("docs/deploy.md does not name the alert %s", a)
+		}
+	}
 }
 
 // TestDashboard: the Grafana dashboard is JSON with panels whose queries
