@@ -83,6 +83,9 @@ func runCmd(load func() (config.Config, error)) *cobra.Command {
 			}
 			log := bot.NewLogger(os.Stderr, cfg.Log)
 			bot.RouteLibraryLogs(log)
+			for _, v := range config.UnknownEnv(os.Environ()) {
+				log.Warn("environment variable sets no configuration key; ignored", "var", v)
+			}
 			svc, err := bot.New(cfg, log)
 			if err != nil {
 				return err
