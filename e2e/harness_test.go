@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -316,6 +317,30 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// requestsDone waits until svc has finished n requests (4312 or DM): a
+// worker observes a request's latency last, after its answer was sent
+// and after it counted the request (nestbot_requests_total), learned the
+// known lane and timed the stages. The client sees the answer before all
+// of that, so a test reading any of it waits here first.
+func requestsDone(t *testing.T, svc *bot.Service, n uint64) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("%d requests finished", n), func() bool {
+		fams, err := svc.Metrics().Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got uint64
+		for _, f := range fams {
+			if f.GetName() == "nestbot_request_duration_seconds" {
+				for _, m := range f.GetMetric() {
+					got += m.GetHistogram().GetSampleCount()
+				}
+			}
+		}
+		return got >= n
+	})
 }
 
 func coord(author, d string) nostrx.Coordinate {
