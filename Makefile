@@ -42,7 +42,7 @@ unit:
 
 ## e2e: the bot end to end on real Redis, LiveKit, relays and nostr-tools (see e2e/doc.go for why not -race)
 e2e:
-	$(GO) test -count=1 ./e2e/...
+	$(GO) test -count=1 -timeout 20m ./e2e/...
 
 ## faults: the fault suite (build tag faults): relay, Redis, LiveKit and the bot itself killed or stopped
 ## mid-request, three replicas, a hostile relay's forgeries and flood, poisoned DMs and the 60 s hostile soak

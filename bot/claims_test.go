@@ -24,8 +24,11 @@ func TestClaimsLifecycle(t *testing.T) {
 	defer rdb.Close()
 	store := rooms.NewRedisStore(rdb, "nest:", "nestbot:", time.Hour)
 	ctx := context.Background()
+	// An owner lease of 1 s (renewed every 1/3 s): long enough that a
+	// loaded machine running the race detector does not starve a's
+	// renewals past it, as 300 ms could (see rooms.TestLockLease).
 	mk := func() *claims {
-		return &claims{store: store, instance: newInstanceID(), lease: time.Minute, ttl: time.Hour, renewEvery: 100 * time.Millisecond}
+		return &claims{store: store, instance: newInstanceID(), lease: time.Minute, ttl: time.Hour, renewEvery: time.Second / 3}
 	}
 	a, b := mk(), mk()
 	hbCtx, stopA := context.WithCancel(ctx)

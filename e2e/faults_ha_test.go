@@ -337,12 +337,21 @@ func runHAScenario(t *testing.T, deploy func(*testing.T, *config.Config) *haDepl
 	for _, r := range w.allLiveRooms() {
 		live[r.Name] = true
 	}
-	events := map[string]int{}
-	for _, url := range w.relayURLs()[:1] {
-		for _, ev := range query(t, url, nostr.Filter{Kinds: []int{nostrx.KindRoom}, Authors: []string{w.botPub()}, Limit: 1000}) {
+	// On the first relay: a restart returns once one relay accepted its
+	// room event (maybe the other one), so wait for this one to have them.
+	var events map[string]int
+	waitFor(t, "every new room's event on the first relay", func() bool {
+		events = map[string]int{}
+		for _, ev := range query(t, w.relayURLs()[0], nostr.Filter{Kinds: []int{nostrx.KindRoom}, Authors: []string{w.botPub()}, Limit: 1000}) {
 			events[ev.Tags.GetD()]++
 		}
-	}
+		for _, id := range newID {
+			if events[id] == 0 {
+				return false
+			}
+		}
+		return true
+	})
 	mappings := 0
 	for i, c := range cases {
 		if !c.gone {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -307,15 +308,42 @@ func query(t *testing.T, url string, f nostr.Filter) []*nostr.Event {
 	return evs
 }
 
+// waitFor polls cond until it holds. Its deadline only bounds a test that
+// fails: it is far above any wait on a machine loaded past its cores (CI
+// shares its two), since a test must not fail for being slow.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("gave up waiting for: %s", what)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// requestsDone waits until svc has finished n requests (4312 or DM): a
+// worker observes a request's latency last, after its answer was sent
+// and after it counted the request (nestbot_requests_total), learned the
+// known lane and timed the stages. The client sees the answer before all
+// of that, so a test reading any of it waits here first.
+func requestsDone(t *testing.T, svc *bot.Service, n uint64) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("%d requests finished", n), func() bool {
+		fams, err := svc.Metrics().Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got uint64
+		for _, f := range fams {
+			if f.GetName() == "nestbot_request_duration_seconds" {
+				for _, m := range f.GetMetric() {
+					got += m.GetHistogram().GetSampleCount()
+				}
+			}
+		}
+		return got >= n
+	})
 }
 
 func coord(author, d string) nostrx.Coordinate {

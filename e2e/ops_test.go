@@ -219,8 +219,9 @@ func TestOpsEndpoints(t *testing.T) {
 	if p := w.ask(host, coord(host.pk, id), "status").Payload; p.Error != nil {
 		t.Fatalf("status: %+v", p.Error)
 	}
-	// The bot counts a request once its answer is out: after the client saw it.
-	waitFor(t, "the request counted", func() bool { return metric(t, r.svc, "nestbot_requests_total", nil) == 1 })
+	// The bot counts a request, and then observes its duration, once its
+	// answer is out: after the client saw it.
+	requestsDone(t, r.svc, 1)
 	code, body = httpGet(r.base + "/metrics")
 	if code != 200 {
 		t.Fatalf("/metrics: %d", code)

@@ -592,10 +592,12 @@ func TestRequesterRateLimit(t *testing.T) {
 	id := uuid.NewString()
 	w.nestsRecord(id, host.pk, nil, nil)
 	// The current minute and its neighbours, so a minute boundary cannot
-	// reset the window between the requests.
+	// reset the window between the requests; count reads the same minutes
+	// (were they taken again, a boundary between two reads would shift
+	// them and miscount).
+	base := time.Now().Unix() / 60
 	set := func(n int) {
-		now := time.Now().Unix() / 60
-		for m := now - 1; m <= now+2; m++ {
+		for m := base - 1; m <= base+2; m++ {
 			key := w.cfg.Redis.BotPrefix + "rate:" + host.pk + ":" + strconv.FormatInt(m, 10)
 			if err := w.rdb.Set(ctx, key, n, 5*time.Minute).Err(); err != nil {
 				t.Fatal(err)
@@ -604,8 +606,7 @@ func TestRequesterRateLimit(t *testing.T) {
 	}
 	count := func() int {
 		total := 0
-		now := time.Now().Unix() / 60
-		for m := now - 1; m <= now+2; m++ {
+		for m := base - 1; m <= base+2; m++ {
 			n, _ := w.rdb.Get(ctx, w.cfg.Redis.BotPrefix+"rate:"+host.pk+":"+strconv.FormatInt(m, 10)).Int()
 			total += n
 		}

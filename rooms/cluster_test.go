@@ -85,7 +85,8 @@ func TestStoreOnCluster(t *testing.T) {
 
 		// Claims: a's lease ends (it is never renewed), b takes over.
 		id := "req-" + old.D
-		if res, err := s.Claim(ctx, id, "aaaa", time.Minute, 300*time.Millisecond, true); err != nil || res != "acquired" {
+		// a's lease must outlast the next call under load (1 s; it is then waited out).
+		if res, err := s.Claim(ctx, id, "aaaa", time.Minute, time.Second, true); err != nil || res != "acquired" {
 			t.Fatalf("claim = %q, %v", res, err)
 		}
 		if res, err := s.Claim(ctx, id, "bbbb", time.Minute, time.Second, false); err != nil || res != "busy" {
