@@ -624,7 +624,7 @@ func TestFaultFinalCommitRefused(t *testing.T) {
 	if w.liveRoom(id) == nil {
 		t.Fatal("no LiveKit room after the restart")
 	}
-	settled(t, w.svc, 1)
+	requestsDone(t, w.svc, 1)
 	if n := metric(t, w.svc, "nestbot_requests_total", map[string]string{"action": "restart", "outcome": "ok"}); n != 1 {
 		t.Errorf("%v restarts counted ok: want 1", n)
 	}

@@ -1,12 +1,10 @@
 package e2e
 
 import (
-	"fmt"
 	"testing"
 
 	"github.com/google/uuid"
 	"github.com/nbd-wtf/go-nostr"
-	"github.com/nestbot/nestbot/bot"
 )
 
 // TestKnownLaneOnlyFromRecords (issue 9, item 5): the priority lane of
@@ -35,7 +33,7 @@ func TestKnownLaneOnlyFromRecords(t *testing.T) {
 	if ex.Payload.Error != nil {
 		t.Fatalf("status by an admin the room event names: %s %s", ex.Payload.Error.Code, ex.Payload.Error.Message)
 	}
-	settled(t, svc, 1)
+	requestsDone(t, svc, 1)
 	if n := metric(t, svc, "nestbot_known_pubkeys", nil); n != 0 {
 		t.Fatalf("%v pubkeys known after one look-up of a room event naming 150 admins: want 0", n)
 	}
@@ -47,7 +45,7 @@ func TestKnownLaneOnlyFromRecords(t *testing.T) {
 	if ex.Payload.Error != nil {
 		t.Fatalf("status by the host of a record: %s", ex.Payload.Error.Code)
 	}
-	settled(t, svc, 2)
+	requestsDone(t, svc, 2)
 	if n := metric(t, svc, "nestbot_known_pubkeys", nil); n != 2 {
 		t.Fatalf("%v pubkeys known after a request on a record naming a host and an admin: want 2", n)
 	}
@@ -61,20 +59,8 @@ func TestKnownLaneOnlyFromRecords(t *testing.T) {
 	if ex.Payload.Error != nil || ex.Payload.Result == nil {
 		t.Fatalf("restart by the host of a record: %+v", ex.Payload.Error)
 	}
-	settled(t, svc, 3)
+	requestsDone(t, svc, 3)
 	if n := metric(t, svc, "nestbot_known_pubkeys", nil); n != 4 {
 		t.Fatalf("%v pubkeys known after a restart of a record naming a host and an admin: want 4", n)
 	}
-}
-
-// settled waits until the service has finished n requests. The known lane
-// learns after the answer is sent (off the requester's wait), and the
-// request is counted after that, so a count of n means the lane is final
-// for the first n requests; reading it as soon as the answer arrives
-// races the worker.
-func settled(t *testing.T, svc *bot.Service, n float64) {
-	t.Helper()
-	waitFor(t, fmt.Sprintf("%v requests counted", n), func() bool {
-		return metric(t, svc, "nestbot_requests_total", nil) >= n
-	})
 }
