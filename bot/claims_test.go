@@ -67,7 +67,7 @@ func TestClaimsLifecycle(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if s == claimAcquired {
+		if s == claimTaken {
 			break
 		}
 		if s != claimBusy {

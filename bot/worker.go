@@ -237,7 +237,8 @@ func (s *Service) claim(ctx context.Context, j job) (stored *nostr.Event, ours b
 // claimCounting is claim that, given a requester's pubkey, also counts the
 // request in its rate window when it takes the claim, in the same round
 // trip (claims.acquireCounted): counted is the window's count, 0 when not
-// counted.
+// counted, countedBefore when the claim was taken over (or taken again)
+// rather than new, whatever pubkey.
 func (s *Service) claimCounting(ctx context.Context, j job, pubkey string) (stored *nostr.Event, ours bool, counted int64) {
 	return s.claimLocking(ctx, j, pubkey, nostrx.Request{}, nil)
 }
@@ -279,9 +280,21 @@ func (s *Service) claimLocking(ctx context.Context, j job, pubkey string, req no
 		return stored, false, 0
 	case claimAcquired:
 		return nil, true, counted
+	case claimTaken:
+		return nil, true, countedBefore
 	}
 	return nil, false, 0
 }
+
+// countedBefore is claimLocking's count for a request whose claim existed
+// before it was ours (claimTaken: a take-over from a dead instance, or
+// this instance's own claim again): it was counted against its
+// requester's rate when it was first claimed, and admitCounted does not
+// count it again. The first claimant may have died between the count and
+// its answer, so whether it was within the limit is not known: it is
+// admitted, at worst one request over the limit, rather than refused
+// RATE_LIMITED about a room its first run may already have changed.
+const countedBefore int64 = -1
 
 // work turns a parsed request into an answer. Every path returns exactly
 // one answer; internal errors are logged, never shown.
@@ -371,13 +384,14 @@ func (s *Service) admit(ctx context.Context, req nostrx.Request) error {
 }
 
 // admitCounted is admit for a request whose rate window count the claim
-// already took (counted > 0, see claimCounting): it is not counted again.
+// already took (counted > 0, see claimCounting): it is not counted again;
+// countedBefore: counted when first claimed, admitted.
 func (s *Service) admitCounted(ctx context.Context, req nostrx.Request, counted int64) error {
 	if err := s.listed(req.Requester); err != nil {
 		return err
 	}
-	ok := counted > 0 && counted <= int64(s.cfg.Limits.RestartsPerMinute)
-	if counted <= 0 {
+	ok := counted == countedBefore || (counted > 0 && counted <= int64(s.cfg.Limits.RestartsPerMinute))
+	if counted == 0 {
 		var err error
 		ok, err = s.rateAllow(ctx, req.Requester)
 		if err != nil {

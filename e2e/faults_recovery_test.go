@@ -1,0 +1,161 @@
+//go:build faults
+
+// Crash consistency of the request path: claims taken over from a dead
+// bot, restarts resumed after a public change, and the answer of each,
+// for kind 4312 requests and for commands by direct message. Each test
+// runs against the real stack (redis-server, livekit-server, the khatru
+// relay) and `nestbot run` processes it kills; see docs/reliability.md.
+package e2e
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nbd-wtf/go-nostr"
+
+	"github.com/nestbot/nestbot/bot"
+	"github.com/nestbot/nestbot/nostrx"
+	"github.com/nestbot/nestbot/rooms"
+)
+
+// killMidRecreate starts a bot process with LiveKit down, so that a
+// recreation of a gone room waits inside LiveKit's retries after its new
+// room ID was chosen, sends the request (through send), waits until the
+// bot holds claim id inside the recreation, and kills it. It returns the
+// new room ID the dead bot chose. LiveKit is started again.
+func killMidRecreate(t *testing.T, w *world, host *user, oldID, claimID string, send func()) string {
+	t.Helper()
+	ctx := context.Background()
+	w.lk.Stop()
+	a := w.startBotProc(w.cfg, "bot-a")
+	send()
+	pendingKey := rooms.DefaultKeys.Pending(coord(host.pk, oldID))
+	waitFor(t, "bot A inside the recreation (new ID chosen, claim held)", func() bool {
+		return w.rdb.Exists(ctx, pendingKey).Val() == 1 && strings.HasPrefix(w.rdb.Get(ctx, rooms.DefaultKeys.Claim(claimID)).Val(), "w:")
+	})
+	pending := w.rdb.Get(ctx, pendingKey).Val()
+	a.kill()
+	w.lk.Start()
+	return pending
+}
+
+// fillRateWindows marks pubkey's rate windows from now to two minutes on
+// as holding one request each: the request under test, counted when bot A
+// claimed it, whichever clock minute the take-over lands in (the limit is
+// 1). A window that exists already (A's) is left as it is.
+func fillRateWindows(t *testing.T, w *world, pubkey string) []string {
+	t.Helper()
+	var keys []string
+	m := time.Now().Unix() / 60
+	for i := range int64(3) {
+		k := rooms.DefaultKeys.Rate(pubkey, m+i)
+		if err := w.rdb.SetNX(context.Background(), k, 1, 4*time.Minute).Err(); err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+// checkCountedOnce: every window fillRateWindows set still counts one
+// request: the take-over did not count the request again.
+func checkCountedOnce(t *testing.T, w *world, keys []string) {
+	t.Helper()
+	for _, k := range keys {
+		if v := w.rdb.Get(context.Background(), k).Val(); v != "1" {
+			t.Errorf("rate window %s counts %q requests, want 1: the request was counted again", k, v)
+		}
+	}
+}
+
+// checkOneRecreation: one LiveKit room, one record and one replacement
+// event, all under newID.
+func checkOneRecreation(t *testing.T, w *world, newID string) {
+	t.Helper()
+	if rs := w.allLiveRooms(); len(rs) != 1 || rs[0].Name != newID {
+		t.Errorf("LiveKit rooms %v, want only %s", rs, newID)
+	}
+	if keys := w.rdb.Keys(context.Background(), "nest:*").Val(); len(keys) != 1 || keys[0] != "nest:"+newID {
+		t.Errorf("records %v, want only nest:%s", keys, newID)
+	}
+	evs := query(t, w.relays[0].URL, nostr.Filter{Kinds: []int{nostrx.KindRoom}, Authors: []string{w.botPub()}})
+	if len(evs) != 1 || evs[0].Tags.GetD() != newID {
+		t.Errorf("%d replacement events, want one for %s", len(evs), newID)
+	}
+}
+
+// TestFaultTakeoverAtRateLimit: a bot is killed inside a recreation (new
+// room ID chosen, LiveKit down) of a request that used its requester's
+// whole rate (limit 1). The bot that takes the claim over finishes the
+// same recreation and answers with it: the request was counted when it
+// was first claimed, and a take-over is the same request, not a second
+// one. Before, the take-over's claim script counted it again and the
+// answer was RATE_LIMITED about a room already chosen and half made.
+func TestFaultTakeoverAtRateLimit(t *testing.T) {
+	w := newWorld(t, 1)
+	w.cfg.Limits.DependencyTimeout = 60 * time.Second // bot A waits for LiveKit, never answers UNAVAILABLE
+	w.cfg.Limits.RestartsPerMinute = 1
+	t.Setenv("NESTBOT_LIMITS_RESTARTS_PER_MINUTE", "1") // for the bot processes (botEnv passes NESTBOT_*)
+	host := newUser(t)
+	oldID := uuid.NewString()
+	w.publishRoom(host, oldID, nil) // the record is gone; the host's event remains
+	req := signRequest(t, w, host, coord(host.pk, oldID), "restart", "")
+	var answer <-chan *bot.Exchange
+	pending := killMidRecreate(t, w, host, oldID, req.ID, func() { answer = w.sendAsync(host, req, 120*time.Second) })
+	windows := fillRateWindows(t, w, host.pk)
+	svc := w.start() // bot B: sees the request again, takes the dead bot's claim over
+
+	ex := <-answer
+	if ex == nil {
+		t.FailNow()
+	}
+	res := restartResult(t, ex.Payload)
+	if !res.IsNewRoom || res.RoomID != pending {
+		t.Fatalf("want the recreation bot A started (room %s), got %+v", pending, res)
+	}
+	settled(t, svc, 1)
+	checkOneRecreation(t, w, pending)
+	checkCountedOnce(t, w, windows)
+	exactlyOnce(t, responsesTo(t, w.relayURLs(), w.botPub(), []string{req.ID}), []string{req.ID})
+	w.waitClaimDone(req.ID)
+}
+
+// TestFaultDMTakeoverAtRateLimit is TestFaultTakeoverAtRateLimit for a
+// restart asked by NIP-17 direct message: the DM path claims the command
+// (its rumor id) and counts it on its own, and its take-over was counted
+// again too ("Slow down" about a room being recreated).
+func TestFaultDMTakeoverAtRateLimit(t *testing.T) {
+	w := newWorld(t, 1)
+	w.cfg.Limits.DependencyTimeout = 60 * time.Second
+	w.cfg.Limits.RestartsPerMinute = 1
+	t.Setenv("NESTBOT_LIMITS_RESTARTS_PER_MINUTE", "1")
+	host := newUser(t)
+	oldID := uuid.NewString()
+	w.publishRoom(host, oldID, nil)
+	wrap, rumorID := w.wrapDM(host, "restart nostr:"+coord(host.pk, oldID).Naddr(w.relays[0].URL))
+	pending := killMidRecreate(t, w, host, oldID, rumorID, func() { w.publish(wrap) })
+	windows := fillRateWindows(t, w, host.pk)
+	svc := w.start()
+
+	var replies map[string]nostr.Event
+	waitFor(t, "the reply to the DM", func() bool {
+		replies = repliesTo(t, w, w.relays[0].URL, host)
+		return len(replies) > 0
+	})
+	w.waitClaimDone(rumorID)
+	settled(t, svc, 1)
+	replies = repliesTo(t, w, w.relays[0].URL, host)
+	if len(replies) != 1 {
+		t.Fatalf("%d replies, want 1", len(replies))
+	}
+	for _, r := range replies {
+		if !strings.Contains(r.Content, "recreated") || !strings.Contains(r.Content, "(d tag "+pending+")") {
+			t.Fatalf("reply %q, want the recreation under %s", r.Content, pending)
+		}
+	}
+	checkOneRecreation(t, w, pending)
+	checkCountedOnce(t, w, windows)
+}
