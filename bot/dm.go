@@ -295,7 +295,11 @@ func openNIP04(content string, key []byte) (string, error) {
 // admit and work like a 4312, then exactly one reply in the same protocol.
 func (s *Service) handleDM(ctx context.Context, j job) {
 	cmd := j.dm
-	stored, ours, counted := s.claimCounting(ctx, j, "")
+	var stored *nostr.Event
+	ours, counted := true, countedBefore
+	if !j.givenUp { // a given-up restart holds its claim: answered, not claimed again
+		stored, ours, counted = s.claimCounting(ctx, j, "")
+	}
 	if stored != nil && !s.deliver(ctx, cmd.id, stored, s.dmReplyRelays(cmd, s.relayListsOf(ctx, cmd.sender), j.via)) {
 		s.forgetJob(j)
 	}
@@ -316,7 +320,13 @@ func (s *Service) handleDM(ctx context.Context, j job) {
 			l = s.relayListsOf(ctx, cmd.sender)
 		}()
 	}
-	text, action, outcome, room, werr := s.dmAnswer(ctx, cmd, parsed, j.finishing, counted)
+	text, action, outcome, room, werr := "", "", "", nostrx.Coordinate{}, error(nil)
+	if j.givenUp && parsed.err == nil {
+		action, outcome, room, werr = parsed.verb.action(), string(nostrx.CodeUnavailable), parsed.room, errGivenUp
+		text = s.refusalText(cmd.sender, nostrx.CodeUnavailable, nostrx.MessageOf(errGivenUp), parsed)
+	} else {
+		text, action, outcome, room, werr = s.dmAnswer(ctx, cmd, parsed, j.finishing, counted)
+	}
 	if text == "" {
 		// Nothing to say (not a command, and the sender already got the
 		// help text lately, or is not served): the claim is settled.

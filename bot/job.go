@@ -17,7 +17,11 @@ type job struct {
 	attempt int // claim attempts that failed because Redis did not answer
 	// finishing: a restart resumed after a public change (resumeLater); it
 	// was admitted on its first run and is finished, not admitted again.
-	finishing  bool
+	finishing bool
+	// givenUp: a restart resumed after a public change that cannot be
+	// finished before its request goes stale (resumeLater, claimRetry). It
+	// holds its claim and is answered UNAVAILABLE, without working again.
+	givenUp    bool
 	watching   bool      // another instance held the claim; we look again later
 	watchUntil time.Time // when to stop watching
 }

@@ -142,7 +142,11 @@ func (s *Service) handle(ctx context.Context, j job) {
 	if perr == nil && !j.finishing && s.listed(req.Requester) == nil {
 		countFor = req.Requester
 	}
-	stored, ours, counted := s.claimLocking(ctx, j, countFor, req, perr)
+	var stored *nostr.Event
+	ours, counted := true, countedBefore
+	if !j.givenUp { // a given-up restart holds its claim: answered, not claimed again
+		stored, ours, counted = s.claimLocking(ctx, j, countFor, req, perr)
+	}
 	st.done(stageClaim)
 	if stored != nil {
 		s.deliver(ctx, ev.ID, stored, s.responseRelays(ev, j.via, nil, refusalOnly(stored)))
@@ -152,9 +156,12 @@ func (s *Service) handle(ctx context.Context, j job) {
 	}
 
 	var ans answer
-	if j.finishing && perr == nil {
+	switch {
+	case j.givenUp && perr == nil:
+		ans = failed(req, errGivenUp)
+	case j.finishing && perr == nil:
 		ans = s.finish(ctx, req)
-	} else {
+	default:
 		ans = s.workCounted(ctx, req, perr, counted)
 	}
 	st.done(stageWork)
@@ -328,6 +335,9 @@ func (s *Service) workCounted(ctx context.Context, req nostrx.Request, perr erro
 	}
 }
 
+// errGivenUp is the answer to a restart given up (job.givenUp).
+var errGivenUp = nostrx.Refuse(nostrx.CodeUnavailable, "a backing service is unavailable; try again shortly")
+
 // finish is work for a restart resumed after a public change
 // (resumeLater, job.finishing). It was admitted, and counted against its
 // requester's rate, on its first run, so it is not admitted again: a host
@@ -338,7 +348,7 @@ func (s *Service) workCounted(ctx context.Context, req nostrx.Request, perr erro
 func (s *Service) finish(ctx context.Context, req nostrx.Request) answer {
 	ans := s.restart(ctx, req)
 	if ans.outcome == string(nostrx.CodeUnavailable) || ans.outcome == string(nostrx.CodeInternal) {
-		return answer{resume: true, err: ans.err, room: req.Room, outcome: "incomplete"}
+		return answer{resume: true, err: fmt.Errorf("%w: %w", rooms.ErrIncomplete, ans.err), room: req.Room, outcome: "incomplete"}
 	}
 	return ans
 }

@@ -159,3 +159,127 @@ func TestFaultDMTakeoverAtRateLimit(t *testing.T) {
 	checkOneRecreation(t, w, pending)
 	checkCountedOnce(t, w, windows)
 }
+
+// refuseWrites makes Redis refuse every write (maxmemory 1, noeviction),
+// or take them again (on false).
+func refuseWrites(t *testing.T, w *world, on bool) {
+	t.Helper()
+	ctx := context.Background()
+	if err := w.rdb.ConfigSet(ctx, "maxmemory-policy", "noeviction").Err(); err != nil {
+		t.Fatal(err)
+	}
+	limit := "0"
+	if on {
+		limit = "1"
+	}
+	if err := w.rdb.ConfigSet(ctx, "maxmemory", limit).Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestFaultResumedRestartGoesStale: a recreation makes its public change
+// (the new LiveKit room) and then cannot write its record: Redis refuses
+// writes, and keeps refusing them until the request is older than
+// max_request_age. The restart cannot be finished in time; it is answered
+// once, UNAVAILABLE (published unstored: Redis takes no writes), not left
+// unanswered. A new request, Redis back, finishes the same recreation:
+// one LiveKit room, one record, one replacement event under the new ID
+// the first run chose. Before, the request got no answer at all.
+func TestFaultResumedRestartGoesStale(t *testing.T) {
+	w := newWorld(t, 1)
+	w.cfg.Limits.DependencyTimeout = 6 * time.Second // LiveKit is back within it
+	w.cfg.Nostr.MaxRequestAge = 20 * time.Second
+	svc := w.start()
+	ctx := context.Background()
+	host := newUser(t)
+	oldID := uuid.NewString()
+	w.publishRoom(host, oldID, nil) // the record is gone: a recreation
+
+	w.lk.Stop()
+	req := signRequest(t, w, host, coord(host.pk, oldID), "restart", "")
+	answer := w.sendAsync(host, req, 90*time.Second)
+	pendingKey := rooms.DefaultKeys.Pending(coord(host.pk, oldID))
+	waitFor(t, "the recreation's new ID chosen", func() bool { return w.rdb.Exists(ctx, pendingKey).Val() == 1 })
+	pending := w.rdb.Get(ctx, pendingKey).Val()
+	refuseWrites(t, w, true)
+	w.lk.Start() // the new LiveKit room is made; its record cannot be written
+	waitFor(t, "the recreation resumed after its public change", func() bool {
+		return metric(t, svc, "nestbot_request_retries_total", map[string]string{"step": "resume"}) >= 1
+	})
+	ex := <-answer
+	if ex == nil {
+		t.FailNow()
+	}
+	wantError(t, ex.Payload, nostrx.CodeUnavailable)
+	if w.liveRoom(pending) == nil {
+		t.Fatalf("no LiveKit room %s: the recreation's public change did not happen", pending)
+	}
+	refuseWrites(t, w, false)
+	settled(t, svc, 1)
+	exactlyOnce(t, responsesTo(t, w.relayURLs(), w.botPub(), []string{req.ID}), []string{req.ID})
+
+	// The requester asks again, as UNAVAILABLE says: the same recreation is finished.
+	again := w.ask(host, coord(host.pk, oldID), "restart")
+	if res := restartResult(t, again.Payload); !res.IsNewRoom || res.RoomID != pending {
+		t.Fatalf("the new request: %+v, want the recreation under %s", res, pending)
+	}
+	checkOneRecreation(t, w, pending)
+}
+
+// TestFaultDMFinalCommitRefused is TestFaultFinalCommitRefused for a
+// restart asked by NIP-17 direct message (which commits its own writes,
+// not with its reply): the final commit is refused after the LiveKit room
+// was recreated, the resumed run meets LiveKit down for its whole budget,
+// and the command is still answered once, with the restart, when both are
+// back. Before, the resumed run's UNAVAILABLE dropped the command: its
+// claim released, no reply.
+func TestFaultDMFinalCommitRefused(t *testing.T) {
+	w := newWorld(t, 1)
+	w.cfg.Limits.DependencyTimeout = 6 * time.Second
+	w.cfg.Limits.RestartsPerMinute = 1
+	svc := w.start()
+	ctx := context.Background()
+	host := newUser(t)
+	id := uuid.NewString()
+	w.nestsRecord(id, host.pk, nil, nil)
+	w.createLiveRoom(id)
+
+	w.lk.Stop()
+	wrap, rumorID := w.wrapDM(host, "restart nostr:"+coord(host.pk, id).Naddr(w.relays[0].URL))
+	w.publish(wrap)
+	waitFor(t, "the restart inside its room lock", func() bool {
+		return w.rdb.Exists(ctx, rooms.DefaultKeys.Lock(id)).Val() == 1
+	})
+	refuseWrites(t, w, true)
+	w.lk.Start()
+	waitFor(t, "the restart resumed after its final commit failed", func() bool {
+		return metric(t, svc, "nestbot_request_retries_total", map[string]string{"step": "resume"}) >= 1
+	})
+	w.lk.Stop()
+	refuseWrites(t, w, false)
+	waitFor(t, "the resumed restart resumed again after LiveKit's budget", func() bool {
+		return metric(t, svc, "nestbot_request_retries_total", map[string]string{"step": "resume"}) >= 2
+	})
+	w.lk.Start()
+
+	w.waitClaimDone(rumorID)
+	settled(t, svc, 1)
+	replies := repliesTo(t, w, w.relays[0].URL, host)
+	if len(replies) != 1 {
+		t.Fatalf("%d replies, want 1", len(replies))
+	}
+	for _, r := range replies {
+		if !strings.Contains(r.Content, "Done: your room is restarted") {
+			t.Fatalf("reply %q, want the restart in place", r.Content)
+		}
+	}
+	if n := metric(t, svc, "nestbot_requests_total", map[string]string{"action": "restart", "outcome": "ok"}); n != 1 {
+		t.Errorf("%v restarts counted ok: want 1", n)
+	}
+	if w.liveRoom(id) == nil {
+		t.Fatal("no LiveKit room after the restart")
+	}
+	if w.rdb.Exists(ctx, rooms.DefaultKeys.Lock(id)).Val() != 0 {
+		t.Error("the room lock is still held")
+	}
+}
