@@ -295,6 +295,10 @@ func openNIP04(content string, key []byte) (string, error) {
 // admit and work like a 4312, then exactly one reply in the same protocol.
 func (s *Service) handleDM(ctx context.Context, j job) {
 	cmd := j.dm
+	if j.marks == nil {
+		j.marks = &rooms.Marks{}
+	}
+	ctx = rooms.WithMarks(ctx, j.marks)
 	var stored *nostr.Event
 	ours, counted := true, countedBefore
 	if !j.givenUp { // a given-up restart holds its claim: answered, not claimed again

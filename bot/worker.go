@@ -130,6 +130,10 @@ type answer struct {
 
 // handle processes one verified request: claim, parse, admit, work, answer.
 func (s *Service) handle(ctx context.Context, j job) {
+	if j.marks == nil {
+		j.marks = &rooms.Marks{}
+	}
+	ctx = rooms.WithMarks(ctx, j.marks)
 	ctx, endCommit := s.commitLater(ctx, j)
 	defer endCommit()
 	ev := j.ev

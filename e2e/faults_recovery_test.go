@@ -10,6 +10,7 @@ package e2e
 import (
 	"context"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/nbd-wtf/go-nostr"
 
 	"github.com/nestbot/nestbot/bot"
+	"github.com/nestbot/nestbot/internal/relaytest"
 	"github.com/nestbot/nestbot/nostrx"
 	"github.com/nestbot/nestbot/rooms"
 )
@@ -282,4 +284,114 @@ func TestFaultDMFinalCommitRefused(t *testing.T) {
 	if w.rdb.Exists(ctx, rooms.DefaultKeys.Lock(id)).Val() != 0 {
 		t.Error("the room lock is still held")
 	}
+}
+
+// TestFaultAnswerPendingBotKilled: a restart's answer is stored (in its
+// claim and as pending) but no relay has said OK to it when the bot is
+// SIGKILLed: its answer lease is not given back. A bot started again
+// sends the very same event once the dead bot's lease lapses, and the
+// relay accepts it exactly once; the request is not worked again.
+func TestFaultAnswerPendingBotKilled(t *testing.T) {
+	w, rs := progWorld(t, 1)
+	var open atomic.Bool
+	var accepts atomic.Int32
+	rs[0].SetPolicy(w.isAnswer, func(_ *nostr.Event, _ int) relaytest.Reply {
+		if open.Load() {
+			accepts.Add(1)
+			return relaytest.Accept
+		}
+		return relaytest.Reply{Reason: "error: disk full"}
+	})
+	ctx := context.Background()
+	a := w.startBotProc(w.cfg, "bot-a")
+	host := newUser(t)
+	req := w.restartRoom(host)
+	answer := w.sendAsync(host, req, 120*time.Second)
+	answers := nostr.Filter{Kinds: []int{nostrx.DefaultResponseKind}, Tags: nostr.TagMap{"e": {req.ID}}}
+	waitFor(t, "the answer pending in Redis, a copy refused", func() bool {
+		return w.rdb.Exists(ctx, rooms.DefaultKeys.Answer(req.ID)).Val() == 1 && len(rs[0].ArrivalsOf(answers)) > 0
+	})
+	first := rs[0].ArrivalsOf(answers)[0].ID
+	a.kill()
+	open.Store(true)
+	svc, _, _ := w.startLogged(w.cfg) // bot B
+
+	ex := <-answer
+	if ex == nil {
+		t.FailNow()
+	}
+	if ex.Response.ID != first {
+		t.Fatalf("answer %s delivered, want the event the dead bot stored (%s)", ex.Response.ID, first)
+	}
+	if r := restartResult(t, ex.Payload); r.IsNewRoom {
+		t.Fatalf("%+v", r)
+	}
+	waitFor(t, "the delivered answer no longer pending, the claim done", func() bool {
+		return w.rdb.Exists(ctx, rooms.DefaultKeys.Answer(req.ID)).Val() == 0 &&
+			w.rdb.Get(ctx, rooms.DefaultKeys.Claim(req.ID)).Val() == "done"
+	})
+	if n := accepts.Load(); n != 1 {
+		t.Errorf("the answer was accepted %d times, want 1", n)
+	}
+	ids := map[string]bool{}
+	for _, ar := range rs[0].ArrivalsOf(answers) {
+		ids[ar.ID] = true
+	}
+	if len(ids) != 1 {
+		t.Errorf("%d different answers to one request, want 1", len(ids))
+	}
+	if n := metric(t, svc, "nestbot_requests_total", nil); n != 0 {
+		t.Errorf("bot B worked on the request (%v), want 0: it was answered", n)
+	}
+}
+
+// TestFaultResumeKeepsItsRoom: a restart in place recreates its LiveKit
+// room while Redis refuses writes, so neither its recreation mark nor its
+// final transaction is written, and it is resumed. The resumed run, Redis
+// back, finishes the room the first run made instead of recreating it a
+// second time (kicking everyone out again): the process remembers the
+// mark the first run could not store. Before, the room was recreated
+// twice for one request.
+func TestFaultResumeKeepsItsRoom(t *testing.T) {
+	w := newWorld(t, 1)
+	w.cfg.Limits.DependencyTimeout = 6 * time.Second
+	svc := w.start()
+	ctx := context.Background()
+	host := newUser(t)
+	id := uuid.NewString()
+	w.nestsRecord(id, host.pk, nil, nil)
+	before := w.createLiveRoom(id).Sid
+
+	w.lk.Stop()
+	req := signRequest(t, w, host, coord(host.pk, id), "restart", "")
+	answer := w.sendAsync(host, req, 60*time.Second)
+	waitFor(t, "the restart inside its room lock", func() bool {
+		return w.rdb.Exists(ctx, rooms.DefaultKeys.Lock(id)).Val() == 1
+	})
+	refuseWrites(t, w, true)
+	w.lk.Start()
+	waitFor(t, "the restart resumed after its final transaction failed", func() bool {
+		return metric(t, svc, "nestbot_request_retries_total", map[string]string{"step": "resume"}) >= 1
+	})
+	made := w.liveRoom(id)
+	if made == nil || made.Sid == before {
+		t.Fatalf("LiveKit room %v: want the one the restart made (not %s)", made, before)
+	}
+	if w.rdb.Exists(ctx, rooms.DefaultKeys.Recreating(id)).Val() != 0 {
+		t.Fatal("the recreation mark was written although Redis refused writes")
+	}
+	refuseWrites(t, w, false)
+
+	ex := <-answer
+	if ex == nil {
+		t.FailNow()
+	}
+	if res := restartResult(t, ex.Payload); res.RoomID != id || res.IsNewRoom {
+		t.Fatalf("result %+v, want room %s restarted in place", res, id)
+	}
+	if now := w.liveRoom(id); now == nil || now.Sid != made.Sid {
+		t.Fatalf("LiveKit room %v after the resumed run, want the one the first run made (%s): recreated twice", now, made.Sid)
+	}
+	settled(t, svc, 1)
+	exactlyOnce(t, responsesTo(t, w.relayURLs(), w.botPub(), []string{req.ID}), []string{req.ID})
 }
