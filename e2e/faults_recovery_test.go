@@ -107,6 +107,7 @@ func TestFaultTakeoverAtRateLimit(t *testing.T) {
 	req := signRequest(t, w, host, coord(host.pk, oldID), "restart", "")
 	var answer <-chan *bot.Exchange
 	pending := killMidRecreate(t, w, host, oldID, req.ID, func() { answer = w.sendAsync(host, req, 120*time.Second) })
+	killed := time.Now()
 	windows := fillRateWindows(t, w, host.pk)
 	svc := w.start() // bot B: sees the request again, takes the dead bot's claim over
 
@@ -114,6 +115,7 @@ func TestFaultTakeoverAtRateLimit(t *testing.T) {
 	if ex == nil {
 		t.FailNow()
 	}
+	took := time.Since(killed)
 	res := restartResult(t, ex.Payload)
 	if !res.IsNewRoom || res.RoomID != pending {
 		t.Fatalf("want the recreation bot A started (room %s), got %+v", pending, res)
@@ -121,8 +123,9 @@ func TestFaultTakeoverAtRateLimit(t *testing.T) {
 	settled(t, svc, 1)
 	checkOneRecreation(t, w, pending)
 	checkCountedOnce(t, w, windows)
-	exactlyOnce(t, responsesTo(t, w.relayURLs(), w.botPub(), []string{req.ID}), []string{req.ID})
+	lost, dup := exactlyOnce(t, responsesTo(t, w.relayURLs(), w.botPub(), []string{req.ID}), []string{req.ID})
 	w.waitClaimDone(req.ID)
+	t.Logf("FIGURES takeover-at-limit: sent=1 answered=%d duplicated=%d result=recreated finished_after_kill_in=%s", 1-lost, dup, took.Round(time.Millisecond))
 }
 
 // TestFaultDMTakeoverAtRateLimit is TestFaultTakeoverAtRateLimit for a
@@ -212,6 +215,7 @@ func TestFaultResumedRestartGoesStale(t *testing.T) {
 	if ex == nil {
 		t.FailNow()
 	}
+	answeredAt := time.Since(req.CreatedAt.Time())
 	wantError(t, ex.Payload, nostrx.CodeUnavailable)
 	if w.liveRoom(pending) == nil {
 		t.Fatalf("no LiveKit room %s: the recreation's public change did not happen", pending)
@@ -226,6 +230,8 @@ func TestFaultResumedRestartGoesStale(t *testing.T) {
 		t.Fatalf("the new request: %+v, want the recreation under %s", res, pending)
 	}
 	checkOneRecreation(t, w, pending)
+	t.Logf("FIGURES resumed-stale: max_request_age=20s unavailable_answer_at=%s (request age, 1 s resolution) resumes=%.0f then the new request finished the same room",
+		answeredAt.Round(time.Second), metric(t, svc, "nestbot_request_retries_total", map[string]string{"step": "resume"}))
 }
 
 // TestFaultDMFinalCommitRefused is TestFaultFinalCommitRefused for a
@@ -313,6 +319,7 @@ func TestFaultAnswerPendingBotKilled(t *testing.T) {
 	})
 	first := rs[0].ArrivalsOf(answers)[0].ID
 	a.kill()
+	killed := time.Now()
 	open.Store(true)
 	svc, _, _ := w.startLogged(w.cfg) // bot B
 
@@ -320,6 +327,7 @@ func TestFaultAnswerPendingBotKilled(t *testing.T) {
 	if ex == nil {
 		t.FailNow()
 	}
+	took := time.Since(killed)
 	if ex.Response.ID != first {
 		t.Fatalf("answer %s delivered, want the event the dead bot stored (%s)", ex.Response.ID, first)
 	}
@@ -343,6 +351,7 @@ func TestFaultAnswerPendingBotKilled(t *testing.T) {
 	if n := metric(t, svc, "nestbot_requests_total", nil); n != 0 {
 		t.Errorf("bot B worked on the request (%v), want 0: it was answered", n)
 	}
+	t.Logf("FIGURES answer-pending-killed: accepted_copies=%d distinct_answers=%d delivered_after_kill_in=%s", accepts.Load(), len(ids), took.Round(time.Millisecond))
 }
 
 // TestFaultResumeKeepsItsRoom: a restart in place recreates its LiveKit
@@ -394,4 +403,62 @@ func TestFaultResumeKeepsItsRoom(t *testing.T) {
 	}
 	settled(t, svc, 1)
 	exactlyOnce(t, responsesTo(t, w.relayURLs(), w.botPub(), []string{req.ID}), []string{req.ID})
+}
+
+// TestFaultResumeStaleLiveKitDown is TestFaultResumedRestartGoesStale
+// through the other way a resumed restart ends: its final transaction is
+// refused after its LiveKit room was recreated, and then LiveKit stays
+// down past max_request_age, so every resumed run fails (UNAVAILABLE, which
+// a room already changed is not answered with while there is time). When
+// the next run would come too late, the request is answered UNAVAILABLE
+// once, stored and delivered as any answer; the room, LiveKit back, is
+// restarted by the next request. Before, it got no answer.
+func TestFaultResumeStaleLiveKitDown(t *testing.T) {
+	w := newWorld(t, 1)
+	w.cfg.Limits.DependencyTimeout = 4 * time.Second
+	w.cfg.Nostr.MaxRequestAge = 20 * time.Second
+	svc := w.start()
+	ctx := context.Background()
+	host := newUser(t)
+	id := uuid.NewString()
+	w.nestsRecord(id, host.pk, nil, nil)
+	w.createLiveRoom(id)
+
+	w.lk.Stop()
+	req := signRequest(t, w, host, coord(host.pk, id), "restart", "")
+	answer := w.sendAsync(host, req, 60*time.Second)
+	waitFor(t, "the restart inside its room lock", func() bool {
+		return w.rdb.Exists(ctx, rooms.DefaultKeys.Lock(id)).Val() == 1
+	})
+	refuseWrites(t, w, true)
+	w.lk.Start()
+	waitFor(t, "the restart resumed after its final transaction failed", func() bool {
+		return metric(t, svc, "nestbot_request_retries_total", map[string]string{"step": "resume"}) >= 1
+	})
+	w.lk.Stop() // down until the request is stale
+	refuseWrites(t, w, false)
+
+	ex := <-answer
+	if ex == nil {
+		t.FailNow()
+	}
+	answeredAt := time.Since(req.CreatedAt.Time())
+	wantError(t, ex.Payload, nostrx.CodeUnavailable)
+	resumes := metric(t, svc, "nestbot_request_retries_total", map[string]string{"step": "resume"})
+	if resumes < 2 {
+		t.Errorf("%v resumes, want the LiveKit failure resumed too", resumes)
+	}
+	settled(t, svc, 1)
+	w.waitClaimDone(req.ID)
+	exactlyOnce(t, responsesTo(t, w.relayURLs(), w.botPub(), []string{req.ID}), []string{req.ID})
+
+	w.lk.Start()
+	again := w.ask(host, coord(host.pk, id), "restart")
+	if res := restartResult(t, again.Payload); res.RoomID != id || res.IsNewRoom {
+		t.Fatalf("the new request: %+v, want room %s restarted in place", res, id)
+	}
+	if w.liveRoom(id) == nil {
+		t.Fatal("no LiveKit room after the new request")
+	}
+	t.Logf("FIGURES resumed-stale-livekit: max_request_age=20s unavailable_answer_at=%s resumes=%.0f", answeredAt.Round(time.Second), resumes)
 }
