@@ -329,7 +329,10 @@ func (s *Service) handleDM(ctx context.Context, j job) {
 		action, outcome, room, werr = parsed.verb.action(), string(nostrx.CodeUnavailable), parsed.room, errGivenUp
 		text = s.refusalText(cmd.sender, nostrx.CodeUnavailable, nostrx.MessageOf(errGivenUp), parsed)
 	} else {
-		text, action, outcome, room, werr = s.dmAnswer(ctx, cmd, parsed, j.finishing, counted)
+		// A restart taken over may carry its dead owner's public change:
+		// finished as a resumed one is (see handle).
+		finishing := j.finishing || (counted == countedBefore && parsed.verb == verbRestart)
+		text, action, outcome, room, werr = s.dmAnswer(ctx, cmd, parsed, finishing, counted)
 	}
 	if text == "" {
 		// Nothing to say (not a command, and the sender already got the

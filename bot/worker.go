@@ -165,6 +165,14 @@ func (s *Service) handle(ctx context.Context, j job) {
 		ans = failed(req, errGivenUp)
 	case j.finishing && perr == nil:
 		ans = s.finish(ctx, req)
+	case counted == countedBefore && perr == nil && req.Action == nostrx.ActionRestart:
+		// Taken over: its dead owner may have changed the room, and
+		// nothing here tells, so it is finished as a resumed restart is.
+		if err := s.listed(req.Requester); err != nil {
+			ans = failed(req, err)
+		} else {
+			ans = s.finish(ctx, req)
+		}
 	default:
 		ans = s.workCounted(ctx, req, perr, counted)
 	}
@@ -343,7 +351,8 @@ func (s *Service) workCounted(ctx context.Context, req nostrx.Request, perr erro
 var errGivenUp = nostrx.Refuse(nostrx.CodeUnavailable, "a backing service is unavailable; try again shortly")
 
 // finish is work for a restart resumed after a public change
-// (resumeLater, job.finishing). It was admitted, and counted against its
+// (resumeLater, job.finishing), or taken over from a dead instance
+// (countedBefore), which may have made one. It was admitted, and counted against its
 // requester's rate, on its first run, so it is not admitted again: a host
 // at the limit would be told RATE_LIMITED about a room already recreated.
 // A failure that may pass (UNAVAILABLE, INTERNAL) resumes it again, as

@@ -462,3 +462,52 @@ func TestFaultResumeStaleLiveKitDown(t *testing.T) {
 	}
 	t.Logf("FIGURES resumed-stale-livekit: max_request_age=20s unavailable_answer_at=%s resumes=%.0f", answeredAt.Round(time.Second), resumes)
 }
+
+// TestFaultTakeoverAfterPublicChange: bot A creates the new LiveKit room of
+// a recreation (a public change) and is killed while Redis refuses the
+// record. The bot that takes the claim over meets LiveKit down for its
+// whole budget: the dead bot may have changed the room (it did), and the
+// taker cannot tell, so the failure is not answered; the restart is
+// resumed, as its own would be, and answered with the recreation once
+// LiveKit is back. Before, the taker answered UNAVAILABLE about it.
+func TestFaultTakeoverAfterPublicChange(t *testing.T) {
+	w := newWorld(t, 1)
+	w.cfg.Limits.DependencyTimeout = 60 * time.Second // bot A retries the record write until killed
+	ctx := context.Background()
+	host := newUser(t)
+	oldID := uuid.NewString()
+	w.publishRoom(host, oldID, nil)
+	req := signRequest(t, w, host, coord(host.pk, oldID), "restart", "")
+
+	w.lk.Stop()
+	a := w.startBotProc(w.cfg, "bot-a")
+	answer := w.sendAsync(host, req, 120*time.Second)
+	pendingKey := rooms.DefaultKeys.Pending(coord(host.pk, oldID))
+	waitFor(t, "bot A chose the new ID", func() bool { return w.rdb.Exists(ctx, pendingKey).Val() == 1 })
+	pending := w.rdb.Get(ctx, pendingKey).Val()
+	refuseWrites(t, w, true)
+	w.lk.Start()
+	waitFor(t, "bot A created the new LiveKit room", func() bool { return w.liveRoom(pending) != nil })
+	a.kill()
+	w.lk.Stop()
+	refuseWrites(t, w, false)
+
+	cfgB := w.cfg
+	cfgB.Limits.DependencyTimeout = 3 * time.Second
+	svc, _ := w.startReplica(cfgB) // bot B: takes the claim over, LiveKit down
+	waitFor(t, "bot B resumed the restart it took over", func() bool {
+		return metric(t, svc, "nestbot_request_retries_total", map[string]string{"step": "resume"}) >= 1
+	})
+	w.lk.Start()
+
+	ex := <-answer
+	if ex == nil {
+		t.FailNow()
+	}
+	if res := restartResult(t, ex.Payload); !res.IsNewRoom || res.RoomID != pending {
+		t.Fatalf("want the recreation bot A started (room %s), got %+v", pending, res)
+	}
+	settled(t, svc, 1)
+	checkOneRecreation(t, w, pending)
+	exactlyOnce(t, responsesTo(t, w.relayURLs(), w.botPub(), []string{req.ID}), []string{req.ID})
+}
