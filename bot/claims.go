@@ -106,10 +106,15 @@ type claimOutcome int
 
 const (
 	claimAcquired claimOutcome = iota // ours to work on
-	claimBusy                         // a live instance is working on it
-	claimDone                         // answered and delivered
-	claimAnswered                     // answered, maybe not delivered: republish stored
-	claimGone                         // takeOver found no claim: not ours to start
+	// claimTaken: ours to work on, and claimed before (by this instance,
+	// or by a dead one whose claim we took over). The request was counted
+	// against its requester's rate when it was first claimed; it is the
+	// same request and is not counted again.
+	claimTaken
+	claimBusy     // a live instance is working on it
+	claimDone     // answered and delivered
+	claimAnswered // answered, maybe not delivered: republish stored
+	claimGone     // takeOver found no claim: not ours to start
 )
 
 // acquire claims request id. With claimAnswered it returns the stored response.
@@ -150,7 +155,7 @@ func (c *claims) acquireLocked(ctx context.Context, id string, fresh bool, pubke
 		return 0, nil, 0, nil, err
 	}
 	state, stored, err := c.outcome(id, res)
-	if err != nil || state != claimAcquired {
+	if err != nil || (state != claimAcquired && state != claimTaken) {
 		pre.Unlock() // not ours: never taken by the script, but be sure
 		pre = nil
 	}
@@ -171,6 +176,9 @@ func (c *claims) outcome(id, res string) (claimOutcome, *nostr.Event, error) {
 	case res == "acquired":
 		c.hold(id, true)
 		return claimAcquired, nil, nil
+	case res == "taken":
+		c.hold(id, true)
+		return claimTaken, nil, nil
 	case res == "busy":
 		return claimBusy, nil, nil
 	case res == "gone":

@@ -70,7 +70,7 @@ func TestClaimsLifecycle(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if s == claimAcquired {
+		if s == claimTaken {
 			break
 		}
 		if s != claimBusy {

@@ -15,16 +15,15 @@ import (
 // stays this instance's (its heartbeat renews it), so no other replica
 // starts it meanwhile; if this instance dies, the replica that takes the
 // claim over finishes it. Either way the requester gets the result, never
-// a failure for a room that was already changed.
+// a failure for a room that was already changed, as long as it can be
+// finished before the request goes stale. When it cannot, it is given up
+// (giveUp): answered once, UNAVAILABLE.
 func (s *Service) resumeLater(j job, err error) {
 	j.attempt++
 	j.finishing = true
 	wait := retry.Request.Wait(j.attempt)
 	if time.Now().Add(wait).After(s.staleAt(j)) {
-		s.metrics.Dropped.WithLabelValues("incomplete").Inc()
-		s.claims.release(context.Background(), j.id())
-		s.forgetJob(j)
-		s.log.Error("restart left incomplete: its request went stale before it could be finished", "id", j.id(), "err", err)
+		s.giveUp(j, err)
 		return
 	}
 	s.metrics.Retries.WithLabelValues("resume").Inc()
@@ -95,13 +94,37 @@ func (d *deferredQueue) Len() int {
 	return len(d.items)
 }
 
+// giveUp queues j, a restart resumed after a public change that cannot be
+// finished before its request goes stale, to be answered UNAVAILABLE
+// (job.givenUp) under the claim it holds. The protocol promises every
+// request one answer: past max_request_age no other replica answers it,
+// and silence would leave its requester unsure whether to ask again.
+// UNAVAILABLE is what is true then (a dependency kept failing; a new
+// request is safe, and finishes the same room: the pending choice and the
+// recreation mark lead it there), where a result could name a room that
+// is not live or whose record was not written. See docs/reliability.md.
+func (s *Service) giveUp(j job, err error) {
+	s.log.Error("restart left incomplete: its request goes stale before it can be finished; answering UNAVAILABLE", "id", j.id(), "err", err)
+	j.givenUp = true
+	if !s.deferred.add(j, time.Now()) {
+		s.metrics.Dropped.WithLabelValues("deferred_full").Inc()
+		s.forgetJob(j)
+	}
+}
+
 // claimRetry defers a request whose claim failed because Redis did not
 // answer. It is retried with backoff while it is younger than
 // max_request_age: it cannot be answered unclaimed without risking a
-// second answer from another replica.
+// second answer from another replica. A restart resumed after a public
+// change (job.finishing) holds its claim already: it is given up
+// (giveUp), answered, rather than dropped.
 func (s *Service) claimRetry(j job, err error) {
 	j.attempt++
 	wait := retry.Request.Wait(j.attempt)
+	if time.Now().Add(wait).After(s.staleAt(j)) && j.finishing {
+		s.giveUp(j, err)
+		return
+	}
 	if time.Now().Add(wait).After(s.staleAt(j)) {
 		s.metrics.Dropped.WithLabelValues("claim_failed").Inc()
 		s.forgetJob(j)

@@ -295,7 +295,15 @@ func openNIP04(content string, key []byte) (string, error) {
 // admit and work like a 4312, then exactly one reply in the same protocol.
 func (s *Service) handleDM(ctx context.Context, j job) {
 	cmd := j.dm
-	stored, ours := s.claim(ctx, j)
+	if j.marks == nil {
+		j.marks = &rooms.Marks{}
+	}
+	ctx = rooms.WithMarks(ctx, j.marks)
+	var stored *nostr.Event
+	ours, counted := true, countedBefore
+	if !j.givenUp { // a given-up restart holds its claim: answered, not claimed again
+		stored, ours, counted = s.claimCounting(ctx, j, "")
+	}
 	if stored != nil && !s.deliver(ctx, cmd.id, stored, s.dmReplyRelays(cmd, s.relayListsOf(ctx, cmd.sender), j.via)) {
 		s.forgetJob(j)
 	}
@@ -316,7 +324,16 @@ func (s *Service) handleDM(ctx context.Context, j job) {
 			l = s.relayListsOf(ctx, cmd.sender)
 		}()
 	}
-	text, action, outcome, room, werr := s.dmAnswer(ctx, cmd, parsed, j.finishing)
+	text, action, outcome, room, werr := "", "", "", nostrx.Coordinate{}, error(nil)
+	if j.givenUp && parsed.err == nil {
+		action, outcome, room, werr = parsed.verb.action(), string(nostrx.CodeUnavailable), parsed.room, errGivenUp
+		text = s.refusalText(cmd.sender, nostrx.CodeUnavailable, nostrx.MessageOf(errGivenUp), parsed)
+	} else {
+		// A restart taken over may carry its dead owner's public change:
+		// finished as a resumed one is (see handle).
+		finishing := j.finishing || (counted == countedBefore && parsed.verb == verbRestart)
+		text, action, outcome, room, werr = s.dmAnswer(ctx, cmd, parsed, finishing, counted)
+	}
 	if text == "" {
 		// Nothing to say (not a command, and the sender already got the
 		// help text lately, or is not served): the claim is settled.
@@ -374,8 +391,10 @@ func (s *Service) handleDM(ctx context.Context, j job) {
 // bot stays silent; action and outcome label metrics; err is an internal
 // error worth logging (with text "", a reason to leave the claim open).
 // finishing: the command is a restart resumed after a public change
-// (job.finishing, Service.finish).
-func (s *Service) dmAnswer(ctx context.Context, cmd *dmCommand, p dmParsed, finishing bool) (text, action, outcome string, room nostrx.Coordinate, err error) {
+// (job.finishing, Service.finish). counted is the claim's (claimCounting):
+// countedBefore for a command claimed before, counted against its sender's
+// rate then and not again.
+func (s *Service) dmAnswer(ctx context.Context, cmd *dmCommand, p dmParsed, finishing bool, counted int64) (text, action, outcome string, room nostrx.Coordinate, err error) {
 	switch p.verb {
 	case verbNone:
 		// Not a command: the help text, at most once per sender per
@@ -398,7 +417,7 @@ func (s *Service) dmAnswer(ctx context.Context, cmd *dmCommand, p dmParsed, fini
 		return helpText(), "other", "help", room, nil
 	case verbHelp:
 		req := nostrx.Request{ID: cmd.id, Requester: cmd.sender, CreatedAt: cmd.createdAt}
-		if err := s.admit(ctx, req); err != nil {
+		if err := s.admitCounted(ctx, req, counted); err != nil {
 			code := nostrx.CodeOf(err)
 			return s.refusalText(cmd.sender, code, nostrx.MessageOf(err), p), "other", string(code), room, internalErr(code, err)
 		}
@@ -413,7 +432,7 @@ func (s *Service) dmAnswer(ctx context.Context, cmd *dmCommand, p dmParsed, fini
 	if finishing && p.err == nil {
 		ans = s.finish(ctx, req)
 	} else {
-		ans = s.work(ctx, req, p.err)
+		ans = s.workCounted(ctx, req, p.err, counted)
 	}
 	action = req.Action
 	if ans.resume {

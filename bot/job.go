@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/nbd-wtf/go-nostr"
+
+	"github.com/nestbot/nestbot/rooms"
 )
 
 // job is one verified request waiting for a worker: a kind 4312 request
@@ -17,7 +19,14 @@ type job struct {
 	attempt int // claim attempts that failed because Redis did not answer
 	// finishing: a restart resumed after a public change (resumeLater); it
 	// was admitted on its first run and is finished, not admitted again.
-	finishing  bool
+	finishing bool
+	// givenUp: a restart resumed after a public change that cannot be
+	// finished before its request goes stale (resumeLater, claimRetry). It
+	// holds its claim and is answered UNAVAILABLE, without working again.
+	givenUp bool
+	// marks: the recreation marks this request's runs made, carried from
+	// a run to its resumption (rooms.Marks); nil until the first run.
+	marks      *rooms.Marks
 	watching   bool      // another instance held the claim; we look again later
 	watchUntil time.Time // when to stop watching
 }

@@ -130,6 +130,10 @@ type answer struct {
 
 // handle processes one verified request: claim, parse, admit, work, answer.
 func (s *Service) handle(ctx context.Context, j job) {
+	if j.marks == nil {
+		j.marks = &rooms.Marks{}
+	}
+	ctx = rooms.WithMarks(ctx, j.marks)
 	ctx, endCommit := s.commitLater(ctx, j)
 	defer endCommit()
 	ev := j.ev
@@ -142,7 +146,11 @@ func (s *Service) handle(ctx context.Context, j job) {
 	if perr == nil && !j.finishing && s.listed(req.Requester) == nil {
 		countFor = req.Requester
 	}
-	stored, ours, counted := s.claimLocking(ctx, j, countFor, req, perr)
+	var stored *nostr.Event
+	ours, counted := true, countedBefore
+	if !j.givenUp { // a given-up restart holds its claim: answered, not claimed again
+		stored, ours, counted = s.claimLocking(ctx, j, countFor, req, perr)
+	}
 	st.done(stageClaim)
 	if stored != nil {
 		s.deliver(ctx, ev.ID, stored, s.responseRelays(ev, j.via, nil, refusalOnly(stored)))
@@ -152,9 +160,20 @@ func (s *Service) handle(ctx context.Context, j job) {
 	}
 
 	var ans answer
-	if j.finishing && perr == nil {
+	switch {
+	case j.givenUp && perr == nil:
+		ans = failed(req, errGivenUp)
+	case j.finishing && perr == nil:
 		ans = s.finish(ctx, req)
-	} else {
+	case counted == countedBefore && perr == nil && req.Action == nostrx.ActionRestart:
+		// Taken over: its dead owner may have changed the room, and
+		// nothing here tells, so it is finished as a resumed restart is.
+		if err := s.listed(req.Requester); err != nil {
+			ans = failed(req, err)
+		} else {
+			ans = s.finish(ctx, req)
+		}
+	default:
 		ans = s.workCounted(ctx, req, perr, counted)
 	}
 	st.done(stageWork)
@@ -237,7 +256,8 @@ func (s *Service) claim(ctx context.Context, j job) (stored *nostr.Event, ours b
 // claimCounting is claim that, given a requester's pubkey, also counts the
 // request in its rate window when it takes the claim, in the same round
 // trip (claims.acquireCounted): counted is the window's count, 0 when not
-// counted.
+// counted, countedBefore when the claim was taken over (or taken again)
+// rather than new, whatever pubkey.
 func (s *Service) claimCounting(ctx context.Context, j job, pubkey string) (stored *nostr.Event, ours bool, counted int64) {
 	return s.claimLocking(ctx, j, pubkey, nostrx.Request{}, nil)
 }
@@ -279,9 +299,21 @@ func (s *Service) claimLocking(ctx context.Context, j job, pubkey string, req no
 		return stored, false, 0
 	case claimAcquired:
 		return nil, true, counted
+	case claimTaken:
+		return nil, true, countedBefore
 	}
 	return nil, false, 0
 }
+
+// countedBefore is claimLocking's count for a request whose claim existed
+// before it was ours (claimTaken: a take-over from a dead instance, or
+// this instance's own claim again): it was counted against its
+// requester's rate when it was first claimed, and admitCounted does not
+// count it again. The first claimant may have died between the count and
+// its answer, so whether it was within the limit is not known: it is
+// admitted, at worst one request over the limit, rather than refused
+// RATE_LIMITED about a room its first run may already have changed.
+const countedBefore int64 = -1
 
 // work turns a parsed request into an answer. Every path returns exactly
 // one answer; internal errors are logged, never shown.
@@ -315,8 +347,12 @@ func (s *Service) workCounted(ctx context.Context, req nostrx.Request, perr erro
 	}
 }
 
+// errGivenUp is the answer to a restart given up (job.givenUp).
+var errGivenUp = nostrx.Refuse(nostrx.CodeUnavailable, "a backing service is unavailable; try again shortly")
+
 // finish is work for a restart resumed after a public change
-// (resumeLater, job.finishing). It was admitted, and counted against its
+// (resumeLater, job.finishing), or taken over from a dead instance
+// (countedBefore), which may have made one. It was admitted, and counted against its
 // requester's rate, on its first run, so it is not admitted again: a host
 // at the limit would be told RATE_LIMITED about a room already recreated.
 // A failure that may pass (UNAVAILABLE, INTERNAL) resumes it again, as
@@ -325,7 +361,7 @@ func (s *Service) workCounted(ctx context.Context, req nostrx.Request, perr erro
 func (s *Service) finish(ctx context.Context, req nostrx.Request) answer {
 	ans := s.restart(ctx, req)
 	if ans.outcome == string(nostrx.CodeUnavailable) || ans.outcome == string(nostrx.CodeInternal) {
-		return answer{resume: true, err: ans.err, room: req.Room, outcome: "incomplete"}
+		return answer{resume: true, err: fmt.Errorf("%w: %w", rooms.ErrIncomplete, ans.err), room: req.Room, outcome: "incomplete"}
 	}
 	return ans
 }
@@ -371,13 +407,14 @@ func (s *Service) admit(ctx context.Context, req nostrx.Request) error {
 }
 
 // admitCounted is admit for a request whose rate window count the claim
-// already took (counted > 0, see claimCounting): it is not counted again.
+// already took (counted > 0, see claimCounting): it is not counted again;
+// countedBefore: counted when first claimed, admitted.
 func (s *Service) admitCounted(ctx context.Context, req nostrx.Request, counted int64) error {
 	if err := s.listed(req.Requester); err != nil {
 		return err
 	}
-	ok := counted > 0 && counted <= int64(s.cfg.Limits.RestartsPerMinute)
-	if counted <= 0 {
+	ok := counted == countedBefore || (counted > 0 && counted <= int64(s.cfg.Limits.RestartsPerMinute))
+	if counted == 0 {
 		var err error
 		ok, err = s.rateAllow(ctx, req.Requester)
 		if err != nil {

@@ -30,8 +30,10 @@ import (
 // claimScript claims KEYS[1] for ARGV[1]: when nobody holds it (unless
 // ARGV[4] is "0"), when ARGV[1] already holds it, or when its owner's
 // lease ended. ARGV[2] is the key's expiry in ms, ARGV[3] the lease in ms.
-// It returns "acquired", "busy", "gone" (no claim and ARGV[4] is "0") or
-// the value it found.
+// It returns "acquired" (the claim is new), "taken" (it existed: ARGV[1]'s
+// own, or a dead owner's), "busy", "gone" (no claim and ARGV[4] is "0")
+// or the value it found. Only "acquired" is a request seen for the first
+// time: the counting scripts count that one, never a take-over.
 var claimScript = redis.NewScript(claimLua + `
 return claim()`)
 
@@ -52,13 +54,13 @@ local function claim()
   end
   if string.sub(v, 1, #mine) == mine then
     redis.call("set", KEYS[1], val, "PX", ARGV[2])
-    return "acquired"
+    return "taken"
   end
   if string.sub(v, 1, 2) == "w:" then
     local leaseEnd = tonumber(string.match(v, "^w:[^:]*:(%d+)$"))
     if leaseEnd ~= nil and leaseEnd < now then
       redis.call("set", KEYS[1], val, "PX", ARGV[2])
-      return "acquired"
+      return "taken"
     end
     return "busy"
   end
@@ -66,10 +68,11 @@ local function claim()
 end
 `
 
-// claimCountScript is claimScript that, when it acquires KEYS[1], also
-// counts one request in the rate window KEYS[2] (INCR, then PEXPIRE ARGV[5]
-// ms: countMinute's counter) and returns "acquired:<count>". KEYS[2] is in
-// another slot than KEYS[1]: a single server only.
+// claimCountScript is claimScript that, when it acquires KEYS[1] new,
+// also counts one request in the rate window KEYS[2] (INCR, then PEXPIRE
+// ARGV[5] ms: countMinute's counter) and returns "acquired:<count>"; a
+// claim taken ("taken") was counted when it was new, and is not counted
+// again. KEYS[2] is in another slot than KEYS[1]: a single server only.
 var claimCountScript = redis.NewScript(claimLua + `
 local r = claim()
 if r == "acquired" then
@@ -105,8 +108,9 @@ return 0`)
 // Claim runs the claim script for request id on behalf of owner (a hex
 // instance ID): keep is the key's expiry, lease how long the claim stays
 // owner's without a renewal. allowNew false only takes over an existing
-// claim. It returns "acquired", "busy", "gone" or the stored value. With
-// SetWait it waits for the replicas before it returns.
+// claim. It returns "acquired" (a new claim), "taken" (owner's own claim
+// again, or a dead owner's taken over), "busy", "gone" or the stored
+// value. With SetWait it waits for the replicas before it returns.
 func (s *RedisStore) Claim(ctx context.Context, id, owner string, keep, lease time.Duration, allowNew bool) (string, error) {
 	flag := "0"
 	if allowNew {
@@ -141,13 +145,15 @@ func (s *RedisStore) evalOn(ctx context.Context, key string, sc *redis.Script, k
 	return cmd
 }
 
-// ClaimCounted is Claim that, when it acquires the claim, also counts one
-// request of pubkey in its one-minute window at now (RateAllow's counter)
-// in the same script, one round trip instead of two on a restart's way in
-// (issue 15). It returns Claim's result and, when it acquired the claim,
-// the window's count so far, this request included; count 0 means not
-// counted: on a cluster, where the two keys are in different slots, it is
-// Claim alone and the caller counts with RateAllow.
+// ClaimCounted is Claim that, when it acquires a new claim, also counts
+// one request of pubkey in its one-minute window at now (RateAllow's
+// counter) in the same script, one round trip instead of two on a
+// restart's way in (issue 15). It returns Claim's result and, when it
+// acquired the claim, the window's count so far, this request included;
+// count 0 means not counted: on a cluster, where the two keys are in
+// different slots, it is Claim alone and the caller counts with RateAllow.
+// A claim "taken" (re-acquired, or taken over from a dead owner) is the
+// same request, counted when its claim was new: it is never counted again.
 func (s *RedisStore) ClaimCounted(ctx context.Context, id, owner string, keep, lease time.Duration, allowNew bool, pubkey string, now time.Time) (res string, count int64, err error) {
 	if !s.singleServer() {
 		res, err = s.Claim(ctx, id, owner, keep, lease, allowNew)
@@ -175,28 +181,31 @@ func (s *RedisStore) ClaimCounted(ctx context.Context, id, owner string, keep, l
 }
 
 // claimLockScript is claimCountScript that, when it acquires the claim
-// KEYS[1] and the count is at most ARGV[6], also takes the room lock
-// KEYS[3] for token ARGV[7] (SET NX, ARGV[8] ms) and, when it got it,
-// reads what LockView reads: KEYS[4] the replacement, KEYS[5] the
-// cool-down (EXISTS), KEYS[6] the last event, KEYS[7] the recreation
-// mark, KEYS[8] the pending choice, KEYS[9] the record. It returns
-// {result}, {"acquired", count}, {"acquired", count, 0} (lock busy) or
-// {"acquired", count, 1, the six reads}. Keys in several slots: a single
-// server only.
+// KEYS[1] and the count is at most ARGV[6] (or takes it: not counted
+// again, count 0), also takes the room lock KEYS[3] for token ARGV[7]
+// (SET NX, ARGV[8] ms) and, when it got it, reads what LockView reads:
+// KEYS[4] the replacement, KEYS[5] the cool-down (EXISTS), KEYS[6] the
+// last event, KEYS[7] the recreation mark, KEYS[8] the pending choice,
+// KEYS[9] the record. It returns {result}, {r, count}, {r, count, 0}
+// (lock busy) or {r, count, 1, the six reads}, r "acquired" or "taken".
+// Keys in several slots: a single server only.
 var claimLockScript = redis.NewScript(claimLua + `
 local r = claim()
-if r ~= "acquired" then
+if r ~= "acquired" and r ~= "taken" then
   return {r}
 end
-local n = redis.call("incr", KEYS[2])
-redis.call("pexpire", KEYS[2], ARGV[5])
-if n > tonumber(ARGV[6]) then
-  return {"acquired", n}
+local n = 0
+if r == "acquired" then
+  n = redis.call("incr", KEYS[2])
+  redis.call("pexpire", KEYS[2], ARGV[5])
+  if n > tonumber(ARGV[6]) then
+    return {r, n}
+  end
 end
 if not redis.call("set", KEYS[3], ARGV[7], "NX", "PX", ARGV[8]) then
-  return {"acquired", n, 0}
+  return {r, n, 0}
 end
-return {"acquired", n, 1, redis.call("get", KEYS[4]), redis.call("exists", KEYS[5]),
+return {r, n, 1, redis.call("get", KEYS[4]), redis.call("exists", KEYS[5]),
   redis.call("get", KEYS[6]), redis.call("get", KEYS[7]), redis.call("get", KEYS[8]),
   redis.call("get", KEYS[9])}`)
 
@@ -210,7 +219,8 @@ type LockedView struct {
 }
 
 // ClaimLocked is ClaimCounted that, on a single server, when it acquires
-// the claim and the count is at most limit, also takes room c.D's lock
+// the claim and the count is at most limit (or takes it: "taken", count
+// 0, not counted again), also takes room c.D's lock
 // for ttl and reads LockView's view of c, in the same script: the claim
 // and the lock in one round trip on a restart's way in (issue 15). The
 // lock is taken only for a request that is this instance's and within
@@ -240,11 +250,11 @@ func (s *RedisStore) ClaimLocked(ctx context.Context, id, owner string, keep, le
 		return "", 0, nil, fmt.Errorf("claim %s: empty reply", id)
 	}
 	res, _ = out[0].(string)
-	if res != "acquired" || len(out) == 1 {
+	if (res != "acquired" && res != "taken") || len(out) == 1 {
 		return res, 0, nil, nil
 	}
 	count, _ = out[1].(int64)
-	if count <= 0 {
+	if res == "acquired" && count <= 0 {
 		return "", 0, nil, fmt.Errorf("claim %s: count %v", id, out[1])
 	}
 	if len(out) < 3 || out[2] != int64(1) {

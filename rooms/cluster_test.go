@@ -97,7 +97,7 @@ func TestStoreOnCluster(t *testing.T) {
 			if err != nil {
 				t.Fatalf("take-over on a cluster: %v", err)
 			}
-			if res == "acquired" {
+			if res == "taken" {
 				break
 			}
 			time.Sleep(20 * time.Millisecond)

@@ -520,6 +520,7 @@ func (e *Engine) markTTL() time.Duration {
 // recreate the room once more on resume; failing the restart for it would
 // leave the room deleted.
 func (e *Engine) markRecreating(ctx context.Context, room string, p Replaced) {
+	marksFrom(ctx).note(room, p) // in memory too: see Marks
 	mctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	_ = e.State.MarkRecreating(mctx, room, p.Mark(), e.markTTL())
@@ -550,7 +551,13 @@ func (e *Engine) recreatedBefore(ctx context.Context, room string, pre *RoomView
 		mark, marked = m.mark, m.ok
 	}
 	if !marked {
-		return nil, nil
+		// Redis has none: this request's earlier run may have made one
+		// Redis refused (Marks).
+		p, ok := marksFrom(ctx).get(room)
+		if !ok {
+			return nil, nil
+		}
+		mark, marked = p.Mark(), true
 	}
 	live, err := retry(ctx, e.Set.DependencyBudget, func(ctx context.Context) (*LiveRoom, error) {
 		return e.LiveKit.Find(ctx, room)
