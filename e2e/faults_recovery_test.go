@@ -120,7 +120,7 @@ func TestFaultTakeoverAtRateLimit(t *testing.T) {
 	if !res.IsNewRoom || res.RoomID != pending {
 		t.Fatalf("want the recreation bot A started (room %s), got %+v", pending, res)
 	}
-	settled(t, svc, 1)
+	requestsDone(t, svc, 1)
 	checkOneRecreation(t, w, pending)
 	checkCountedOnce(t, w, windows)
 	lost, dup := exactlyOnce(t, responsesTo(t, w.relayURLs(), w.botPub(), []string{req.ID}), []string{req.ID})
@@ -151,7 +151,7 @@ func TestFaultDMTakeoverAtRateLimit(t *testing.T) {
 		return len(replies) > 0
 	})
 	w.waitClaimDone(rumorID)
-	settled(t, svc, 1)
+	requestsDone(t, svc, 1)
 	replies = repliesTo(t, w, w.relays[0].URL, host)
 	if len(replies) != 1 {
 		t.Fatalf("%d replies, want 1", len(replies))
@@ -221,7 +221,7 @@ func TestFaultResumedRestartGoesStale(t *testing.T) {
 		t.Fatalf("no LiveKit room %s: the recreation's public change did not happen", pending)
 	}
 	refuseWrites(t, w, false)
-	settled(t, svc, 1)
+	requestsDone(t, svc, 1)
 	exactlyOnce(t, responsesTo(t, w.relayURLs(), w.botPub(), []string{req.ID}), []string{req.ID})
 
 	// The requester asks again, as UNAVAILABLE says: the same recreation is finished.
@@ -271,7 +271,7 @@ func TestFaultDMFinalCommitRefused(t *testing.T) {
 	w.lk.Start()
 
 	w.waitClaimDone(rumorID)
-	settled(t, svc, 1)
+	requestsDone(t, svc, 1)
 	replies := repliesTo(t, w, w.relays[0].URL, host)
 	if len(replies) != 1 {
 		t.Fatalf("%d replies, want 1", len(replies))
@@ -401,7 +401,7 @@ func TestFaultResumeKeepsItsRoom(t *testing.T) {
 	if now := w.liveRoom(id); now == nil || now.Sid != made.Sid {
 		t.Fatalf("LiveKit room %v after the resumed run, want the one the first run made (%s): recreated twice", now, made.Sid)
 	}
-	settled(t, svc, 1)
+	requestsDone(t, svc, 1)
 	exactlyOnce(t, responsesTo(t, w.relayURLs(), w.botPub(), []string{req.ID}), []string{req.ID})
 }
 
@@ -448,7 +448,7 @@ func TestFaultResumeStaleLiveKitDown(t *testing.T) {
 	if resumes < 2 {
 		t.Errorf("%v resumes, want the LiveKit failure resumed too", resumes)
 	}
-	settled(t, svc, 1)
+	requestsDone(t, svc, 1)
 	w.waitClaimDone(req.ID)
 	exactlyOnce(t, responsesTo(t, w.relayURLs(), w.botPub(), []string{req.ID}), []string{req.ID})
 
@@ -507,7 +507,7 @@ func TestFaultTakeoverAfterPublicChange(t *testing.T) {
 	if res := restartResult(t, ex.Payload); !res.IsNewRoom || res.RoomID != pending {
 		t.Fatalf("want the recreation bot A started (room %s), got %+v", pending, res)
 	}
-	settled(t, svc, 1)
+	requestsDone(t, svc, 1)
 	checkOneRecreation(t, w, pending)
 	exactlyOnce(t, responsesTo(t, w.relayURLs(), w.botPub(), []string{req.ID}), []string{req.ID})
 }
