@@ -49,7 +49,7 @@ e2e:
 ## (NESTBOT_SOAK=10m for the long one); without -race so that its timings
 ## mean something. Its FIGURES lines are the numbers in docs/reliability.md.
 faults:
-	set -o pipefail; $(GO) test -tags faults -count=1 -timeout 15m -run '^TestFault' -v ./e2e/ 2>&1 | grep -v '^redis: '
+	set -o pipefail; $(GO) test -tags faults -count=1 -timeout 30m -run '^TestFault' -v ./e2e/ 2>&1 | grep -v '^redis: '
 
 relay-check:
 	cd devstack/relay && $(GO) vet ./... && $(GO) build -o /dev/null .
