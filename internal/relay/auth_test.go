@@ -1,0 +1,98 @@
+package relay
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/nbd-wtf/go-nostr"
+)
+
+// authSink is a relay that greets with an AUTH challenge, answers every
+// EVENT with OK false "auth-required:" and never answers an AUTH: a relay
+// (possibly one of the bot's own) that keeps the bot authenticating.
+type authSink struct{ auths atomic.Int64 }
+
+func (a *authSink) serve(t *testing.T) string {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer ws.CloseNow()
+		ctx := r.Context()
+		_ = ws.Write(ctx, websocket.MessageText, []byte(`["AUTH","challenge"]`))
+		for {
+			_, b, err := ws.Read(ctx)
+			if err != nil {
+				return
+			}
+			var parts []json.RawMessage
+			var label string
+			if json.Unmarshal(b, &parts) != nil || len(parts) < 2 || json.Unmarshal(parts[0], &label) != nil {
+				continue
+			}
+			switch label {
+			case "AUTH":
+				a.auths.Add(1)
+			case "EVENT":
+				var ev nostr.Event
+				_ = json.Unmarshal(parts[1], &ev)
+				out, _ := json.Marshal([]any{"OK", ev.ID, false, "auth-required: who are you"})
+				_ = ws.Write(ctx, websocket.MessageText, out)
+			}
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return "ws" + strings.TrimPrefix(srv.URL, "http")
+}
+
+// A relay that asks for AUTH and never confirms it costs each publish one
+// bounded wait, and nothing that stays behind on the connection: no OK
+// waiter per AUTH left in the connection's table (they piled up for its
+// whole life), and publishes that wait at once share one AUTH event.
+func TestAuthNeverConfirmedLeavesNothing(t *testing.T) {
+	sink := &authSink{}
+	url := sink.serve(t)
+	p := testPool(t, Options{Trusted: []string{url}, IdleTimeout: time.Hour, Signer: keySigner{nostr.GeneratePrivateKey()}})
+	const n = 20
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			defer cancel()
+			if res := p.Publish(ctx, url, signed(t, "x")); res.Class != AuthRequired {
+				t.Errorf("publish: %+v, want auth-required", res)
+			}
+		}()
+	}
+	wg.Wait()
+	p.mu.Lock()
+	c := p.conns[nostr.NormalizeURL(url)]
+	p.mu.Unlock()
+	if c == nil {
+		t.Fatal("the trusted connection is gone: the test proves nothing")
+	}
+	c.mu.Lock()
+	left := 0
+	for _, ws := range c.oks {
+		left += len(ws)
+	}
+	c.mu.Unlock()
+	if left != 0 {
+		t.Fatalf("%d OK waiters left on the connection after every publish returned", left)
+	}
+	waitFor(t, "the relay got an AUTH", func() bool { return sink.auths.Load() > 0 })
+	if got := sink.auths.Load(); got > 2 {
+		t.Fatalf("%d concurrent publishes sent %d AUTH events, want them to share one", n, got)
+	}
+}
