@@ -1,0 +1,283 @@
+//go:build faults
+
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nestbot/nestbot/internal/flood"
+)
+
+// Review round 6, hostile input: what a stranger can make the bot hold
+// (connections, goroutines, file descriptors, log lines) by naming relays
+// or by reaching its ports, measured on a real bot process.
+
+// procUse is what a bot process holds at one moment.
+type procUse struct {
+	goroutines, fds, threads int64
+	strangers                int64 // sockets to the relays of the test's strangers
+}
+
+func (u procUse) String() string {
+	return fmt.Sprintf("goroutines=%d fds=%d threads=%d stranger_sockets=%d", u.goroutines, u.fds, u.threads, u.strangers)
+}
+
+// use samples the bot process: goroutines from its /metrics (Go
+// collector), open file descriptors, threads, and its TCP sockets whose
+// remote address is one of strangers ("127.0.0.9:4242"), from /proc.
+func (p *botProc) use(t *testing.T, opsAddr string, strangers map[string]bool) procUse {
+	t.Helper()
+	fdDir := fmt.Sprintf("/proc/%d/fd", p.pid())
+	ents, err := os.ReadDir(fdDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inodes := map[string]bool{}
+	for _, e := range ents {
+		if l, err := os.Readlink(filepath.Join(fdDir, e.Name())); err == nil && strings.HasPrefix(l, "socket:[") {
+			inodes[strings.TrimSuffix(strings.TrimPrefix(l, "socket:["), "]")] = true
+		}
+	}
+	var n int64
+	for remote, inode := range tcpSockets(t, p.pid()) {
+		if inodes[inode] && strangers[remote] {
+			n++
+		}
+	}
+	return procUse{
+		goroutines: int64(scrape(t, opsAddr, "go_goroutines", nil)),
+		fds:        int64(len(ents)),
+		threads:    procStatus(p.pid(), "Threads"),
+		strangers:  n,
+	}
+}
+
+// tcpSockets maps each IPv4 TCP socket of pid's network namespace, by its
+// remote "ip:port", to its inode (/proc/<pid>/net/tcp).
+func tcpSockets(t *testing.T, pid int) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/tcp", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) < 10 {
+			continue
+		}
+		hostPort := strings.Split(f[2], ":")
+		ip, err1 := strconv.ParseUint(hostPort[0], 16, 32)
+		port, err2 := strconv.ParseUint(hostPort[1], 16, 16)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		// The kernel prints the address as a little-endian word.
+		remote := fmt.Sprintf("%d.%d.%d.%d:%d", ip&0xff, ip>>8&0xff, ip>>16&0xff, ip>>24, port)
+		out[remote] = f[9]
+	}
+	return out
+}
+
+// addrsOf are the relays' "ip:port" addresses.
+func addrsOf(rs []*flood.Relay) map[string]bool {
+	m := map[string]bool{}
+	for _, r := range rs {
+		m[strings.TrimPrefix(r.URL, "ws://")] = true
+	}
+	return m
+}
+
+// silentHosts starts n relays that accept, read and never answer, each on
+// a loopback address of its own (127.0.0.0/8): distinct hosts to the bot,
+// so its per-host cap does not apply, only its cap on all strangers'
+// connections. It returns them and a sampler of the most connections
+// open to all of them together.
+func silentHosts(t *testing.T, n int) ([]*flood.Relay, *openSampler) {
+	t.Helper()
+	var rs []*flood.Relay
+	for i := range n {
+		r, err := flood.StartRelayAt(fmt.Sprintf("127.0.%d.%d:0", 1+i/200, 10+i%200))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Silent.Store(true)
+		t.Cleanup(r.Close)
+		rs = append(rs, r)
+	}
+	s := &openSampler{relays: rs, stop: make(chan struct{})}
+	s.wg.Add(1)
+	go s.run()
+	t.Cleanup(s.halt)
+	return rs, s
+}
+
+// openSampler records the most connections open to a set of relays at
+// once. Sampling can only miss a peak, never invent one: an assertion that
+// the peak stays under a cap cannot fail because of it.
+type openSampler struct {
+	relays []*flood.Relay
+	most   atomic.Int64
+	stop   chan struct{}
+	once   sync.Once
+	wg     sync.WaitGroup
+}
+
+func (s *openSampler) now() int64 {
+	var n int64
+	for _, r := range s.relays {
+		n += r.OpenNow.Load()
+	}
+	return n
+}
+
+func (s *openSampler) run() {
+	defer s.wg.Done()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-time.After(2 * time.Millisecond):
+		}
+		if n := s.now(); n > s.most.Load() {
+			s.most.Store(n)
+		}
+	}
+}
+
+func (s *openSampler) halt() { s.once.Do(func() { close(s.stop) }); s.wg.Wait() }
+
+func (s *openSampler) accepted() int64 {
+	var n int64
+	for _, r := range s.relays {
+		n += r.Accepted.Load()
+	}
+	return n
+}
+
+// Many requests, each naming as its hint one of many relays on distinct
+// hosts that accept and never answer: the bot holds at most its cap of
+// strangers' connections (32) at once, and once the requests are answered
+// every connection, goroutine and file descriptor they cost is given back.
+func TestFaultManyHintedHostsBounded(t *testing.T) {
+	w := newWorld(t, 1)
+	evil, open := silentHosts(t, 60)
+	addrs := addrsOf(evil)
+	cfg := w.cfg
+	cfg.HTTP.Listen = freeAddr(t)
+	p := w.startBotProc(cfg, "bot")
+	waitFor(t, "ops listener up", func() bool { code, _ := httpGet("http://" + cfg.HTTP.Listen + "/healthz"); return code == 200 })
+	// As many requests at once without a hint first: the pools the bot
+	// keeps (Redis, LiveKit, its relays) grow to what this load needs.
+	burst := func(hints func(i int) string, n int) {
+		var errs []<-chan error
+		for i := range n {
+			errs = append(errs, w.hintStatus(newUser(t), hints(i)))
+		}
+		for _, e := range errs {
+			if err := <-e; err != nil {
+				t.Fatalf("status: %v", err)
+			}
+		}
+	}
+	const n = 3 * 60
+	burst(func(int) string { return "" }, n)
+	before := p.use(t, cfg.HTTP.Listen, addrs)
+
+	var peak procUse
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			u := p.use(t, cfg.HTTP.Listen, addrs)
+			peak.goroutines, peak.fds = max(peak.goroutines, u.goroutines), max(peak.fds, u.fds)
+			peak.threads, peak.strangers = max(peak.threads, u.threads), max(peak.strangers, u.strangers)
+		}
+	}()
+	burst(func(i int) string { return evil[i%len(evil)].URL }, n)
+	close(stop)
+	<-sampled
+	if open.accepted() == 0 {
+		t.Fatal("the bot never connected to a hint: the test proves nothing")
+	}
+	if most := max(open.most.Load(), peak.strangers); most > 32 {
+		t.Fatalf("%d connections at once to strangers' relays, cap 32", most)
+	}
+	var after procUse
+	settled := func() bool {
+		after = p.use(t, cfg.HTTP.Listen, addrs)
+		return open.now() == 0 && after.strangers == 0 && after.goroutines <= before.goroutines+10 && after.fds <= before.fds+4
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for !settled() {
+		if time.Now().After(deadline) {
+			t.Fatalf("resources not given back: before %v, after %v (relays see %d open)", before, after, open.now())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	p.alive(t, "after the hints")
+	t.Logf("FIGURES hinted-hosts: requests=%d hosts=%d connections=%d most_open=%d before=[%v] peak=[%v] after=[%v]",
+		n, len(evil), open.accepted(), max(open.most.Load(), peak.strangers), before, peak, after)
+}
+
+func (s *openSampler) reqs() int64 {
+	var n int64
+	for _, r := range s.relays {
+		n += r.REQs.Load()
+	}
+	return n
+}
+
+// A newcomer's request (the normal lane) sent behind a burst of requests
+// that each name a silent relay on a host of its own as their hint, from
+// fresh keys (so the per-requester limit never applies). Each silent hint
+// costs a look-up slot for 2 s (8 slots); a worker that found the slots
+// taken waited for one as long, so the burst held all 16 workers in 2 s
+// rounds and the newcomer was answered only once the burst had gone
+// through about half its look-ups (measured: after 96 look-ups, 23 s).
+// Look-ups beyond the slots and two waiters now skip the stranger's relay
+// at once: the newcomer is answered within the first rounds. The bound is
+// counted in look-ups started, not in seconds.
+func TestFaultSilentHintsDoNotStallTheLane(t *testing.T) {
+	w := newWorld(t, 1)
+	evil, open := silentHosts(t, 60)
+	cfg := w.cfg
+	p := w.startBotProc(cfg, "bot")
+	const n = 180
+	var errs []<-chan error
+	for i := range n {
+		errs = append(errs, w.hintStatus(newUser(t), evil[i%len(evil)].URL))
+	}
+	waitFor(t, "the burst reached the bot", func() bool { return open.reqs() > 0 })
+	start := time.Now()
+	victim := <-w.hintStatus(newUser(t), "")
+	took := time.Since(start)
+	lookups := open.reqs()
+	if victim != nil {
+		t.Fatal(victim)
+	}
+	if lookups > n/4 {
+		t.Fatalf("the newcomer was answered only after %d of %d silent hints were looked up (%s)", lookups, n, took.Round(time.Millisecond))
+	}
+	for _, e := range errs {
+		if err := <-e; err != nil {
+			t.Fatalf("status with a silent hint: %v", err)
+		}
+	}
+	p.alive(t, "after the burst")
+	t.Logf("FIGURES silent-hints: burst=%d victim_answered_after=%s hint_lookups_started_by_then=%d total=%d", n, took.Round(time.Millisecond), lookups, open.reqs())
+}
