@@ -281,3 +281,62 @@ func TestFaultSilentHintsDoNotStallTheLane(t *testing.T) {
 	p.alive(t, "after the burst")
 	t.Logf("FIGURES silent-hints: burst=%d victim_answered_after=%s hint_lookups_started_by_then=%d total=%d", n, took.Round(time.Millisecond), lookups, open.reqs())
 }
+
+// Refused webhooks at a high rate, bad signatures and bodies over the
+// limit, from many connections at once: each is refused with its status,
+// counted, and the bot's log gets one WARN line for all of them.
+func TestFaultWebhookFlood(t *testing.T) {
+	w := newWorld(t, 1)
+	cfg := w.cfg
+	cfg.HTTP.Listen = freeAddr(t)
+	p := w.startBotProc(cfg, "bot")
+	base := "http://" + cfg.HTTP.Listen
+	waitFor(t, "ops listener up", func() bool { code, _ := httpGet(base + "/healthz"); return code == 200 })
+	url := base + cfg.HTTP.WebhookPath
+	body := []byte(`{"event":"room_finished","room":{"name":"x"}}`)
+	huge := make([]byte, 2<<20)
+	bad := []map[string]string{
+		{},
+		{"Authorization": "not-a-jwt"},
+		{"Authorization": signWebhook(t, w.lk.APIKey, "not-the-secret-not-the-secret-not-the", body)},
+		{"Authorization": signWebhook(t, "APIstranger", w.lk.APISecret, body)},
+	}
+	rssBefore := procStatus(p.pid(), "VmRSS")
+	const n, par = 2000, 8
+	var refused, tooLarge, other atomic.Int64
+	var wg sync.WaitGroup
+	for g := range par {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := g; i < n; i += par {
+				b := body
+				if i%10 == 0 {
+					b = huge
+				}
+				switch httpPost(t, url, b, bad[i%len(bad)]) {
+				case 401:
+					refused.Add(1)
+				case 413:
+					tooLarge.Add(1)
+				default:
+					other.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if other.Load() != 0 || tooLarge.Load() != n/10 {
+		t.Fatalf("refused %d, too large %d, other %d", refused.Load(), tooLarge.Load(), other.Load())
+	}
+	if got := scrape(t, cfg.HTTP.Listen, "nestbot_webhooks_total", map[string]string{"outcome": "unauthorized"}); got != float64(refused.Load()) {
+		t.Fatalf("counted %v refusals, sent %d", got, refused.Load())
+	}
+	warns := p.countLog(`level=WARN msg="webhook refused"`)
+	if warns > 1 {
+		t.Fatalf("%d refused webhooks made %d WARN lines", refused.Load(), warns)
+	}
+	p.alive(t, "after the webhook flood")
+	t.Logf("FIGURES webhook-flood: requests=%d refused=%d too_large=%d warn_lines=%d rss_kb_before=%d rss_kb_after=%d hwm_kb=%d",
+		n, refused.Load(), tooLarge.Load(), warns, rssBefore, procStatus(p.pid(), "VmRSS"), procStatus(p.pid(), "VmHWM"))
+}
