@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -339,4 +340,52 @@ func TestFaultWebhookFlood(t *testing.T) {
 	p.alive(t, "after the webhook flood")
 	t.Logf("FIGURES webhook-flood: requests=%d refused=%d too_large=%d warn_lines=%d rss_kb_before=%d rss_kb_after=%d hwm_kb=%d",
 		n, refused.Load(), tooLarge.Load(), warns, rssBefore, procStatus(p.pid(), "VmRSS"), procStatus(p.pid(), "VmHWM"))
+}
+
+// Connections to the ops listener that never finish a request: each held
+// a goroutine and a descriptor until ReadHeaderTimeout (5 s), so 3,000 of
+// them held 3,000 descriptors (and 33 MB); a few thousand a second would
+// have exhausted the process's descriptors, and with them its relay and
+// Redis connections. The listener now takes at most 256 at once; the rest
+// wait in the kernel's queue, and the port serves again once they go.
+func TestFaultOpsIdleConnections(t *testing.T) {
+	w := newWorld(t, 1)
+	cfg := w.cfg
+	cfg.HTTP.Listen = freeAddr(t)
+	p := w.startBotProc(cfg, "bot")
+	base := "http://" + cfg.HTTP.Listen
+	waitFor(t, "ops listener up", func() bool { code, _ := httpGet(base + "/healthz"); return code == 200 })
+	before := p.use(t, cfg.HTTP.Listen, nil)
+	rss := procStatus(p.pid(), "VmRSS")
+	const n, limit = 3000, 256
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range n {
+		c, err := net.Dial("tcp", cfg.HTTP.Listen)
+		if err != nil {
+			t.Fatalf("after %d connections: %v", len(conns), err)
+		}
+		c.Write([]byte("POST " + cfg.HTTP.WebhookPath + " HTTP/1.1\r\nHost: x\r\n"))
+		conns = append(conns, c)
+	}
+	fds := func() int64 {
+		ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p.pid()))
+		return int64(len(ents))
+	}
+	waitFor(t, "the bot took connections up to its limit", func() bool { return fds() >= before.fds+limit })
+	during, duringRSS := fds(), procStatus(p.pid(), "VmRSS")
+	if during > before.fds+limit+16 {
+		t.Fatalf("%d descriptors with %d idle connections to the ops port (%d before), limit %d", during, n, before.fds, limit)
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	conns = nil
+	waitFor(t, "the ops port serves again", func() bool { code, _ := httpGet(base + "/healthz"); return code == 200 })
+	p.alive(t, "after the idle connections")
+	t.Logf("FIGURES ops-idle: conns=%d fds_before=%d rss_kb_before=%d fds_during=%d rss_kb_during=%d", n, before.fds, rss, during, duringRSS)
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/nestbot/nestbot/internal/retry"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/net/netutil"
 	"golang.org/x/time/rate"
 )
 
@@ -47,6 +48,14 @@ const (
 	// listener reads them: one WARN line each filled the log (and the
 	// disk) as fast.
 	refusalWarnEvery = time.Minute
+	// maxConns bounds the ops listener's connections at once; more wait in
+	// the kernel's accept queue. LiveKit, a Prometheus scraper and probes
+	// need a handful. Without a bound each connection that never finished
+	// its request held a goroutine and a descriptor for ReadHeaderTimeout:
+	// 3,000 of them held 3,000 descriptors, a few thousand a second
+	// would exhaust the process's, and with them the bot's connections to
+	// relays and Redis.
+	maxConns = 256
 )
 
 // Readiness is what /readyz checks, each as a function so tests can fake it.
@@ -237,6 +246,7 @@ func Serve(ctx context.Context, log *slog.Logger, addr string, h http.Handler) {
 			srv.Close()
 		}
 	}()
+	ln = netutil.LimitListener(ln, maxConns)
 	log.Info("ops listener", "listen", ln.Addr().String())
 	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		log.Error("ops listener stopped", "err", err)
