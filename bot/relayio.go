@@ -213,9 +213,14 @@ func (o *outbox) sendLoop(ctx context.Context, url string, f *relay.EventFrame) 
 
 // broadcast starts one send loop per relay, each bounded by until and
 // loops (which outlives the caller), and calls done (from the loop's
-// goroutine) with each loop's final result. Beyond maxSendLoops a loop is
-// bounded by the caller's ctx instead. The event is encoded once for
-// every relay and attempt (relay.EventFrame).
+// goroutine) with each loop's final result. Beyond maxSendLoops a loop to
+// one of the bot's relays is bounded by the caller's ctx instead, and a
+// relay named by others gets none (done at once, Unreachable): the
+// pending-answer sender passes its own long-lived context as ctx, so such
+// loops had no bound but the rate of answers (400 direct messages from
+// fresh keys, each with a relay list of 5 silent relays, ran 2,900
+// goroutines). The event is encoded once for every relay and attempt
+// (relay.EventFrame).
 func (o *outbox) broadcast(ctx, loops context.Context, ev *nostr.Event, relays []string, until time.Time, done func(relay.Result)) {
 	o.sends.mark(ev.ID)
 	f, err := relay.NewEventFrame(ev)
@@ -231,6 +236,10 @@ func (o *outbox) broadcast(ctx, loops context.Context, ev *nostr.Event, relays [
 		select {
 		case o.sendSlots <- struct{}{}:
 		default:
+			if !o.own[u] {
+				done(relay.Result{URL: u, Class: relay.Unreachable, Reason: "background sends to relays named by others are at their limit"})
+				continue
+			}
 			parent, slot = ctx, false
 		}
 		lctx, cancel := context.WithDeadline(parent, until)

@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nbd-wtf/go-nostr"
+	"github.com/nbd-wtf/go-nostr/nip04"
+
 	"github.com/nestbot/nestbot/internal/flood"
 )
 
@@ -388,4 +391,84 @@ func TestFaultOpsIdleConnections(t *testing.T) {
 	waitFor(t, "the ops port serves again", func() bool { code, _ := httpGet(base + "/healthz"); return code == 200 })
 	p.alive(t, "after the idle connections")
 	t.Logf("FIGURES ops-idle: conns=%d fds_before=%d rss_kb_before=%d fds_during=%d rss_kb_during=%d", n, before.fds, rss, during, duringRSS)
+}
+
+// Direct messages from fresh keys whose relay lists name relays that never
+// answer, on distinct hosts: each reply goes to the sender's relays too,
+// and each such relay got a send loop (up to three attempts, about 18 s
+// against a silent relay) of its own, beyond the bot's bound on
+// background sends (1,024), so that 400 such messages ran 2,900
+// goroutines: a bound set by the attacker's rate alone. Now relays named
+// by others get no loop beyond that bound, and everything is given back.
+func TestFaultListedSilentRelaysSendLoops(t *testing.T) {
+	w := newWorld(t, 1)
+	evil, open := silentHosts(t, 60)
+	cfg := w.cfg
+	cfg.HTTP.Listen = freeAddr(t)
+	p := w.startBotProc(cfg, "bot")
+	waitFor(t, "ops listener up", func() bool { code, _ := httpGet("http://" + cfg.HTTP.Listen + "/healthz"); return code == 200 })
+	before := p.use(t, cfg.HTTP.Listen, nil)
+
+	ctx, cancel := waitCtx(5 * time.Minute)
+	defer cancel()
+	rl, err := nostr.RelayConnect(ctx, w.relays[0].URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rl.Close()
+	const senders, perList = 400, 5
+	const maxSendLoops = 1024 // bot/relayio.go
+	for i := range senders {
+		u := newUser(t)
+		list := nostr.Event{Kind: 10002, CreatedAt: nostr.Now()}
+		for j := range perList {
+			list.Tags = append(list.Tags, nostr.Tag{"r", evil[(i*perList+j)%len(evil)].URL})
+		}
+		if err := u.signer.Sign(&list); err != nil {
+			t.Fatal(err)
+		}
+		key, err := nip04.ComputeSharedSecret(w.botPub(), u.sk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ct, err := nip04.Encrypt("hello there", key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dm := nostr.Event{Kind: 4, CreatedAt: nostr.Now(), Tags: nostr.Tags{{"p", w.botPub()}}, Content: ct}
+		if err := u.signer.Sign(&dm); err != nil {
+			t.Fatal(err)
+		}
+		for _, ev := range []nostr.Event{list, dm} {
+			if err := rl.Publish(ctx, ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var peak procUse
+	replies := func() int {
+		return len(query(t, w.relays[0].URL, nostr.Filter{Kinds: []int{4}, Authors: []string{w.botPub()}, Limit: 1000}))
+	}
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		u := p.use(t, cfg.HTTP.Listen, nil)
+		peak.goroutines, peak.fds = max(peak.goroutines, u.goroutines), max(peak.fds, u.fds)
+		if replies() >= senders && open.now() == 0 && u.goroutines <= before.goroutines+20 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not settled: replies %d/%d, open %d, %v", replies(), senders, open.now(), u)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	p.alive(t, "after the listed relays")
+	// Each answer still being sent keeps two goroutines of its own (its
+	// lease renewal and its end, bot/pending.go) until its last loop ends;
+	// the send loops themselves are what the bound is about.
+	if limit := before.goroutines + maxSendLoops + 2*senders + 128; peak.goroutines > limit {
+		t.Fatalf("%d goroutines at the peak (%d before, at most %d expected): send loops beyond their bound of %d",
+			peak.goroutines, before.goroutines, limit, maxSendLoops)
+	}
+	t.Logf("FIGURES listed-silent: senders=%d relays_each=%d hosts=%d connections=%d before=[%v] peak=[%v] rss_hwm_kb=%d",
+		senders, perList, len(evil), open.accepted(), before, peak, procStatus(p.pid(), "VmHWM"))
 }
