@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/nbd-wtf/go-nostr"
 	"github.com/nbd-wtf/go-nostr/nip04"
 
@@ -471,4 +472,92 @@ func TestFaultListedSilentRelaysSendLoops(t *testing.T) {
 	}
 	t.Logf("FIGURES listed-silent: senders=%d relays_each=%d hosts=%d connections=%d before=[%v] peak=[%v] rss_hwm_kb=%d",
 		senders, perList, len(evil), open.accepted(), before, peak, procStatus(p.pid(), "VmHWM"))
+}
+
+// One of the bot's own relays turns hostile: it confirms the bot's
+// subscription, then sends without pause valid, signed requests to the
+// bot under subscription ids the bot never opened, AUTH challenges,
+// NOTICEs, OKs for events the bot never sent, EOSE and CLOSED for other
+// subscriptions. None of it is the bot's business: it keeps its
+// subscription there, answers a real request sent through its honest
+// relay, writes nothing to its log per frame, and holds no more memory or
+// goroutines for it.
+func TestFaultOwnRelayNoiseIgnored(t *testing.T) {
+	w := newWorld(t, 1)
+	noisy := startFakeRelay(t)
+	cfg := w.cfg
+	cfg.Nostr.Relays = []string{w.relays[0].URL, noisy.URL}
+	cfg.HTTP.Listen = freeAddr(t)
+
+	// Requests addressed to the bot, signed, fresh: they would be answered
+	// if they came on the bot's subscription.
+	var frames [][]byte
+	for i := range 200 {
+		u := newUser(t)
+		req := signRequest(t, w, u, coord(u.pk, fmt.Sprintf("noise-%d", i)), "status", "")
+		id := fmt.Sprintf("other-%d", i)
+		b, _ := nostr.EventEnvelope{SubscriptionID: &id, Event: req}.MarshalJSON()
+		frames = append(frames, b,
+			[]byte(fmt.Sprintf(`["AUTH","challenge-%d"]`, i)),
+			[]byte(fmt.Sprintf(`["NOTICE","noise %d"]`, i)),
+			[]byte(fmt.Sprintf(`["OK","%064x",true,""]`, i)),
+			[]byte(fmt.Sprintf(`["EOSE","other-%d"]`, i)),
+			[]byte(fmt.Sprintf(`["CLOSED","other-%d","error: no"]`, i)))
+	}
+	var sent atomic.Int64
+	stopNoise := make(chan struct{})
+	var noise sync.WaitGroup
+	noisy.OnBotREQ = func(c *flood.Conn, sub string, _ nostr.Filters) {
+		c.SendJSON(nostr.EOSEEnvelope(sub))
+		noise.Add(1)
+		go func() {
+			defer noise.Done()
+			for {
+				for _, f := range frames {
+					select {
+					case <-stopNoise:
+						return
+					default:
+					}
+					if c.Send(f) != nil {
+						return
+					}
+					sent.Add(1)
+				}
+			}
+		}()
+	}
+	p := w.startBotProc(cfg, "bot")
+	waitFor(t, "ops listener up", func() bool { code, _ := httpGet("http://" + cfg.HTTP.Listen + "/healthz"); return code == 200 })
+	waitFor(t, "the noise started", func() bool { return sent.Load() > int64(len(frames)) })
+	before := p.use(t, cfg.HTTP.Listen, nil)
+	logBefore := len(strings.Split(p.log(), "\n"))
+	waitFor(t, "100,000 frames of noise", func() bool { return sent.Load() >= 100_000 })
+
+	host := newUser(t)
+	id := uuid.NewString()
+	w.nestsRecord(id, host.pk, nil, nil)
+	w.clientRelays = []string{w.relays[0].URL}
+	if r := restartResult(t, w.ask(host, coord(host.pk, id), "restart").Payload); r.RoomID != id {
+		t.Fatalf("%+v", r)
+	}
+	after := p.use(t, cfg.HTTP.Listen, nil)
+	close(stopNoise)
+	noise.Wait()
+	p.alive(t, "after the noise")
+	if n := scrape(t, cfg.HTTP.Listen, "nestbot_relay_connected", map[string]string{"relay": noisy.URL}); n != 1 {
+		t.Fatalf("the bot lost its subscription on the noisy relay (connected %v)", n)
+	}
+	if n := scrape(t, cfg.HTTP.Listen, "nestbot_requests_total", nil); n != 1 {
+		t.Fatalf("%v requests handled, want the one real request: the noise was taken for requests", n)
+	}
+	logged := len(strings.Split(p.log(), "\n")) - logBefore
+	if logged > 20 {
+		t.Fatalf("%d log lines while the relay sent %d frames of noise:\n%s", logged, sent.Load(), tail(p.log(), 20))
+	}
+	if after.goroutines > before.goroutines+20 {
+		t.Fatalf("goroutines %d → %d under the noise", before.goroutines, after.goroutines)
+	}
+	t.Logf("FIGURES own-relay-noise: frames=%d log_lines=%d before=[%v] after=[%v] rss_hwm_kb=%d",
+		sent.Load(), logged, before, after, procStatus(p.pid(), "VmHWM"))
 }
