@@ -96,3 +96,41 @@ func TestAuthNeverConfirmedLeavesNothing(t *testing.T) {
 		t.Fatalf("%d concurrent publishes sent %d AUTH events, want them to share one", n, got)
 	}
 }
+
+// A relay that accepts the connection and never reads: once the socket's
+// buffers are full the bot's writes would block, and each publish must
+// still end by its deadline (WriteTimeout at most), with the connection
+// given up rather than held.
+func TestRelayThatNeverReads(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer ws.CloseNow()
+		<-r.Context().Done()
+	}))
+	t.Cleanup(srv.Close)
+	url := "ws" + strings.TrimPrefix(srv.URL, "http")
+	p := testPool(t, Options{Trusted: []string{url}, WriteTimeout: 500 * time.Millisecond})
+	big := signed(t, strings.Repeat("x", 900<<10))
+	blocked := 0
+	for range 40 {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		start := time.Now()
+		res := p.Publish(ctx, url, big)
+		cancel()
+		if res.OK() {
+			t.Fatalf("a relay that never reads accepted: %+v", res)
+		}
+		if res.Class == Dropped {
+			blocked++
+		}
+		if d := time.Since(start); d > 30*time.Second { // a bound, not a measurement: a blocked write would hang here
+			t.Fatalf("a publish took %s", d)
+		}
+	}
+	if blocked == 0 {
+		t.Fatal("no write ever blocked: the socket's buffers never filled, the test proves nothing")
+	}
+}
