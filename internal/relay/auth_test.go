@@ -18,7 +18,7 @@ import (
 // authSink is a relay that greets with an AUTH challenge, answers every
 // EVENT with OK false "auth-required:" and never answers an AUTH: a relay
 // (possibly one of the bot's own) that keeps the bot authenticating.
-type authSink struct{ auths atomic.Int64 }
+type authSink struct{ auths, events atomic.Int64 }
 
 func (a *authSink) serve(t *testing.T) string {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -43,6 +43,7 @@ func (a *authSink) serve(t *testing.T) string {
 			case "AUTH":
 				a.auths.Add(1)
 			case "EVENT":
+				a.events.Add(1)
 				var ev nostr.Event
 				_ = json.Unmarshal(parts[1], &ev)
 				out, _ := json.Marshal([]any{"OK", ev.ID, false, "auth-required: who are you"})
@@ -57,42 +58,48 @@ func (a *authSink) serve(t *testing.T) string {
 // A relay that asks for AUTH and never confirms it costs each publish one
 // bounded wait, and nothing that stays behind on the connection: no OK
 // waiter per AUTH left in the connection's table (they piled up for its
-// whole life), and publishes that wait at once share one AUTH event.
+// whole life), and publishes that wait at once share one AUTH event. The
+// publishes' deadline is the test's: it ends them once every one of them
+// is waiting on the AUTH.
 func TestAuthNeverConfirmedLeavesNothing(t *testing.T) {
 	sink := &authSink{}
 	url := sink.serve(t)
 	p := testPool(t, Options{Trusted: []string{url}, IdleTimeout: time.Hour, Signer: keySigner{nostr.GeneratePrivateKey()}})
+	waiters := func(c *conn) int {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		n := 0
+		for _, ws := range c.oks {
+			n += len(ws)
+		}
+		return n
+	}
 	const n = 20
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	var wg sync.WaitGroup
 	for range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-			defer cancel()
 			if res := p.Publish(ctx, url, signed(t, "x")); res.Class != AuthRequired {
 				t.Errorf("publish: %+v, want auth-required", res)
 			}
 		}()
 	}
+	var c *conn
+	waitFor(t, "every publish refused and waiting on one AUTH", func() bool {
+		p.mu.Lock()
+		c = p.conns[nostr.NormalizeURL(url)]
+		p.mu.Unlock()
+		return c != nil && sink.events.Load() == n && sink.auths.Load() >= 1 && waiters(c) == 1
+	})
+	cancel()
 	wg.Wait()
-	p.mu.Lock()
-	c := p.conns[nostr.NormalizeURL(url)]
-	p.mu.Unlock()
-	if c == nil {
-		t.Fatal("the trusted connection is gone: the test proves nothing")
-	}
-	c.mu.Lock()
-	left := 0
-	for _, ws := range c.oks {
-		left += len(ws)
-	}
-	c.mu.Unlock()
-	if left != 0 {
+	if left := waiters(c); left != 0 {
 		t.Fatalf("%d OK waiters left on the connection after every publish returned", left)
 	}
-	waitFor(t, "the relay got an AUTH", func() bool { return sink.auths.Load() > 0 })
-	if got := sink.auths.Load(); got > 2 {
+	if got := sink.auths.Load(); got != 1 {
 		t.Fatalf("%d concurrent publishes sent %d AUTH events, want them to share one", n, got)
 	}
 }
