@@ -47,6 +47,9 @@ type outbox struct {
 	// never answers holds a slot for strangerLookupTimeout at most, and
 	// never a worker longer than that.
 	strangerSlots chan struct{}
+	// strangerWaiting counts look-ups waiting for a slot; beyond
+	// strangerWaiters they skip the stranger's relay at once.
+	strangerWaiting atomic.Int64
 	// sendSlots bounds the send loops that outlive their Publish call.
 	sendSlots chan struct{}
 
@@ -59,6 +62,10 @@ type outbox struct {
 	sends sendMarks
 }
 
+// strangerLookupTimeout bounds one look-up on a relay named by others
+// (a var for tests).
+var strangerLookupTimeout = 2 * time.Second
+
 const (
 	// publishTimeout bounds one attempt to get an OK from one relay.
 	publishTimeout = 5 * time.Second
@@ -68,10 +75,18 @@ const (
 	// afterDelivery bounds how long the other relays of an answer keep
 	// being tried once one relay accepted it.
 	afterDelivery = 2 * time.Minute
-	// strangerLookupTimeout and strangerLookups bound look-ups on relays
-	// named by others.
-	strangerLookupTimeout = 2 * time.Second
-	strangerLookups       = 8
+	// strangerLookups bounds look-ups on relays named by others
+	// (strangerLookupTimeout each).
+	strangerLookups = 8
+	// strangerWaiters bounds the look-ups that wait for one of those
+	// slots; the others skip the stranger's relay at once. Requests whose
+	// hints never answer, from fresh keys, hold every slot for the whole
+	// timeout: a worker that waited for a slot too was held as long, so
+	// that 8 such requests a second held all 16 workers, and a newcomer's
+	// request behind 180 of them was answered after 23 s. Now at most
+	// strangerLookups + strangerWaiters workers are in look-ups on
+	// strangers' relays, whatever the rate of such requests.
+	strangerWaiters = 2
 	// strangerSends bounds the attempts on one relay named by others (a
 	// hint, a room's or requester's relay): the bot's own relays carry the
 	// delivery guarantee.
@@ -198,9 +213,14 @@ func (o *outbox) sendLoop(ctx context.Context, url string, f *relay.EventFrame) 
 
 // broadcast starts one send loop per relay, each bounded by until and
 // loops (which outlives the caller), and calls done (from the loop's
-// goroutine) with each loop's final result. Beyond maxSendLoops a loop is
-// bounded by the caller's ctx instead. The event is encoded once for
-// every relay and attempt (relay.EventFrame).
+// goroutine) with each loop's final result. Beyond maxSendLoops a loop to
+// one of the bot's relays is bounded by the caller's ctx instead, and a
+// relay named by others gets none (done at once, Unreachable): the
+// pending-answer sender passes its own long-lived context as ctx, so such
+// loops had no bound but the rate of answers (600 direct messages from
+// fresh keys, each with a relay list of 5 silent relays, ran 4,300
+// goroutines). The event is encoded once for every relay and attempt
+// (relay.EventFrame).
 func (o *outbox) broadcast(ctx, loops context.Context, ev *nostr.Event, relays []string, until time.Time, done func(relay.Result)) {
 	o.sends.mark(ev.ID)
 	f, err := relay.NewEventFrame(ev)
@@ -216,6 +236,10 @@ func (o *outbox) broadcast(ctx, loops context.Context, ev *nostr.Event, relays [
 		select {
 		case o.sendSlots <- struct{}{}:
 		default:
+			if !o.own[u] {
+				done(relay.Result{URL: u, Class: relay.Unreachable, Reason: "background sends to relays named by others are at their limit"})
+				continue
+			}
 			parent, slot = ctx, false
 		}
 		lctx, cancel := context.WithDeadline(parent, until)
@@ -276,13 +300,11 @@ func (o *outbox) query(ctx context.Context, relays []string, filter nostr.Filter
 				var cancel context.CancelFunc
 				qctx, cancel = context.WithTimeout(ctx, strangerLookupTimeout)
 				defer cancel()
-				select {
-				case o.strangerSlots <- struct{}{}:
-					defer func() { <-o.strangerSlots }()
-				case <-qctx.Done():
+				if !o.strangerSlot(qctx) {
 					o.log.Debug("look-up skipped: strangers' relays budget in use", "relay", u)
 					return
 				}
+				defer func() { <-o.strangerSlots }()
 			}
 			evs, err := o.pool.Query(qctx, u, nostr.Filters{filter}, limit)
 			if err != nil {
@@ -295,6 +317,28 @@ func (o *outbox) query(ctx context.Context, relays []string, filter nostr.Filter
 	}
 	wg.Wait()
 	return out
+}
+
+// strangerSlot takes one of the strangerLookups slots, waiting for one
+// until ctx ends only when fewer than strangerWaiters look-ups wait
+// already; false: none taken, skip the relay.
+func (o *outbox) strangerSlot(ctx context.Context) bool {
+	select {
+	case o.strangerSlots <- struct{}{}:
+		return true
+	default:
+	}
+	if o.strangerWaiting.Add(1) > strangerWaiters {
+		o.strangerWaiting.Add(-1)
+		return false
+	}
+	defer o.strangerWaiting.Add(-1)
+	select {
+	case o.strangerSlots <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // Latest returns the newest 30312 at c found on relays (verified).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -68,6 +69,67 @@ func TestStrangerLookupBudget(t *testing.T) {
 	}
 	if now != 0 {
 		t.Fatalf("%d connections to strangers' relays left open after every look-up ended", now)
+	}
+}
+
+// Look-ups on strangers' relays that find the budget in use skip the
+// relay at once, beyond strangerWaiters of them: requests whose hints
+// never answer held a worker each for the whole timeout waiting for a
+// slot, so that a burst of them stalled every worker. Here the silent
+// relays hold their slots until the test lets go (the timeout is lifted),
+// and every look-up beyond the slots and the waiters must return while
+// they still hold.
+func TestStrangerLookupWaitersBounded(t *testing.T) {
+	silent := flood.StartRelay()
+	t.Cleanup(silent.Close)
+	silent.Silent.Store(true)
+	saved := strangerLookupTimeout
+	strangerLookupTimeout = time.Hour
+	t.Cleanup(func() { strangerLookupTimeout = saved })
+	s := testService(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s.outbox = newOutbox(ctx, s.signer, s.log, newRelayPolicy(nil, true), nil, nil)
+	defer s.outbox.close()
+	s.outbox.pool = relay.NewPool(relay.Options{AllowPrivate: true, MaxPerHost: 100, MaxConns: 100})
+
+	held, release := context.WithCancel(ctx)
+	var done sync.WaitGroup
+	var returned atomic.Int64
+	look := func(i int) {
+		defer done.Done()
+		c := nostrx.Coordinate{Kind: nostrx.KindRoom, Author: nostr.GeneratePrivateKey(), D: "x"}
+		s.outbox.Latest(held, c, []string{fmt.Sprintf("%s/p%d", silent.URL, i)})
+		returned.Add(1)
+	}
+	for i := range strangerLookups {
+		done.Add(1)
+		go look(i)
+	}
+	waitUntil(t, "every slot held by a silent relay", func() bool { return silent.REQs.Load() == strangerLookups })
+	const more = 3 * strangerLookups
+	for i := range more {
+		done.Add(1)
+		go look(strangerLookups + i)
+	}
+	waitUntil(t, "the look-ups beyond the slots and the waiters returned", func() bool {
+		return returned.Load() == more-strangerWaiters
+	})
+	release()
+	done.Wait()
+	if n := silent.REQs.Load(); n > strangerLookups+strangerWaiters {
+		t.Fatalf("%d look-ups reached the silent relays, budget %d + %d waiting", n, strangerLookups, strangerWaiters)
+	}
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for: %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 

@@ -24,6 +24,7 @@ import (
 
 	"github.com/nestbot/nestbot/bot"
 	"github.com/nestbot/nestbot/internal/config"
+	"github.com/nestbot/nestbot/internal/relay"
 	"github.com/nestbot/nestbot/nostrx"
 )
 
@@ -220,6 +221,9 @@ func restartCmd(load func() (config.Config, error)) *cobra.Command {
 			if action != nostrx.ActionRestart && action != nostrx.ActionStatus {
 				return fmt.Errorf("--action %q: want restart or status", action)
 			}
+			if timeout <= 0 {
+				return fmt.Errorf("--timeout %s: must be positive, like 30s", timeout)
+			}
 			if len(reason) > nostrx.MaxReasonBytes {
 				return fmt.Errorf("--reason: at most %d bytes", nostrx.MaxReasonBytes)
 			}
@@ -309,16 +313,19 @@ func firstRelays(s []string, n int) []string {
 	return s
 }
 
-// publishOnce publishes ev to one relay and waits for its OK.
+// publishOnce publishes ev to one relay and waits for its OK. The relay
+// may be one the room event's author named (its relays tag): it goes
+// through internal/relay, whose reader cannot panic on what a relay sends;
+// go-nostr's Relay crashed the command on `["EVENT","x` (issue 9, item 2).
 func publishOnce(ctx context.Context, url string, ev nostr.Event) error {
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	rl, err := nostr.RelayConnect(pctx, url)
-	if err != nil {
-		return err
+	pool := relay.NewPool(relay.Options{Trusted: []string{url}})
+	defer pool.Close()
+	if res := pool.Publish(pctx, url, &ev); !res.OK() {
+		return fmt.Errorf("%s: %s: %s", res.URL, res.Class, relay.Excerpt(res.Reason, 200))
 	}
-	defer rl.Close()
-	return rl.Publish(pctx, ev)
+	return nil
 }
 
 // decodeSecret reads --key with the one secret-key rule (nsec1… or hex,

@@ -502,6 +502,7 @@ func TestConfigErrors(t *testing.T) {
 		{name: "zero workers", file: "limits:\n  workers: 0\n", wantKey: "limits.workers"},
 		{name: "too many workers", env: map[string]string{"NESTBOT_LIMITS_WORKERS": "1000000"}, wantKey: "limits.workers"},
 		{name: "negative queue", env: map[string]string{"NESTBOT_LIMITS_QUEUE": "-5"}, wantKey: "limits.queue"},
+		{name: "queue of gigabytes", env: map[string]string{"NESTBOT_LIMITS_QUEUE": "16777216"}, wantKey: "limits.queue"},
 		{name: "seen cache not a number", env: map[string]string{"NESTBOT_LIMITS_SEEN_CACHE": "lots"}, wantKey: "limits.seen_cache"},
 		{name: "number a boolean", file: "limits:\n  queue: true\n", wantKey: "limits.queue"},
 

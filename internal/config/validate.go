@@ -68,7 +68,7 @@ func (c Config) rules() []*Error {
 	rule("limits.restarts_per_minute", between(c.Limits.RestartsPerMinute, 1, math.MaxInt32))
 	rule("limits.new_rooms_per_minute", between(c.Limits.NewRoomsPerMinute, 0, math.MaxInt32))
 	rule("limits.workers", between(c.Limits.Workers, 1, 1<<16))
-	rule("limits.queue", between(c.Limits.Queue, 1, 1<<24))
+	rule("limits.queue", between(c.Limits.Queue, 1, MaxQueue))
 	rule("limits.seen_cache", between(c.Limits.SeenCache, 1, 1<<28))
 
 	rule("lifecycle.republish_interval", when(c.Lifecycle.RepublishInterval >= MaxRepublishInterval, "must be under %s (clients treat an older room event as closed), got %s", MaxRepublishInterval, c.Lifecycle.RepublishInterval))

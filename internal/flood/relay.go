@@ -5,6 +5,8 @@ package flood
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -31,6 +33,7 @@ type Relay struct {
 	OnBotREQ func(c *Conn, subID string, filters nostr.Filters)
 
 	BotREQs   atomic.Int64 // REQs for kind 4312 seen
+	REQs      atomic.Int64 // REQs of any kind seen, Silent or not
 	Published atomic.Int64 // EVENTs clients sent (all answered OK)
 
 	// OnConnect runs for every new connection before anything is read:
@@ -87,6 +90,22 @@ func StartRelay() *Relay {
 	r.srv = httptest.NewServer(http.HandlerFunc(r.serve))
 	r.URL = "ws" + strings.TrimPrefix(r.srv.URL, "http")
 	return r
+}
+
+// StartRelayAt listens on addr ("127.0.0.7:0": any loopback address of
+// 127.0.0.0/8 is a host of its own to the bot's per-host cap) until Close.
+func StartRelayAt(addr string) (*Relay, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("flood relay: %w", err)
+	}
+	r := &Relay{}
+	r.srv = httptest.NewUnstartedServer(http.HandlerFunc(r.serve))
+	r.srv.Listener.Close()
+	r.srv.Listener = ln
+	r.srv.Start()
+	r.URL = "ws" + strings.TrimPrefix(r.srv.URL, "http")
+	return r, nil
 }
 
 // Close drops every connection and stops listening.
@@ -189,11 +208,14 @@ func (r *Relay) serve(w http.ResponseWriter, req *http.Request) {
 		if err != nil {
 			return
 		}
-		if r.Silent.Load() {
-			continue
-		}
 		env, err := parser.ParseMessage(string(data))
 		if err != nil {
+			continue
+		}
+		if _, ok := env.(*nostr.ReqEnvelope); ok {
+			r.REQs.Add(1)
+		}
+		if r.Silent.Load() {
 			continue
 		}
 		switch env := env.(type) {

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/livekit/protocol/auth"
@@ -19,6 +20,8 @@ import (
 	"github.com/nestbot/nestbot/internal/retry"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/net/netutil"
+	"golang.org/x/time/rate"
 )
 
 // The ops listener (http.listen) serves, for operators and LiveKit only:
@@ -39,6 +42,20 @@ const (
 	maxWebhookBody = 1 << 20
 	// opsShutdown bounds the listener's graceful shutdown.
 	opsShutdown = 5 * time.Second
+	// refusalWarnEvery is how often a refused webhook is logged at WARN;
+	// the others go to DEBUG, and nestbot_webhooks_total counts each one.
+	// Anyone who reaches the port can send refusals as fast as the
+	// listener reads them: one WARN line each filled the log (and the
+	// disk) as fast.
+	refusalWarnEvery = time.Minute
+	// maxConns bounds the ops listener's connections at once; more wait in
+	// the kernel's accept queue. LiveKit, a Prometheus scraper and probes
+	// need a handful. Without a bound each connection that never finished
+	// its request held a goroutine and a descriptor for ReadHeaderTimeout:
+	// 3,000 of them held 3,000 descriptors, a few thousand a second
+	// would exhaust the process's, and with them the bot's connections to
+	// relays and Redis.
+	maxConns = 256
 )
 
 // Readiness is what /readyz checks, each as a function so tests can fake it.
@@ -124,6 +141,8 @@ func Handler(log *slog.Logger, reg prometheus.Gatherer, ready Readiness, webhook
 // SHA-256) before reading it. Anything unsigned, signed with another key or
 // altered is refused with 401 and never parsed.
 func WebhookHandler(log *slog.Logger, keys auth.KeyProvider, sink WebhookSink, m *Metrics) http.Handler {
+	warn := &rate.Sometimes{First: 1, Interval: refusalWarnEvery}
+	var quiet atomic.Int64 // refusals logged at DEBUG since the last WARN
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
 			w.Header().Set("Allow", http.MethodPost)
@@ -141,7 +160,16 @@ func WebhookHandler(log *slog.Logger, keys auth.KeyProvider, sink WebhookSink, m
 			}
 			m.Webhooks.WithLabelValues("unverified", "unauthorized").Inc()
 			// The reason only: never the header, the token or the body.
-			log.Warn("webhook refused", "remote", r.RemoteAddr, "reason", webhookReason(err))
+			warned := false
+			warn.Do(func() {
+				warned = true
+				log.Warn("webhook refused", "remote", r.RemoteAddr, "reason", webhookReason(err),
+					"refused_before", quiet.Swap(0), "next_warn_in", refusalWarnEvery)
+			})
+			if !warned {
+				quiet.Add(1)
+				log.Debug("webhook refused", "remote", r.RemoteAddr, "reason", webhookReason(err))
+			}
 			Plain(w, http.StatusUnauthorized, "invalid webhook signature")
 			return
 		}
@@ -218,6 +246,7 @@ func Serve(ctx context.Context, log *slog.Logger, addr string, h http.Handler) {
 			srv.Close()
 		}
 	}()
+	ln = netutil.LimitListener(ln, maxConns)
 	log.Info("ops listener", "listen", ln.Addr().String())
 	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		log.Error("ops listener stopped", "err", err)

@@ -257,3 +257,46 @@ func TestServeOpsRetriesATakenAddress(t *testing.T) {
 	cancel()
 	<-done
 }
+
+// Refused webhooks at any rate cost one WARN line a minute, not one each:
+// anyone who reaches the port can send them as fast as it reads. The
+// metric still counts every one, and every one is at DEBUG.
+func TestWebhookRefusalsDoNotFloodTheLog(t *testing.T) {
+	var buf bytes.Buffer
+	var mu sync.Mutex
+	log := slog.New(slog.NewTextHandler(testlogWriter{&mu, &buf}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	m := NewMetrics(Gauges{})
+	h := WebhookHandler(log, auth.NewSimpleKeyProvider(testLKKey, testLKSecret), func(*livekit.WebhookEvent) {}, m)
+	const n = 500
+	for i := range n {
+		req := httptest.NewRequest("POST", "/livekit/webhook", strings.NewReader("{}"))
+		if i%2 == 0 {
+			req.Header.Set("Authorization", "not-a-jwt")
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusUnauthorized {
+			t.Fatalf("request %d: %d", i, rec.Code)
+		}
+	}
+	if got := testutil.ToFloat64(m.Webhooks.WithLabelValues("unverified", "unauthorized")); got != n {
+		t.Fatalf("counted %v refusals, want %d", got, n)
+	}
+	mu.Lock()
+	out := buf.String()
+	mu.Unlock()
+	if lines := strings.Count(out, "webhook refused"); lines != 1 {
+		t.Fatalf("%d refused webhooks made %d WARN lines, want 1:\n%.1000s", n, lines, out)
+	}
+}
+
+type testlogWriter struct {
+	mu *sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (l testlogWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}

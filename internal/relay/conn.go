@@ -33,6 +33,7 @@ type conn struct {
 	seq       int
 	challenge string
 	authed    chan struct{} // closed once an AUTH of ours got OK true
+	authing   *authTry      // the AUTH in flight, nil when none
 	gotChal   chan struct{} // closed when the first challenge arrives
 
 	done chan struct{} // closed when the reader ends
@@ -221,26 +222,8 @@ func (c *conn) publish(ctx context.Context, f *EventFrame) Result {
 
 func (c *conn) publishOnce(ctx context.Context, f *EventFrame) Result {
 	ev := f.Event
-	ch := make(chan Message, 1)
-	c.mu.Lock()
-	c.oks[ev.ID] = append(c.oks[ev.ID], ch)
-	c.mu.Unlock()
-	defer func() {
-		c.mu.Lock()
-		ws := c.oks[ev.ID]
-		for i, w := range ws {
-			if w == ch {
-				ws = append(ws[:i], ws[i+1:]...)
-				break
-			}
-		}
-		if len(ws) == 0 {
-			delete(c.oks, ev.ID)
-		} else {
-			c.oks[ev.ID] = ws
-		}
-		c.mu.Unlock()
-	}()
+	ch := c.waitOK(ev.ID)
+	defer c.unwaitOK(ev.ID, ch)
 	if err := c.writeRaw(ctx, f.data); err != nil {
 		return Result{URL: c.url, Class: Dropped, Reason: err.Error()}
 	}
@@ -256,8 +239,12 @@ func (c *conn) publishOnce(ctx context.Context, f *EventFrame) Result {
 }
 
 // auth answers the relay's NIP-42 challenge, waiting for the challenge if
-// it has not come yet, and returns once the relay said OK to it. Concurrent
-// callers share one AUTH.
+// it has not come yet, and returns once the relay said OK to it. Callers
+// that come while an AUTH is out wait for that one instead of sending
+// their own, and nothing of an AUTH stays on the connection once it is
+// answered, refused or given up on: a relay that asks for AUTH and never
+// confirms it costs each caller one bounded wait, not a waiter per attempt
+// for the connection's life.
 func (c *conn) auth(ctx context.Context) error {
 	select {
 	case <-c.gotChal:
@@ -273,18 +260,46 @@ func (c *conn) auth(ctx context.Context) error {
 		return nil
 	default:
 	}
+	if t := c.authing; t != nil {
+		c.mu.Unlock()
+		select {
+		case <-t.done:
+			return t.err
+		case <-c.done:
+			return errors.New("connection closed during AUTH")
+		case <-ctx.Done():
+			return errors.New("no OK to AUTH")
+		}
+	}
+	t := &authTry{done: make(chan struct{})}
+	c.authing = t
+	challenge := c.challenge
+	c.mu.Unlock()
+	t.err = c.authOnce(ctx, challenge)
+	c.mu.Lock()
+	c.authing = nil
+	c.mu.Unlock()
+	close(t.done)
+	return t.err
+}
+
+// authTry is an AUTH in flight; err is set before done is closed.
+type authTry struct {
+	done chan struct{}
+	err  error
+}
+
+// authOnce sends one AUTH for challenge and waits for its OK.
+func (c *conn) authOnce(ctx context.Context, challenge string) error {
 	ev := nostr.Event{
 		CreatedAt: nostr.Now(), Kind: nostr.KindClientAuthentication,
-		Tags: nostr.Tags{{"relay", c.url}, {"challenge", c.challenge}},
+		Tags: nostr.Tags{{"relay", c.url}, {"challenge", challenge}},
 	}
-	c.mu.Unlock()
 	if err := c.pool.opt.Signer.Sign(&ev); err != nil {
 		return fmt.Errorf("sign AUTH: %w", err)
 	}
-	ch := make(chan Message, 1)
-	c.mu.Lock()
-	c.oks[ev.ID] = append(c.oks[ev.ID], ch)
-	c.mu.Unlock()
+	ch := c.waitOK(ev.ID)
+	defer c.unwaitOK(ev.ID, ch)
 	if err := c.write(ctx, []any{"AUTH", ev}); err != nil {
 		return err
 	}
@@ -305,6 +320,33 @@ func (c *conn) auth(ctx context.Context) error {
 		return errors.New("connection closed during AUTH")
 	case <-ctx.Done():
 		return errors.New("no OK to AUTH")
+	}
+}
+
+// waitOK registers a waiter for the OK to event id (buffered 1: the
+// reader never blocks on it); unwaitOK takes it back.
+func (c *conn) waitOK(id string) chan Message {
+	ch := make(chan Message, 1)
+	c.mu.Lock()
+	c.oks[id] = append(c.oks[id], ch)
+	c.mu.Unlock()
+	return ch
+}
+
+func (c *conn) unwaitOK(id string, ch chan Message) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ws := c.oks[id]
+	for i, w := range ws {
+		if w == ch {
+			ws = append(ws[:i], ws[i+1:]...)
+			break
+		}
+	}
+	if len(ws) == 0 {
+		delete(c.oks, id)
+	} else {
+		c.oks[id] = ws
 	}
 }
 
