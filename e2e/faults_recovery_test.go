@@ -182,6 +182,27 @@ func refuseWrites(t *testing.T, w *world, on bool) {
 	}
 }
 
+// failFinalCommit makes the restart of room id that send starts fail at
+// its final transaction (rooms.CommitAnswered), after its public change:
+// LiveKit is down while the restart takes the room's lock, Redis refuses
+// writes once it holds it, and LiveKit comes back, so the room is
+// recreated and the transaction holding the restart's writes and answer
+// fails. It returns once the restart was resumed; writes are still
+// refused (refuseWrites(t, w, false) lets them in again).
+func failFinalCommit(t *testing.T, w *world, svc *bot.Service, id string, send func()) {
+	t.Helper()
+	w.lk.Stop()
+	send()
+	waitFor(t, "the restart inside its room lock", func() bool {
+		return w.rdb.Exists(context.Background(), rooms.DefaultKeys.Lock(id)).Val() == 1
+	})
+	refuseWrites(t, w, true)
+	w.lk.Start()
+	waitFor(t, "the restart resumed after its final transaction failed", func() bool {
+		return metric(t, svc, "nestbot_request_retries_total", map[string]string{"step": "resume"}) >= 1
+	})
+}
+
 // TestFaultResumedRestartGoesStale: a recreation makes its public change
 // (the new LiveKit room) and then cannot write its record: Redis refuses
 // writes, and keeps refusing them until the request is older than
@@ -252,17 +273,8 @@ func TestFaultDMFinalCommitRefused(t *testing.T) {
 	w.nestsRecord(id, host.pk, nil, nil)
 	w.createLiveRoom(id)
 
-	w.lk.Stop()
 	wrap, rumorID := w.wrapDM(host, "restart nostr:"+coord(host.pk, id).Naddr(w.relays[0].URL))
-	w.publish(wrap)
-	waitFor(t, "the restart inside its room lock", func() bool {
-		return w.rdb.Exists(ctx, rooms.DefaultKeys.Lock(id)).Val() == 1
-	})
-	refuseWrites(t, w, true)
-	w.lk.Start()
-	waitFor(t, "the restart resumed after its final commit failed", func() bool {
-		return metric(t, svc, "nestbot_request_retries_total", map[string]string{"step": "resume"}) >= 1
-	})
+	failFinalCommit(t, w, svc, id, func() { w.publish(wrap) })
 	w.lk.Stop()
 	refuseWrites(t, w, false)
 	waitFor(t, "the resumed restart resumed again after LiveKit's budget", func() bool {
@@ -371,17 +383,9 @@ func TestFaultResumeKeepsItsRoom(t *testing.T) {
 	w.nestsRecord(id, host.pk, nil, nil)
 	before := w.createLiveRoom(id).Sid
 
-	w.lk.Stop()
 	req := signRequest(t, w, host, coord(host.pk, id), "restart", "")
-	answer := w.sendAsync(host, req, 60*time.Second)
-	waitFor(t, "the restart inside its room lock", func() bool {
-		return w.rdb.Exists(ctx, rooms.DefaultKeys.Lock(id)).Val() == 1
-	})
-	refuseWrites(t, w, true)
-	w.lk.Start()
-	waitFor(t, "the restart resumed after its final transaction failed", func() bool {
-		return metric(t, svc, "nestbot_request_retries_total", map[string]string{"step": "resume"}) >= 1
-	})
+	var answer <-chan *bot.Exchange
+	failFinalCommit(t, w, svc, id, func() { answer = w.sendAsync(host, req, 60*time.Second) })
 	made := w.liveRoom(id)
 	if made == nil || made.Sid == before {
 		t.Fatalf("LiveKit room %v: want the one the restart made (not %s)", made, before)
@@ -418,23 +422,14 @@ func TestFaultResumeStaleLiveKitDown(t *testing.T) {
 	w.cfg.Limits.DependencyTimeout = 4 * time.Second
 	w.cfg.Nostr.MaxRequestAge = 20 * time.Second
 	svc := w.start()
-	ctx := context.Background()
 	host := newUser(t)
 	id := uuid.NewString()
 	w.nestsRecord(id, host.pk, nil, nil)
 	w.createLiveRoom(id)
 
-	w.lk.Stop()
 	req := signRequest(t, w, host, coord(host.pk, id), "restart", "")
-	answer := w.sendAsync(host, req, 60*time.Second)
-	waitFor(t, "the restart inside its room lock", func() bool {
-		return w.rdb.Exists(ctx, rooms.DefaultKeys.Lock(id)).Val() == 1
-	})
-	refuseWrites(t, w, true)
-	w.lk.Start()
-	waitFor(t, "the restart resumed after its final transaction failed", func() bool {
-		return metric(t, svc, "nestbot_request_retries_total", map[string]string{"step": "resume"}) >= 1
-	})
+	var answer <-chan *bot.Exchange
+	failFinalCommit(t, w, svc, id, func() { answer = w.sendAsync(host, req, 60*time.Second) })
 	w.lk.Stop() // down until the request is stale
 	refuseWrites(t, w, false)
 

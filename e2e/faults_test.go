@@ -579,25 +579,9 @@ func TestFaultFinalCommitRefused(t *testing.T) {
 	w.nestsRecord(id, host.pk, nil, nil)
 	w.createLiveRoom(id)
 
-	// LiveKit down: the restart waits inside its room lock, retrying.
-	w.lk.Stop()
 	req := signRequest(t, w, host, coord(host.pk, id), "restart", "")
-	answer := w.sendAsync(host, req, 60*time.Second)
-	waitFor(t, "the restart inside its room lock", func() bool {
-		return w.rdb.Exists(ctx, "nestbot:{"+id+"}:lock").Val() == 1
-	})
-	// Writes refused from here; LiveKit back: the room is recreated, then
-	// the final transaction fails.
-	if err := w.rdb.ConfigSet(ctx, "maxmemory-policy", "noeviction").Err(); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.rdb.ConfigSet(ctx, "maxmemory", "1").Err(); err != nil {
-		t.Fatal(err)
-	}
-	w.lk.Start()
-	waitFor(t, "the restart resumed after its final transaction failed", func() bool {
-		return metric(t, w.svc, "nestbot_request_retries_total", map[string]string{"step": "resume"}) >= 1
-	})
+	var answer <-chan *bot.Exchange
+	failFinalCommit(t, w, w.svc, id, func() { answer = w.sendAsync(host, req, 60*time.Second) })
 	if n := metric(t, w.svc, "nestbot_requests_total", nil); n != 0 {
 		t.Errorf("%v requests counted before the request was answered: want 0", n)
 	}
@@ -606,9 +590,7 @@ func TestFaultFinalCommitRefused(t *testing.T) {
 	// run is resumed again. (Writes are refused until LiveKit is down, so
 	// the resumed run cannot reach LiveKit before: its claim is a write.)
 	w.lk.Stop()
-	if err := w.rdb.ConfigSet(ctx, "maxmemory", "0").Err(); err != nil {
-		t.Fatal(err)
-	}
+	refuseWrites(t, w, false)
 	waitFor(t, "the resumed restart resumed again after LiveKit's budget", func() bool {
 		return metric(t, w.svc, "nestbot_request_retries_total", map[string]string{"step": "resume"}) >= 2
 	})
