@@ -242,20 +242,15 @@ func (s *Service) commitLater(ctx context.Context, j job) (context.Context, func
 	}
 }
 
-// claim takes a job's claim for this instance, with the same rules for
-// 4312 requests and direct messages. ours is true when the work is this
-// instance's to do; stored is an answer given before but maybe not
-// delivered, to deliver again. Otherwise the job is done elsewhere, or was
-// deferred here: retried while Redis does not answer, watched while another
-// live instance holds it (and taken over if that instance dies).
-func (s *Service) claim(ctx context.Context, j job) (stored *nostr.Event, ours bool) {
-	stored, ours, _ = s.claimCounting(ctx, j, "")
-	return stored, ours
-}
-
-// claimCounting is claim that, given a requester's pubkey, also counts the
-// request in its rate window when it takes the claim, in the same round
-// trip (claims.acquireCounted): counted is the window's count, 0 when not
+// claimCounting takes a job's claim for this instance, with the same
+// rules for 4312 requests and direct messages. ours is true when the work
+// is this instance's to do; stored is an answer given before but maybe
+// not delivered, to deliver again. Otherwise the job is done elsewhere, or
+// was deferred here: retried while Redis does not answer, watched while
+// another live instance holds it (and taken over if that instance dies).
+// Given a requester's pubkey, it also counts the request in its rate
+// window when it takes the claim, in the same round trip
+// (claims.acquireCounted): counted is the window's count, 0 when not
 // counted, countedBefore when the claim was taken over (or taken again)
 // rather than new, whatever pubkey.
 func (s *Service) claimCounting(ctx context.Context, j job, pubkey string) (stored *nostr.Event, ours bool, counted int64) {
@@ -315,15 +310,11 @@ func (s *Service) claimLocking(ctx context.Context, j job, pubkey string, req no
 // RATE_LIMITED about a room its first run may already have changed.
 const countedBefore int64 = -1
 
-// work turns a parsed request into an answer. Every path returns exactly
-// one answer; internal errors are logged, never shown.
-func (s *Service) work(ctx context.Context, req nostrx.Request, perr error) answer {
-	return s.workCounted(ctx, req, perr, 0)
-}
-
-// workCounted is work for a request already counted in its requester's
-// rate window (counted: the window's count, this request included; 0 when
-// not counted yet, see admitCounted).
+// workCounted turns a parsed request into an answer. Every path returns
+// exactly one answer; internal errors are logged, never shown. counted is
+// the claim's count of the request in its requester's rate window (this
+// request included; 0 when not counted yet; countedBefore), see
+// admitCounted.
 func (s *Service) workCounted(ctx context.Context, req nostrx.Request, perr error, counted int64) answer {
 	if perr != nil {
 		return failed(req, perr)
@@ -400,15 +391,11 @@ func failed(req nostrx.Request, err error) answer {
 	return a
 }
 
-// admit applies the operator's allow and deny lists and the per-requester
-// rate limit, before any room is looked at.
-func (s *Service) admit(ctx context.Context, req nostrx.Request) error {
-	return s.admitCounted(ctx, req, 0)
-}
-
-// admitCounted is admit for a request whose rate window count the claim
-// already took (counted > 0, see claimCounting): it is not counted again;
-// countedBefore: counted when first claimed, admitted.
+// admitCounted applies the operator's allow and deny lists and the
+// per-requester rate limit, before any room is looked at. A request whose
+// count the claim already took (counted > 0, see claimCounting) is not
+// counted again; countedBefore: counted when first claimed, admitted; 0:
+// counted here (rateAllow).
 func (s *Service) admitCounted(ctx context.Context, req nostrx.Request, counted int64) error {
 	if err := s.listed(req.Requester); err != nil {
 		return err
