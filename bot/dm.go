@@ -298,7 +298,6 @@ func (s *Service) handleDM(ctx context.Context, j job) {
 	if j.marks == nil {
 		j.marks = &rooms.Marks{}
 	}
-	ctx = rooms.WithMarks(ctx, j.marks)
 	var stored *nostr.Event
 	ours, counted := true, countedBefore
 	if !j.givenUp { // a given-up restart holds its claim: answered, not claimed again
@@ -332,7 +331,7 @@ func (s *Service) handleDM(ctx context.Context, j job) {
 		// A restart taken over may carry its dead owner's public change:
 		// finished as a resumed one is (see handle).
 		finishing := j.finishing || (counted == countedBefore && parsed.verb == verbRestart)
-		text, action, outcome, room, werr = s.dmAnswer(ctx, cmd, parsed, finishing, counted)
+		text, action, outcome, room, werr = s.dmAnswer(ctx, cmd, parsed, finishing, counted, rooms.Run{Marks: j.marks})
 	}
 	if text == "" {
 		// Nothing to say (not a command, and the sender already got the
@@ -394,7 +393,7 @@ func (s *Service) handleDM(ctx context.Context, j job) {
 // (job.finishing, Service.finish). counted is the claim's (claimCounting):
 // countedBefore for a command claimed before, counted against its sender's
 // rate then and not again.
-func (s *Service) dmAnswer(ctx context.Context, cmd *dmCommand, p dmParsed, finishing bool, counted int64) (text, action, outcome string, room nostrx.Coordinate, err error) {
+func (s *Service) dmAnswer(ctx context.Context, cmd *dmCommand, p dmParsed, finishing bool, counted int64, run rooms.Run) (text, action, outcome string, room nostrx.Coordinate, err error) {
 	switch p.verb {
 	case verbNone:
 		// Not a command: the help text, at most once per sender per
@@ -430,9 +429,9 @@ func (s *Service) dmAnswer(ctx context.Context, cmd *dmCommand, p dmParsed, fini
 	}
 	var ans answer
 	if finishing && p.err == nil {
-		ans = s.finish(ctx, req)
+		ans = s.finish(ctx, req, run)
 	} else {
-		ans = s.workCounted(ctx, req, p.err, counted)
+		ans = s.workCounted(ctx, req, p.err, counted, run)
 	}
 	action = req.Action
 	if ans.resume {

@@ -26,7 +26,8 @@ import (
 //	           deferred.go when Redis or another replica holds it)
 //	           → s.workCounted: s.admitCounted (access.go allow/deny, the
 //	             claim's count or s.rateAllow → rooms.RedisStore.RateAllow)
-//	             → rooms.Engine.Restart or Status (rooms/engine.go)
+//	             → rooms.Engine.RestartRun (rooms.Run: CommitLater, Marks)
+//	               or Status (rooms/engine.go)
 //	             (s.finish instead for a restart resumed after a public
 //	             change: not admitted again, deferred.go resumeLater)
 //	           → nostrx.BuildResponse (the answer, NIP-44)
@@ -133,9 +134,9 @@ func (s *Service) handle(ctx context.Context, j job) {
 	if j.marks == nil {
 		j.marks = &rooms.Marks{}
 	}
-	ctx = rooms.WithMarks(ctx, j.marks)
-	ctx, endCommit := s.commitLater(ctx, j)
+	later, endCommit := s.commitLater(ctx, j)
 	defer endCommit()
+	run := rooms.Run{Later: later, Marks: j.marks}
 	ev := j.ev
 	st := s.stages(j.received)
 	st.done(stageQueue)
@@ -149,7 +150,7 @@ func (s *Service) handle(ctx context.Context, j job) {
 	var stored *nostr.Event
 	ours, counted := true, countedBefore
 	if !j.givenUp { // a given-up restart holds its claim: answered, not claimed again
-		stored, ours, counted = s.claimLocking(ctx, j, countFor, req, perr)
+		stored, ours, counted = s.claimLocking(ctx, j, countFor, req, perr, later)
 	}
 	st.done(stageClaim)
 	if stored != nil {
@@ -164,17 +165,17 @@ func (s *Service) handle(ctx context.Context, j job) {
 	case j.givenUp && perr == nil:
 		ans = failed(req, errGivenUp)
 	case j.finishing && perr == nil:
-		ans = s.finish(ctx, req)
+		ans = s.finish(ctx, req, run)
 	case counted == countedBefore && perr == nil && req.Action == nostrx.ActionRestart:
 		// Taken over: its dead owner may have changed the room, and
 		// nothing here tells, so it is finished as a resumed restart is.
 		if err := s.listed(req.Requester); err != nil {
 			ans = failed(req, err)
 		} else {
-			ans = s.finish(ctx, req)
+			ans = s.finish(ctx, req, run)
 		}
 	default:
-		ans = s.workCounted(ctx, req, perr, counted)
+		ans = s.workCounted(ctx, req, perr, counted, run)
 	}
 	st.done(stageWork)
 	if ans.resume {
@@ -192,7 +193,7 @@ func (s *Service) handle(ctx context.Context, j job) {
 	relays := s.responseRelays(ev, j.via, ans.relays, isRefusal(ans.payload))
 	st.done(stageBuild)
 	sent := s.outbox.sends.watch(resp.ID)
-	delivered, answered := s.storeAndDeliver(ctx, j, &resp, relays)
+	delivered, answered := s.storeAndDeliver(ctx, j, &resp, relays, later)
 	if !answered {
 		return // resumed (resumeLater): counted and logged when it is answered
 	}
@@ -227,9 +228,9 @@ func (s *Service) handle(ctx context.Context, j job) {
 // error after the restart's writes, a response that could not be built,
 // a panic). Then, if Redis stays away for the budget, the room lock is
 // released and the writes are lost, as after a failed commit.
-func (s *Service) commitLater(ctx context.Context, j job) (context.Context, func()) {
+func (s *Service) commitLater(ctx context.Context, j job) (*rooms.CommitLater, func()) {
 	cl := &rooms.CommitLater{}
-	return rooms.WithCommitLater(ctx, cl), func() {
+	return cl, func() {
 		cl.ReleaseUnused()
 		if !cl.Pending() {
 			return
@@ -254,25 +255,24 @@ func (s *Service) commitLater(ctx context.Context, j job) (context.Context, func
 // counted, countedBefore when the claim was taken over (or taken again)
 // rather than new, whatever pubkey.
 func (s *Service) claimCounting(ctx context.Context, j job, pubkey string) (stored *nostr.Event, ours bool, counted int64) {
-	return s.claimLocking(ctx, j, pubkey, nostrx.Request{}, nil)
+	return s.claimLocking(ctx, j, pubkey, nostrx.Request{}, nil, nil)
 }
 
 // claimLocking is claimCounting that, for a restart request (req parsed
 // without error, perr nil) counted for pubkey, also takes the room's lock
 // and reads the room in the same round trip when the claim is ours and
 // within the rate limit (claims.acquireLocked); the lock goes to the
-// restart through ctx's CommitLater (see commitLater), which releases it
-// if the restart never takes it.
-func (s *Service) claimLocking(ctx context.Context, j job, pubkey string, req nostrx.Request, perr error) (stored *nostr.Event, ours bool, counted int64) {
+// restart through later (see commitLater), which releases it if the
+// restart never takes it.
+func (s *Service) claimLocking(ctx context.Context, j job, pubkey string, req nostrx.Request, perr error, later *rooms.CommitLater) (stored *nostr.Event, ours bool, counted int64) {
 	cctx, cancel := context.WithTimeout(ctx, s.cfg.Limits.DependencyTimeout)
 	var state claimOutcome
 	var err error
-	cl := rooms.CommitLaterFrom(ctx)
 	switch {
-	case pubkey != "" && perr == nil && req.Action == nostrx.ActionRestart && cl != nil:
+	case pubkey != "" && perr == nil && req.Action == nostrx.ActionRestart && later != nil:
 		var pre *rooms.LockedView
 		state, stored, counted, pre, err = s.claims.acquireLocked(cctx, j.id(), !j.watching, pubkey, time.Now(), s.cfg.Limits.RestartsPerMinute, req.Room, s.engine.LockTTL())
-		cl.Prefetched(pre)
+		later.Prefetched(pre)
 	case pubkey != "":
 		state, stored, counted, err = s.claims.acquireCounted(cctx, j.id(), !j.watching, pubkey, time.Now())
 	case j.watching:
@@ -315,7 +315,7 @@ const countedBefore int64 = -1
 // the claim's count of the request in its requester's rate window (this
 // request included; 0 when not counted yet; countedBefore), see
 // admitCounted.
-func (s *Service) workCounted(ctx context.Context, req nostrx.Request, perr error, counted int64) answer {
+func (s *Service) workCounted(ctx context.Context, req nostrx.Request, perr error, counted int64, run rooms.Run) answer {
 	if perr != nil {
 		return failed(req, perr)
 	}
@@ -334,7 +334,7 @@ func (s *Service) workCounted(ctx context.Context, req nostrx.Request, perr erro
 		}
 		return answer{payload: p, room: req.Room, outcome: "ok"}
 	default:
-		return s.restart(ctx, req)
+		return s.restart(ctx, req, run)
 	}
 }
 
@@ -349,8 +349,8 @@ var errGivenUp = nostrx.Refuse(nostrx.CodeUnavailable, "a backing service is una
 // A failure that may pass (UNAVAILABLE, INTERNAL) resumes it again, as
 // rooms.ErrIncomplete does, so that a room already changed is never
 // answered with one.
-func (s *Service) finish(ctx context.Context, req nostrx.Request) answer {
-	ans := s.restart(ctx, req)
+func (s *Service) finish(ctx context.Context, req nostrx.Request, run rooms.Run) answer {
+	ans := s.restart(ctx, req, run)
 	if ans.outcome == string(nostrx.CodeUnavailable) || ans.outcome == string(nostrx.CodeInternal) {
 		return answer{resume: true, err: fmt.Errorf("%w: %w", rooms.ErrIncomplete, ans.err), room: req.Room, outcome: "incomplete"}
 	}
@@ -358,8 +358,8 @@ func (s *Service) finish(ctx context.Context, req nostrx.Request) answer {
 }
 
 // restart runs an admitted restart request on the engine.
-func (s *Service) restart(ctx context.Context, req nostrx.Request) answer {
-	res, err := s.engine.Restart(ctx, req)
+func (s *Service) restart(ctx context.Context, req nostrx.Request, run rooms.Run) answer {
+	res, err := s.engine.RestartRun(ctx, req, run)
 	if errors.Is(err, rooms.ErrIncomplete) {
 		return answer{resume: true, err: err, room: req.Room, outcome: "incomplete"}
 	}
@@ -453,19 +453,19 @@ func (s *Service) storeAnswer(ctx context.Context, j job, resp *nostr.Event) err
 // alone (which publishes unstored when it cannot store), as storeAnswer's
 // failure did. delivered is deliver's result.
 //
-// When the restart handed its final writes to ctx's CommitLater (see
+// When the restart handed its final writes to later (see
 // commitLater), they go into the same transaction, so a restart ends with
 // one round trip, not two. If that fails for the whole budget, nothing
 // is answered: the room lock is released and the restart resumed
 // (resumeLater), exactly as when the restart's own commit fails, and
 // answered is false: the request is neither answered nor to be counted
 // yet.
-func (s *Service) storeAndDeliver(ctx context.Context, j job, resp *nostr.Event, relays []string) (delivered, answered bool) {
+func (s *Service) storeAndDeliver(ctx context.Context, j job, resp *nostr.Event, relays []string, later *rooms.CommitLater) (delivered, answered bool) {
 	a := s.newPending(j.id(), resp, relays)
-	if cl := rooms.CommitLaterFrom(ctx); cl.Pending() {
-		stored, err := s.claims.answeredPending(ctx, s.pending.store, cl, a)
+	if later.Pending() {
+		stored, err := s.claims.answeredPending(ctx, s.pending.store, later, a)
 		if err != nil {
-			cl.Abort()
+			later.Abort()
 			s.resumeLater(j, fmt.Errorf("%w: %w", rooms.ErrIncomplete, err))
 			return false, false
 		}

@@ -163,9 +163,26 @@ func (e *Engine) now() time.Time {
 // lock go, the look-up runs, and a new locked pass re-reads everything the
 // decision depends on (record, replacement, last event) before acting.
 func (e *Engine) Restart(ctx context.Context, req nostrx.Request) (*Result, error) {
+	return e.RestartRun(ctx, req, Run{})
+}
+
+// Run is what the runs of one request's restart share with their caller
+// (RestartRun). The zero Run shares nothing: the restart commits its own
+// writes, and only Redis's recreation marks are read.
+type Run struct {
+	// Later takes the restart's final writes and lock, for the caller to
+	// commit with its answer (see CommitLater); nil: committed at once.
+	Later *CommitLater
+	// Marks keeps the recreation marks of this request's runs across them
+	// (see Marks); nil: Redis's only.
+	Marks *Marks
+}
+
+// RestartRun is Restart sharing run with its caller.
+func (e *Engine) RestartRun(ctx context.Context, req nostrx.Request, run Run) (*Result, error) {
 	var pre lookups
 	for range 3 {
-		res, err := e.restartLocked(ctx, req, &pre)
+		res, err := e.restartLocked(ctx, req, &pre, run)
 		var need *needLookup
 		if !errors.As(err, &need) {
 			return res, err
@@ -208,9 +225,9 @@ type needLookup struct {
 func (n *needLookup) Error() string { return "a relay look-up is needed first" }
 
 // restartLocked is one pass of Restart under the room's lock.
-func (e *Engine) restartLocked(ctx context.Context, req nostrx.Request, pre *lookups) (*Result, error) {
+func (e *Engine) restartLocked(ctx context.Context, req nostrx.Request, pre *lookups, run Run) (*Result, error) {
 	// The lock and the first reads share one round trip (LockView).
-	lk, view, err := e.lockView(ctx, req.Room)
+	lk, view, err := e.lockView(ctx, req.Room, run.Later)
 	if err != nil {
 		return nil, err
 	}
@@ -247,7 +264,7 @@ func (e *Engine) restartLocked(ctx context.Context, req nostrx.Request, pre *loo
 			return nil, &needLookup{room: true}
 		}
 		resuming := view0 != nil && view0.PendingErr == nil && view0.Pending != ""
-		return e.recreate(ctx, req, pre.room, commitLock, resuming)
+		return e.recreate(ctx, req, pre.room, commitLock, resuming, run.Later)
 	}
 	last, err := e.lastEvent(ctx, rec.ID, view0)
 	if err != nil {
@@ -268,7 +285,7 @@ func (e *Engine) restartLocked(ctx context.Context, req nostrx.Request, pre *loo
 	if err != nil {
 		return nil, err
 	}
-	res, err := e.restartInPlace(ctx, req, target, rec, role, view0, last, hostEv, commitLock)
+	res, err := e.restartInPlace(ctx, req, target, rec, role, view0, last, hostEv, commitLock, run)
 	if err != nil {
 		return nil, err
 	}
@@ -359,7 +376,7 @@ func (e *Engine) follow(ctx context.Context, c nostrx.Coordinate, newID string) 
 // holds what LockView already read about it; lk, when not nil, is released
 // together with the final writes. last is the bot's last event for it and
 // hostEv the host's own event (adoption), both nil when there is none.
-func (e *Engine) restartInPlace(ctx context.Context, req nostrx.Request, target nostrx.Coordinate, rec *Record, role nostrx.Role, pre *RoomView, last *nostr.Event, hostEv *nostrx.RoomEvent, lk HeldLock) (*Result, error) {
+func (e *Engine) restartInPlace(ctx context.Context, req nostrx.Request, target nostrx.Coordinate, rec *Record, role nostrx.Role, pre *RoomView, last *nostr.Event, hostEv *nostrx.RoomEvent, lk HeldLock, run Run) (*Result, error) {
 	var cooling bool
 	var err error
 	if pre != nil && pre.CoolingErr == nil {
@@ -408,7 +425,7 @@ func (e *Engine) restartInPlace(ctx context.Context, req nostrx.Request, target 
 	}
 	if cooling {
 		if w.Event != nil || w.Record != nil {
-			if err := e.commit(ctx, w, lk); err != nil {
+			if err := e.commit(ctx, w, lk, run.Later); err != nil {
 				return nil, err
 			}
 		}
@@ -418,7 +435,7 @@ func (e *Engine) restartInPlace(ctx context.Context, req nostrx.Request, target 
 	now := e.now()
 	rec.Status = StatusActive
 	rec.RestartedAt = now.UnixMilli()
-	room, err := e.recreatedBefore(ctx, rec.ID, pre)
+	room, err := e.recreatedBefore(ctx, rec.ID, pre, run.Marks)
 	if err != nil {
 		return nil, err
 	}
@@ -427,7 +444,7 @@ func (e *Engine) restartInPlace(ctx context.Context, req nostrx.Request, target 
 		room, err = retry(ctx, e.Set.DependencyBudget, func(ctx context.Context) (*LiveRoom, error) {
 			return e.LiveKit.Recreate(ctx, rec.ID, roomMetadata(rec), func(p Replaced) {
 				deleted.Store(true)
-				e.markRecreating(ctx, rec.ID, p)
+				e.markRecreating(ctx, rec.ID, p, run.Marks)
 			})
 		})
 		if err != nil && deleted.Load() {
@@ -455,7 +472,7 @@ func (e *Engine) restartInPlace(ctx context.Context, req nostrx.Request, target 
 		w.Record = rec
 	}
 	// record (unless written above), last event, cool-down, unlock
-	if err := e.commit(ctx, w, lk); err != nil {
+	if err := e.commit(ctx, w, lk, run.Later); err != nil {
 		return nil, incomplete(err)
 	}
 	res, err := e.result(target, rec, req.Requester, role, MsgRestarted, room.SID, published)
@@ -519,8 +536,8 @@ func (e *Engine) markTTL() time.Duration {
 // effort: without the mark a restart cut off after the create would
 // recreate the room once more on resume; failing the restart for it would
 // leave the room deleted.
-func (e *Engine) markRecreating(ctx context.Context, room string, p Replaced) {
-	marksFrom(ctx).note(room, p) // in memory too: see Marks
+func (e *Engine) markRecreating(ctx context.Context, room string, p Replaced, marks *Marks) {
+	marks.note(room, p) // in memory too: see Marks
 	mctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	_ = e.State.MarkRecreating(mctx, room, p.Mark(), e.markTTL())
@@ -531,8 +548,9 @@ func (e *Engine) markRecreating(ctx context.Context, room string, p Replaced) {
 // LiveKit already has a room made after that delete (Replaced.IsNew on
 // the mark, either form: marks of older bots name the deleted SID): that
 // restart's new room, which this restart completes instead of recreating
-// it again. nil means recreate.
-func (e *Engine) recreatedBefore(ctx context.Context, room string, pre *RoomView) (*LiveRoom, error) {
+// it again. nil means recreate. marks holds the marks this request's
+// earlier runs made, for when Redis refused them (nil: none).
+func (e *Engine) recreatedBefore(ctx context.Context, room string, pre *RoomView, marks *Marks) (*LiveRoom, error) {
 	mark, marked := "", false
 	if pre != nil && pre.RecreatingErr == nil {
 		mark, marked = pre.RecreatingMark, pre.Recreating
@@ -553,7 +571,7 @@ func (e *Engine) recreatedBefore(ctx context.Context, room string, pre *RoomView
 	if !marked {
 		// Redis has none: this request's earlier run may have made one
 		// Redis refused (Marks).
-		p, ok := marksFrom(ctx).get(room)
+		p, ok := marks.get(room)
 		if !ok {
 			return nil, nil
 		}
@@ -576,7 +594,7 @@ func (e *Engine) recreatedBefore(ctx context.Context, room string, pre *RoomView
 // here by Restart. resuming says a recreation cut off after its public
 // change is being finished: it is not counted against
 // new_rooms_per_minute again.
-func (e *Engine) recreate(ctx context.Context, req nostrx.Request, orig *nostrx.RoomEvent, lk HeldLock, resuming bool) (*Result, error) {
+func (e *Engine) recreate(ctx context.Context, req nostrx.Request, orig *nostrx.RoomEvent, lk HeldLock, resuming bool, later *CommitLater) (*Result, error) {
 	if !resuming {
 		if err := e.newRoomBudget(ctx); err != nil {
 			return nil, err
@@ -618,7 +636,7 @@ func (e *Engine) recreate(ctx context.Context, req nostrx.Request, orig *nostrx.
 	if err := e.commit(ctx, Writes{
 		Event: published, Replaced: &req.Room, ReplacedBy: newID, ReplacementTTL: replacementTTL,
 		Restarted: newID, Cooldown: e.Set.Cooldown,
-	}, lk); err != nil {
+	}, lk, later); err != nil {
 		return nil, incomplete(err)
 	}
 	e.closeOldRoom(ctx, req.Room)
@@ -930,8 +948,10 @@ func (e *Engine) lock(ctx context.Context, room string) (func(), error) {
 	return unlock, nil
 }
 
-func (e *Engine) lockView(ctx context.Context, c nostrx.Coordinate) (HeldLock, RoomView, error) {
-	if lk, view, ok := CommitLaterFrom(ctx).usePrefetched(c); ok {
+// lockView takes c's lock and reads c in one round trip, or takes what
+// later prefetched with the request's claim (nil: nothing).
+func (e *Engine) lockView(ctx context.Context, c nostrx.Coordinate, later *CommitLater) (HeldLock, RoomView, error) {
+	if lk, view, ok := later.usePrefetched(c); ok {
 		return lk, view, nil // taken with the request's claim (ClaimLocked)
 	}
 	lockCtx, cancel := context.WithTimeout(ctx, e.Set.DependencyBudget)
@@ -964,11 +984,11 @@ func (e *Engine) put(ctx context.Context, rec *Record) error {
 }
 
 // commit applies w, retrying within the dependency budget, and releases lk
-// with it when lk is not nil. When ctx carries a CommitLater that can take
-// them (see WithCommitLater), w and lk are handed to it instead, for the
-// caller to apply together with its answer.
-func (e *Engine) commit(ctx context.Context, w Writes, lk HeldLock) error {
-	if CommitLaterFrom(ctx).take(w, lk) {
+// with it when lk is not nil. When later can take them (see CommitLater),
+// w and lk are handed to it instead, for the caller to apply together
+// with its answer.
+func (e *Engine) commit(ctx context.Context, w Writes, lk HeldLock, later *CommitLater) error {
+	if later.take(w, lk) {
 		return nil
 	}
 	_, err := retry(ctx, e.Set.DependencyBudget, func(ctx context.Context) (struct{}, error) {

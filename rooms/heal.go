@@ -127,7 +127,7 @@ func (e *Engine) Heal(ctx context.Context, c nostrx.Coordinate, opt HealOptions)
 		}
 		hostEv = ev
 	}
-	lk, view, err := e.lockView(ctx, c)
+	lk, view, err := e.lockView(ctx, c, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -207,14 +207,14 @@ func (e *Engine) Heal(ctx context.Context, c nostrx.Coordinate, opt HealOptions)
 			return nil, unavailable(err)
 		}
 		// The cool-down makes replicas and the next ticks stand down.
-		if err := e.commit(ctx, Writes{Restarted: rec.ID, Cooldown: e.Set.Cooldown}, lk); err != nil {
+		if err := e.commit(ctx, Writes{Restarted: rec.ID, Cooldown: e.Set.Cooldown}, lk, nil); err != nil {
 			return nil, err
 		}
 		h.Action, h.SID = HealMetadata, room.SID
 		return h, nil
 	}
 	req := nostrx.Request{ID: "heal:" + c.String(), Requester: rec.Host, CreatedAt: nostr.Now(), Action: nostrx.ActionRestart, Room: c}
-	res, err := e.restartInPlace(ctx, req, c, rec, nostrx.RoleHost, &view, last, nil, lk)
+	res, err := e.restartInPlace(ctx, req, c, rec, nostrx.RoleHost, &view, last, nil, lk, Run{})
 	if err != nil {
 		return nil, err
 	}
@@ -264,7 +264,7 @@ func (e *Engine) healRecordGone(ctx context.Context, c nostrx.Coordinate, spec n
 	}
 	req := nostrx.Request{ID: "heal:" + c.String(), Requester: spec.Host, CreatedAt: nostr.Now(), Action: nostrx.ActionRestart, Room: c}
 	resuming := view.PendingErr == nil && view.Pending != ""
-	res, err := e.recreate(ctx, req, orig, lk, resuming)
+	res, err := e.recreate(ctx, req, orig, lk, resuming, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -342,8 +342,8 @@ func (s *RedisStore) commitOps(ctx context.Context, w Writes, lock *RoomLock) (g
 // instead of two at the end of a restart (issue 15, CommitAnswered). The
 // Result needs none of the writes, only what was decided before them.
 //
-// Engine.commit hands its writes and lock to the CommitLater in its
-// context (WithCommitLater) instead of applying them when the lock is a
+// Engine.commit hands its writes and lock to the CommitLater of its Run
+// (Engine.RestartRun) instead of applying them when the lock is a
 // RedisStore's on a single server (on a cluster the answer and the room
 // are in different slots, so nothing is won, and Commit runs as before).
 // The lock stays held, and renewed, until the writes are applied, so no
@@ -398,19 +398,6 @@ func (cl *CommitLater) ReleaseUnused() {
 // lock for it).
 func (e *Engine) LockTTL() time.Duration {
 	return e.Set.DependencyBudget*3 + e.Set.LookupTimeout
-}
-
-type commitLaterKey struct{}
-
-// WithCommitLater returns ctx carrying cl, for Engine.Restart.
-func WithCommitLater(ctx context.Context, cl *CommitLater) context.Context {
-	return context.WithValue(ctx, commitLaterKey{}, cl)
-}
-
-// CommitLaterFrom returns the CommitLater ctx carries, or nil.
-func CommitLaterFrom(ctx context.Context) *CommitLater {
-	cl, _ := ctx.Value(commitLaterKey{}).(*CommitLater)
-	return cl
 }
 
 // take keeps w and held for later when it can (see CommitLater); false:

@@ -1,35 +1,20 @@
 package rooms
 
-import (
-	"context"
-	"sync"
-)
+import "sync"
 
 // Marks are the recreation marks (see Engine.markRecreating) one request's
 // runs made, kept in memory by the caller across the runs of that request
 // (a restart resumed after a public change runs again). The mark in Redis
 // is best effort: when Redis refuses it (the very failure that makes a
 // restart resume), the resumed run would find no mark and recreate the
-// room a second time, kicking everyone out again. With Marks in its
-// context (WithMarks), the engine also notes each mark there, and a run
+// room a second time, kicking everyone out again. With Marks in its Run
+// (Engine.RestartRun), the engine also notes each mark there, and a run
 // that finds none in Redis uses the one its earlier run noted. A process
 // that dies loses them; the replica that takes the request over has only
 // Redis's, as before.
 type Marks struct {
 	mu sync.Mutex
 	m  map[string]Replaced // by room ID
-}
-
-type marksKey struct{}
-
-// WithMarks returns ctx carrying m, for Engine.Restart.
-func WithMarks(ctx context.Context, m *Marks) context.Context {
-	return context.WithValue(ctx, marksKey{}, m)
-}
-
-func marksFrom(ctx context.Context) *Marks {
-	m, _ := ctx.Value(marksKey{}).(*Marks)
-	return m
 }
 
 // note remembers p as room's mark (nil m: nothing).
